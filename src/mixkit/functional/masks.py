@@ -1,0 +1,196 @@
+"""Masks for the masking mixers: boxes (CutMix) and thresholded Fourier noise (FMix).
+
+A *keep mask* ``M`` holds, per element of the trailing (spatial) shape, the weight of the sample's
+own input: ``mixed = M * x + (1 - M) * x[index]``. Its mean is the realised lambda. Masks are
+shaped ``(B, *spatial)`` (one per sample) or ``(1, *spatial)`` (one for the whole batch) and are
+built batched on the inputs' device, with no Python loop over samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "sample_boxes",
+    "box_keep_mask",
+    "boxes_lambda",
+    "fourier_frequencies",
+    "fourier_noise",
+    "binarise_noise",
+    "fourier_masks",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes (CutMix): an interval in 1-D, a rectangle in 2-D, a cuboid in 3-D.
+
+
+def sample_boxes(
+    lam: Tensor,
+    spatial: tuple[int, ...],
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Boxes of volume fraction ``1 - lam`` with uniformly random centres, clipped to the borders.
+
+    Each side is ``S_d * (1 - lam)^(1/d)`` (rounded down), the centre uniform over the ``S_d``
+    positions of each axis (CutMix, Yun et al. 2019, generalised to d = 1, 2, 3 dimensions).
+    Returns int64 ``(B, d, 2)`` holding ``[lo, hi)`` per axis; clipping makes a box smaller than
+    drawn, which ``boxes_lambda`` accounts for.
+    """
+    d = len(spatial)
+    b = lam.shape[0]
+    device = lam.device
+    size = torch.tensor(spatial, device=device, dtype=torch.float64)
+    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / d)  # (B,)
+    side = torch.floor(size * ratio[:, None]).to(torch.int64)  # (B, d)
+    u = torch.rand(b, d, generator=generator, device=device, dtype=torch.float64)
+    centre = torch.floor(u * size).to(torch.int64).clamp_max(size.to(torch.int64) - 1)
+    lo = centre - side // 2
+    hi = lo + side
+    limit = size.to(torch.int64)
+    lo = torch.minimum(lo.clamp_min(0), limit)
+    hi = torch.minimum(hi.clamp_min(0), limit)
+    return torch.stack([lo, hi], dim=-1)
+
+
+def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """The realised own-sample weight ``1 - box volume / total volume`` per box, float32."""
+    extent = (boxes[..., 1] - boxes[..., 0]).clamp_min(0).to(torch.float64)
+    return (1.0 - extent.prod(dim=-1) / math.prod(spatial)).to(torch.float32)
+
+
+def box_keep_mask(boxes: Tensor, spatial: tuple[int, ...], dtype=torch.float32) -> Tensor:
+    """Keep masks ``(B, *spatial)``: 0 inside each box (pasted from the partner), 1 outside."""
+    b, d, _ = boxes.shape
+    inside = None
+    for axis in range(d):
+        pos = torch.arange(spatial[axis], device=boxes.device)
+        lo = boxes[:, axis, 0:1]
+        hi = boxes[:, axis, 1:2]
+        hit = (pos >= lo) & (pos < hi)  # (B, S_axis)
+        shape = [b] + [1] * d
+        shape[axis + 1] = spatial[axis]
+        hit = hit.view(shape)
+        inside = hit if inside is None else inside & hit
+    return (~inside).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fourier masks (FMix, Harris et al. 2020, arXiv 2002.12047).
+
+
+def fourier_frequencies(spatial: tuple[int, ...], device="cpu") -> Tensor:
+    """Magnitude ``|f|`` of each frequency of the real FFT grid of ``spatial`` (cycles/sample).
+
+    The grid is ``spatial[:-1] + (spatial[-1] // 2 + 1,)``: full FFT frequencies on every axis but
+    the last, which holds the non-negative half, as ``torch.fft.rfftn`` lays it out.
+    """
+    d = len(spatial)
+    sq = None
+    for axis, n in enumerate(spatial):
+        f = torch.fft.rfftfreq(n, device=device) if axis == d - 1 else torch.fft.fftfreq(n, device=device)
+        f = f.to(torch.float64)
+        shape = [1] * d
+        shape[axis] = f.numel()
+        term = f.view(shape) ** 2
+        sq = term if sq is None else sq + term
+    return sq.sqrt()
+
+
+def fourier_noise(
+    batch: int,
+    spatial: tuple[int, ...],
+    decay_power: float,
+    *,
+    generator: torch.Generator | None = None,
+    device="cpu",
+    spectrum: str = "paper",
+) -> Tensor:
+    """Low-frequency noise ``(batch, *spatial)``: a complex Gaussian spectrum scaled by
+    ``1 / max(|f|, 1 / max(spatial))^decay_power`` and taken back by the inverse real FFT.
+
+    ``spectrum="paper"`` is the isotropic 1/f^delta noise FMix describes. ``spectrum="official"``
+    reproduces the upstream code as it runs: it pairs the first two rows of the frequency grid as
+    real and imaginary parts and feeds the (real, imag) axis of length 2 to the inverse transform
+    as the last frequency axis, so along the last axis only frequencies 0 and 1 survive (stripes
+    and single blobs). It is offered to compare with numbers published from that code.
+    """
+    if spectrum not in ("paper", "official"):
+        raise ValueError(f"spectrum: expected 'paper' or 'official', got {spectrum!r}")
+    freqs = fourier_frequencies(spatial, device=device)
+    scale = 1.0 / freqs.clamp_min(1.0 / max(spatial)).pow(decay_power)
+    scale = scale.to(torch.float32)
+    param = torch.randn(
+        (batch, *freqs.shape, 2), generator=generator, device=device, dtype=torch.float32
+    )
+    dims = tuple(range(-len(spatial), 0))
+    if spectrum == "paper":
+        z = torch.complex(param[..., 0] * scale, param[..., 1] * scale)
+        return torch.fft.irfftn(z, s=spatial, dim=dims)
+    if spatial[0] < 2 or freqs.shape[0] < 2:
+        raise ValueError(
+            f"spectrum='official' needs at least 2 frequencies on the first axis, got shape {spatial}"
+        )
+    spec = param * scale[..., None]
+    # (batch, f0, ..., 2) -> rows 0 and 1 of the first frequency axis as real / imaginary parts.
+    stripe = torch.complex(spec[:, 0], spec[:, 1])  # (batch, f1, ..., f_last, 2)
+    return torch.fft.irfftn(stripe, s=spatial, dim=dims)
+
+
+def binarise_noise(
+    noise: Tensor,
+    lam: Tensor,
+    *,
+    max_soft: float = 0.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Keep masks from noise: in each row the top ``k`` values become 1 and the rest 0, where
+    ``k`` is ``ceil(lam * n)`` or ``floor(lam * n)`` with probability 1/2 each (n = elements).
+
+    ``max_soft > 0`` replaces the hard edge by a linear ramp from 1 to 0 over the ranks
+    ``k - s .. k + s - 1`` with ``s = floor(n * min(max_soft, lam, 1 - lam))``.
+    ``noise`` is ``(B, *spatial)``, ``lam`` ``(B,)``; returns ``(B, *spatial)`` in ``dtype``.
+    """
+    b = noise.shape[0]
+    flat = noise.reshape(b, -1)
+    n = flat.shape[1]
+    lam64 = lam.to(torch.float64)
+    up = torch.rand(b, generator=generator, device=noise.device) > 0.5
+    k = torch.where(up, torch.ceil(lam64 * n), torch.floor(lam64 * n)).to(torch.int64)
+    order = flat.argsort(dim=1, descending=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n, device=noise.device).expand(b, n))
+    if max_soft > 0:
+        eff = torch.minimum(torch.minimum(lam64, 1.0 - lam64), torch.full_like(lam64, max_soft))
+        soft = torch.floor(n * eff).to(torch.int64)  # (B,)
+        low = (k - soft)[:, None]
+        length = (2 * soft)[:, None]
+        ramp = 1.0 - (ranks - low).to(torch.float64) / (length - 1).clamp_min(1)
+        ramp = ramp.clamp(0.0, 1.0)
+        hard = (ranks < k[:, None]).to(torch.float64)
+        mask = torch.where(length > 0, ramp, hard)
+    else:
+        mask = ranks < k[:, None]
+    return mask.to(dtype).view(noise.shape)
+
+
+def fourier_masks(
+    lam: Tensor,
+    spatial: tuple[int, ...],
+    decay_power: float = 3.0,
+    *,
+    max_soft: float = 0.0,
+    generator: torch.Generator | None = None,
+    spectrum: str = "paper",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """FMix keep masks ``(B, *spatial)``, one per entry of ``lam`` (B,), on ``lam``'s device."""
+    noise = fourier_noise(
+        lam.shape[0], spatial, decay_power, generator=generator, device=lam.device, spectrum=spectrum
+    )
+    return binarise_noise(noise, lam, max_soft=max_soft, generator=generator, dtype=dtype)

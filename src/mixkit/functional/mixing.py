@@ -1,0 +1,226 @@
+"""Blending inputs and labels once the mixing parameters are drawn.
+
+Three ways to mix a batch ``x`` of shape ``(B, *)``:
+
+- by pairing: ``lam * x + (1 - lam) * x[index]`` (mixup), lam per sample;
+- by weight matrix: ``W @ x`` over the flattened samples (zeta-mixup);
+- by keep mask: ``M * x + (1 - M) * x[index]`` with M over the trailing shape (CutMix, FMix).
+
+Labels follow with the same parameters (``mix_labels_pairs``, ``mix_labels_matrix``). Every
+function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` with
+temporaries of a fraction of the batch only, and give the same values as the out-of-place ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "to_soft_labels",
+    "mix_labels_pairs",
+    "mix_labels_matrix",
+    "blend_pairs",
+    "blend_matrix",
+    "blend_mask",
+    "paste_box",
+]
+
+
+def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: int | None = None) -> Tensor:
+    """Class ids ``(B,)`` or probabilities ``(B, C)`` -> float probabilities ``(B, C)``.
+
+    Class ids need ``num_classes`` and become one-hot float32 (never the images' dtype: a bf16
+    cast would corrupt large ids). Probability rows must be non-negative and sum to 1 (to 1e-3);
+    they are kept in their dtype, promoted to at least float32.
+    """
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels: expected a torch.Tensor, got {type(labels).__name__}")
+    if batch_size is not None and (labels.ndim == 0 or labels.shape[0] != batch_size):
+        got = "a scalar" if labels.ndim == 0 else labels.shape[0]
+        raise ValueError(f"labels: expected {batch_size} labels (one per input), got {got}")
+    if labels.ndim == 1 and not labels.is_floating_point() and not labels.is_complex():
+        if labels.dtype == torch.bool:
+            raise TypeError("labels: expected integer class ids or float probabilities, got bool")
+        if num_classes is None:
+            raise ValueError(
+                "num_classes: expected an int when labels are class ids (B,), got None; "
+                "pass num_classes=... to the mixer or give probabilities (B, C)"
+            )
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(
+                f"labels: expected class ids in [0, {num_classes - 1}], "
+                f"got values in [{int(labels.min())}, {int(labels.max())}]"
+            )
+        out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
+        return out.scatter_(1, labels.long()[:, None], 1.0)
+    if labels.ndim == 2 and labels.is_floating_point():
+        if num_classes is not None and labels.shape[1] != num_classes:
+            raise ValueError(
+                f"labels: expected probabilities with {num_classes} columns, got {labels.shape[1]}"
+            )
+        probs = labels if labels.dtype in (torch.float32, torch.float64) else labels.float()
+        if probs.numel():
+            if bool((probs < 0).any()):
+                raise ValueError("labels: expected non-negative probabilities, got negative entries")
+            sums = probs.sum(dim=1)
+            if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+                worst = float((sums - 1).abs().max())
+                raise ValueError(
+                    f"labels: expected probability rows summing to 1, got rows off by up to {worst:.3g}"
+                )
+        return probs
+    raise ValueError(
+        "labels: expected integer class ids of shape (B,) or float probabilities of shape (B, C), "
+        f"got {labels.dtype} of shape {tuple(labels.shape)}"
+    )
+
+
+def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
+    """``lam * soft + (1 - lam) * soft[index]`` with lam per sample ``(B,)``."""
+    w = lam.to(soft.dtype)[:, None]
+    return w * soft + (1.0 - w) * soft[index]
+
+
+def mix_labels_matrix(soft: Tensor, weights: Tensor) -> Tensor:
+    """``weights @ soft``: each row a convex combination of the batch's labels."""
+    return weights.to(soft.dtype) @ soft
+
+
+def _weight(lam: Tensor, x: Tensor) -> Tensor:
+    """Per-sample weight shaped to broadcast over ``x``'s trailing dims, in x's dtype."""
+    return lam.to(device=x.device, dtype=x.dtype).view((-1,) + (1,) * (x.ndim - 1))
+
+
+def _cycles(index: Tensor) -> list[list[int]]:
+    """The cycles of the permutation ``index`` (fixed points left out), starting anywhere."""
+    perm = index.tolist()
+    seen = [False] * len(perm)
+    cycles = []
+    for start in range(len(perm)):
+        if seen[start] or perm[start] == start:
+            seen[start] = True
+            continue
+        cyc = []
+        i = start
+        while not seen[i]:
+            seen[i] = True
+            cyc.append(i)
+            i = perm[i]
+        cycles.append(cyc)
+    return cycles
+
+
+def _inplace_chunk(batch: int) -> int:
+    return max(1, math.ceil(batch / 8))
+
+
+def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False) -> Tensor:
+    """``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
+
+    ``index`` must be a permutation of ``range(B)`` for ``inplace=True``: the in-place path walks
+    its cycles in chunks of B/8 samples, keeping one saved sample per cycle, so it needs about a
+    quarter of the batch as scratch space instead of a full copy.
+    """
+    if not inplace:
+        out = x[index]
+        return out.lerp_(x, _weight(lam, x))
+    cycles = _cycles(index)
+    if not cycles:
+        return x
+    starts = torch.tensor([c[0] for c in cycles], device=x.device)
+    saved = x[starts]  # originals of the rows that cycle ends read after they are overwritten
+    seq: list[int] = []
+    from_saved: list[int] = []  # position in `saved` for cycle ends, -1 otherwise
+    for ci, cyc in enumerate(cycles):
+        seq.extend(cyc)
+        from_saved.extend([-1] * (len(cyc) - 1) + [ci])
+    seq_t = torch.tensor(seq, device=x.device)
+    partner = index.to(x.device)[seq_t]
+    flag = torch.tensor(from_saved, device=x.device)
+    chunk = _inplace_chunk(x.shape[0])
+    for s in range(0, len(seq), chunk):
+        rows = seq_t[s : s + chunk]
+        src = x[partner[s : s + chunk]]
+        f = flag[s : s + chunk]
+        ends = (f >= 0).nonzero().flatten()
+        if ends.numel():
+            src[ends] = saved[f[ends]]
+        src.lerp_(x[rows], _weight(lam.to(x.device)[rows], x))
+        x[rows] = src
+    return x
+
+
+def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
+    """``weights @ x`` over flattened samples: ``out[p] = sum_i weights[p, i] * x[i]``.
+
+    The output keeps ``x``'s memory format (channels-last stays channels-last).
+    """
+    b = x.shape[0]
+    w = weights.to(device=x.device, dtype=x.dtype)
+    if x.ndim >= 2 and x.dim_order()[0] == 0:
+        # Batch dim outermost: view the samples as rows through a permutation that is contiguous.
+        order = x.dim_order()
+        xp = x.permute(order)
+        if xp.is_contiguous():
+            flat = xp.reshape(b, -1)
+            out = (w @ flat).view(xp.shape)
+            inverse = sorted(range(x.ndim), key=lambda i: order[i])
+            return out.permute(inverse)
+    return (w @ x.reshape(b, -1)).view(x.shape)
+
+
+def _mask_weight(mask: Tensor, x: Tensor) -> Tensor:
+    """Keep mask ``(B|1, *spatial)`` shaped to broadcast over ``x`` ``(B, C, *spatial)``."""
+    return mask.to(device=x.device, dtype=x.dtype).unsqueeze(1)
+
+
+def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False) -> Tensor:
+    """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
+    ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
+
+    ``inplace=True`` touches only the elements whose mask is below 1, gathering just those from
+    the partners, so the scratch space is the pasted fraction of the batch.
+    """
+    if not inplace:
+        out = x[index]
+        return out.lerp_(x, _mask_weight(mask, x))
+    b, c = x.shape[:2]
+    try:
+        xf = x.view(b, c, -1)
+    except RuntimeError:
+        # Layout that cannot be flattened without a copy: compute aside, then write back.
+        return x.copy_(blend_mask(x, index, mask))
+    m = mask.to(device=x.device).reshape(mask.shape[0], -1)
+    index = index.to(x.device)
+    if m.shape[0] == 1:
+        pos = (m[0] < 1).nonzero().flatten()
+        if pos.numel() == 0:
+            return x
+        own = xf[:, :, pos]  # (B, C, K)
+        src = own[index]
+        w = m[0, pos].to(x.dtype)
+        xf[:, :, pos] = src.lerp_(own, w)
+        return x
+    rows, pos = (m < 1).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return x
+    own = xf[rows, :, pos]  # (K, C)
+    src = xf[index[rows], :, pos]
+    w = m[rows, pos].to(x.dtype)[:, None]
+    xf[rows, :, pos] = src.lerp_(own, w)
+    return x
+
+
+def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:
+    """CutMix with one box for the whole batch: ``x[i]`` with the region ``box`` taken from
+    ``x[index[i]]``. ``box`` is int ``(d, 2)`` of ``[lo, hi)`` over the trailing d axes."""
+    bounds = box.tolist()
+    region = (Ellipsis,) + tuple(slice(lo, hi) for lo, hi in bounds)
+    out = x if inplace else x.clone()
+    if any(hi <= lo for lo, hi in bounds):
+        return out
+    out[region] = x[region][index.to(x.device)]
+    return out

@@ -1,0 +1,153 @@
+"""Random draws for the mixers, always from an explicit ``torch.Generator``.
+
+Every function here takes ``generator`` (``None`` means torch's default generator of ``device``)
+and draws on ``device``; nothing uses numpy or Python's ``random``, so a run can be replayed from
+one seed and the global RNG stays untouched whenever a generator is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_generator",
+    "sample_beta",
+    "sample_uniform",
+    "sample_bernoulli",
+    "sample_pairing",
+    "zeta_weights",
+    "zeta_weight_matrix",
+    "zeta_gamma_for_lambda",
+    "ZETA_DOMINANCE_GAMMA",
+]
+
+# zeta(gamma) = 2 at this gamma: for gamma >= it, the p-series' first term outweighs all the others
+# together for every N (Abhishek et al., zeta-mixup, "gamma >= 1.72865").
+ZETA_DOMINANCE_GAMMA = 1.7286472
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Raise if ``generator`` lives on another device type than the tensors it must draw."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != torch.device(device).type:
+        raise ValueError(
+            f"generator: expected a generator on the inputs' device ({torch.device(device)}), "
+            f"got one on {generator.device}; create it with torch.Generator(device=inputs.device)"
+        )
+
+
+def sample_uniform(
+    size: int | tuple[int, ...],
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """U(0, 1) draws of ``size``."""
+    size = (size,) if isinstance(size, int) else tuple(size)
+    return torch.rand(size, generator=generator, device=device, dtype=dtype)
+
+
+def sample_bernoulli(
+    p: float, size: int, *, generator: torch.Generator | None = None, device="cpu"
+) -> Tensor:
+    """``size`` booleans, each True with probability ``p`` (no draw is made when p is 0 or 1)."""
+    if p >= 1.0:
+        return torch.ones(size, dtype=torch.bool, device=device)
+    if p <= 0.0:
+        return torch.zeros(size, dtype=torch.bool, device=device)
+    return sample_uniform(size, generator=generator, device=device) < p
+
+
+def sample_beta(
+    alpha: float,
+    beta: float | None = None,
+    size: int = 1,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """``size`` draws of Beta(alpha, beta) (beta defaults to alpha), float32, from ``generator``.
+
+    Drawn as G1 / (G1 + G2) with Gi ~ Gamma, computed in log space so that small concentrations
+    (alpha = 0.1 and below) do not underflow to 0/0: Gamma(a) = Gamma(a + 1) * U^(1/a).
+    """
+    beta = alpha if beta is None else beta
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
+    conc = torch.tensor([alpha + 1.0, beta + 1.0], dtype=torch.float64, device=device)
+    conc = conc.repeat(size, 1)
+    g = torch._standard_gamma(conc, generator=generator)
+    u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64)
+    inv = torch.tensor([1.0 / alpha, 1.0 / beta], dtype=torch.float64, device=device)
+    log_g = g.log() + u.log() * inv
+    return torch.sigmoid(log_g[:, 0] - log_g[:, 1]).to(torch.float32)
+
+
+def sample_pairing(
+    batch_size: int, *, generator: torch.Generator | None = None, device="cpu"
+) -> Tensor:
+    """A uniformly random permutation ``index`` of ``batch_size``: sample i is paired with
+    ``index[i]``, as in mixup, CutMix and FMix."""
+    return torch.randperm(batch_size, generator=generator, device=device)
+
+
+def zeta_weights(n: int, gamma: float, *, dtype: torch.dtype = torch.float64, device="cpu") -> Tensor:
+    """The normalised p-series ``k^-gamma / C_n(gamma)``, k = 1..n (largest first, sums to 1).
+
+    ``C_n(gamma) = sum_{k<=n} k^-gamma`` is the n-truncated Riemann zeta function.
+    """
+    if n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n}")
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=device)
+    w = k.pow(-float(gamma))
+    return (w / w.sum()).to(dtype)
+
+
+def zeta_gamma_for_lambda(lam: float) -> float:
+    """The gamma at which zeta-mixup with N = 2 equals mixup with weight ``lam`` (> 0.5) on the
+    own sample: ``gamma = log2(lam / (1 - lam))``."""
+    if not 0.5 < lam < 1.0:
+        raise ValueError(f"lam: expected a value in (0.5, 1), got {lam}")
+    return math.log2(lam / (1.0 - lam))
+
+
+def zeta_weight_matrix(
+    batch_size: int,
+    gamma: float,
+    n_mix: int | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    device="cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """The zeta-mixup weight matrix W (B, B) and the rank order it was built from.
+
+    Row p holds the normalised p-series over N = ``n_mix`` samples (``None``: N = B): rank 1 on
+    sample p itself and ranks 2..N on a uniformly random arrangement of N - 1 other samples; all
+    other entries are 0. Each row sums to 1, ``x_hat = W @ x`` and ``y_hat = W @ y``.
+
+    Returns ``(W, order)`` where ``order[p, r]`` is the sample given rank ``r + 1`` in row p
+    (shape (B, N); ``order[:, 0]`` is the diagonal).
+    """
+    n = batch_size if n_mix is None else min(int(n_mix), batch_size)
+    if n < 1:
+        raise ValueError(f"n_mix: expected an integer >= 1, got {n_mix}")
+    # Random keys per row; the own sample gets a key below every other one so it sorts first and
+    # the remaining samples come in a uniformly random order.
+    keys = torch.rand(batch_size, batch_size, generator=generator, device=device)
+    keys.diagonal().fill_(-1.0)
+    if n == batch_size:
+        order = keys.argsort(dim=1)
+    else:
+        order = keys.topk(n, dim=1, largest=False, sorted=True).indices
+    w = zeta_weights(n, gamma, dtype=dtype, device=device)
+    W = torch.zeros(batch_size, batch_size, dtype=dtype, device=device)
+    W.scatter_(1, order, w.expand(batch_size, n))
+    return W, order
