@@ -129,6 +129,13 @@ def fourier_noise(
     )
     dims = tuple(range(-len(spatial), 0))
     if spectrum == "paper":
+        # The inverse real FFT reads the columns at last-axis frequency 0 (and n/2 for even n) as
+        # Hermitian, averaging each entry with its mirror, which halves their expected power.
+        # Scaling them by sqrt(2) gives every frequency the same expected power 2 * scale^2, so
+        # the noise is isotropic (otherwise vertical frequencies are weaker than horizontal).
+        edge = [0] + ([spatial[-1] // 2] if spatial[-1] % 2 == 0 and spatial[-1] > 1 else [])
+        scale = scale.clone()
+        scale[..., edge] *= math.sqrt(2.0)
         z = torch.complex(param[..., 0] * scale, param[..., 1] * scale)
         return torch.fft.irfftn(z, s=spatial, dim=dims)
     if spatial[0] < 2 or freqs.shape[0] < 2:

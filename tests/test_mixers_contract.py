@@ -1,0 +1,203 @@
+"""The contract every mixer keeps, parametrised over mixers, modes, data ranks, dtypes and sizes."""
+
+import pickle
+
+import pytest
+import torch
+
+import mixkit
+
+C = 7  # classes
+
+# name -> (factory, ranks it accepts: number of dims after (B, C) for mask mixers, else any)
+FACTORIES = {
+    "mixup-batch": lambda: mixkit.MixUp(alpha=1.0, num_classes=C),
+    "mixup-elem": lambda: mixkit.MixUp(alpha=0.4, num_classes=C, mode="elem"),
+    "mixup-elem-inplace": lambda: mixkit.MixUp(num_classes=C, mode="elem", inplace=True),
+    "mixup-batch-inplace": lambda: mixkit.MixUp(num_classes=C, inplace=True),
+    "mixup-p0.5": lambda: mixkit.MixUp(num_classes=C, mode="elem", p=0.5),
+    "zeta": lambda: mixkit.ZetaMixup(gamma=2.8, num_classes=C),
+    "zeta-n3": lambda: mixkit.ZetaMixup(gamma=1.5, num_classes=C, n_mix=3),
+    "cutmix-batch": lambda: mixkit.CutMix(num_classes=C),
+    "cutmix-elem": lambda: mixkit.CutMix(num_classes=C, mode="elem"),
+    "cutmix-elem-inplace": lambda: mixkit.CutMix(num_classes=C, mode="elem", inplace=True),
+    "cutmix-batch-inplace": lambda: mixkit.CutMix(num_classes=C, inplace=True),
+    "cutmix-nocorrect": lambda: mixkit.CutMix(num_classes=C, correct_lam=False, p=0.7),
+    "fmix-batch": lambda: mixkit.FMix(num_classes=C),
+    "fmix-elem": lambda: mixkit.FMix(num_classes=C, mode="elem"),
+    "fmix-elem-inplace": lambda: mixkit.FMix(num_classes=C, mode="elem", inplace=True),
+    "fmix-batch-inplace-soft": lambda: mixkit.FMix(num_classes=C, max_soft=0.1, inplace=True),
+    "fmix-soft": lambda: mixkit.FMix(num_classes=C, mode="elem", max_soft=0.2),
+    "fmix-reformulate": lambda: mixkit.FMix(num_classes=C, reformulate=True),
+    "fmix-official": lambda: mixkit.FMix(num_classes=C, mode="elem", spectrum="official"),
+    "mixup+fmix": lambda: mixkit.Alternate([mixkit.MixUp(), mixkit.FMix()], num_classes=C),
+    "cutmix+zeta": lambda: mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=C),
+    "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix(mode="elem")], num_classes=C),
+}
+MASK_BASED = {n for n in FACTORIES if n.startswith(("cutmix", "fmix", "mixup+fmix", "choice"))}
+INPLACE = {n for n in FACTORIES if "inplace" in n}
+
+SHAPES = {
+    "1d": (5, 2, 12),
+    "2d": (5, 3, 8, 6),
+    "3d": (3, 1, 4, 5, 6),
+    "2d-batch1": (1, 3, 8, 8),
+    "2d-odd": (9, 1, 7, 9),
+}
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def _labels(b, gen):
+    return torch.randint(0, C, (b,), generator=gen)
+
+
+def _run(name, x, y, seed):
+    mixer = FACTORIES[name]()
+    return mixer(x, y, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("name", FACTORIES)
+def test_shape_labels_and_no_write(name, shape, gen):
+    x = torch.rand(shape, generator=gen)
+    y = _labels(shape[0], gen)
+    before = x.clone()
+    mixed, soft = _run(name, x, y, 0)
+    assert mixed.shape == x.shape and mixed.dtype == x.dtype and mixed.device == x.device
+    assert soft.shape == (shape[0], C) and soft.dtype == torch.float32
+    assert bool((soft >= 0).all())
+    torch.testing.assert_close(soft.sum(1), torch.ones(shape[0]))
+    assert torch.isfinite(mixed).all()
+    if name in INPLACE:
+        assert mixed.data_ptr() == x.data_ptr()
+    else:
+        assert torch.equal(x, before), "the input was modified without inplace=True"
+    # every value is a convex combination of the batch's values
+    assert mixed.min() >= before.min() - 1e-6 and mixed.max() <= before.max() + 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", FACTORIES)
+def test_dtypes_kept_labels_not_cast(name, dtype, gen):
+    x = torch.rand(6, 3, 8, 8, generator=gen).to(dtype)
+    y = _labels(6, gen)
+    ref, ref_soft = _run(name, x.double(), y, 3)
+    mixed, soft = _run(name, x, y, 3)
+    assert mixed.dtype == dtype
+    assert soft.dtype == torch.float32  # never the images' dtype
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)
+    torch.testing.assert_close(mixed.double(), ref, atol=tol, rtol=0)
+    torch.testing.assert_close(soft.double(), ref_soft.double(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_sample_then_apply_equals_call(name, gen):
+    x = torch.rand(6, 3, 8, 8, generator=gen)
+    y = _labels(6, gen)
+    direct = _run(name, x.clone(), y, 11)
+    mixer = FACTORIES[name]()
+    params = mixer.sample(x, generator=torch.Generator().manual_seed(11))
+    replay = mixer.apply(x.clone(), y, params)
+    again = mixer.apply(x.clone(), y, params) if not isinstance(mixer, mixkit.Alternate) else replay
+    for a, b in zip(direct, replay, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(replay, again, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_same_seed_same_output_and_global_rng_untouched(name, gen):
+    x = torch.rand(6, 3, 8, 8, generator=gen)
+    y = _labels(6, gen)
+    state = torch.get_rng_state()
+    a = _run(name, x.clone(), y, 5)
+    b = _run(name, x.clone(), y, 5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = _run(name, x.clone(), y, 6)
+    d = _run(name, x.clone(), y, 7)
+    assert not (torch.equal(a[0], c[0]) and torch.equal(a[0], d[0])), "seed has no effect"
+
+
+def test_default_generator_is_torch_global():
+    x, y = torch.rand(8, 3, 8, 8), torch.randint(0, C, (8,))
+    torch.manual_seed(3)
+    a = mixkit.FMix(num_classes=C, mode="elem")(x, y)
+    torch.manual_seed(3)
+    b = mixkit.FMix(num_classes=C, mode="elem")(x, y)
+    assert torch.equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_channels_last_and_non_contiguous(name, gen):
+    x = torch.rand(6, 3, 10, 8, generator=gen)
+    y = _labels(6, gen)
+    ref = _run(name, x.clone(), y, 2)
+    cl = x.clone().to(memory_format=torch.channels_last)
+    out_cl = _run(name, cl, y, 2)
+    torch.testing.assert_close(out_cl[0], ref[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_cl[1], ref[1])
+    if name not in INPLACE:
+        assert out_cl[0].is_contiguous(memory_format=torch.channels_last)
+    big = torch.zeros(6, 3, 10, 16)
+    big[..., ::2] = x
+    view = big[..., ::2]
+    assert not view.is_contiguous()
+    out_nc = _run(name, view, y, 2)
+    torch.testing.assert_close(out_nc[0], ref[0], atol=1e-6, rtol=0)
+    if name in INPLACE:
+        torch.testing.assert_close(big[..., ::2], ref[0], atol=1e-6, rtol=0)
+        assert torch.equal(big[..., 1::2], torch.zeros(6, 3, 10, 8))
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_soft_labels_in_soft_labels_out(name, gen):
+    x = torch.rand(6, 3, 8, 8, generator=gen)
+    probs = torch.rand(6, C, generator=gen).softmax(1).double()
+    mixed, soft = _run(name, x, probs, 4)
+    assert soft.dtype == torch.float64
+    torch.testing.assert_close(soft.sum(1), torch.ones(6, dtype=torch.float64))
+    hard = _run(name, x, probs.argmax(1), 4)
+    assert torch.equal(mixed, hard[0])
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_pickles(name):
+    mixer = FACTORIES[name]()
+    clone = pickle.loads(pickle.dumps(mixer))
+    x, y = torch.rand(4, 1, 8, 8), torch.arange(4)
+    a = mixer(x, y, generator=torch.Generator().manual_seed(0))
+    b = clone(x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a[0], b[0])
+    assert repr(clone) == repr(mixer)
+
+
+@pytest.mark.parametrize("name", ["mixup-batch", "zeta", "zeta-n3", "mixup-elem-inplace"])
+def test_any_input_rank_for_non_mask_mixers(name, gen):
+    for shape in [(9, 2), (4, 5), (3, 2, 2, 2, 2, 2)]:
+        x = torch.randn(shape, generator=gen)
+        mixed, soft = _run(name, x.clone(), _labels(shape[0], gen), 0)
+        assert mixed.shape == x.shape and soft.shape == (shape[0], C)
+
+
+def test_p_zero_is_identity(gen):
+    x = torch.rand(5, 3, 8, 8, generator=gen)
+    y = _labels(5, gen)
+    for m in [mixkit.MixUp(num_classes=C, p=0.0), mixkit.CutMix(num_classes=C, p=0.0, mode="elem"),
+              mixkit.FMix(num_classes=C, p=0.0), mixkit.ZetaMixup(num_classes=C, p=0.0)]:
+        mixed, soft = m(x, y, generator=gen)
+        assert torch.equal(mixed, x)
+        assert torch.equal(soft, torch.nn.functional.one_hot(y, C).float())
+
+
+def test_p_elem_fraction_and_untouched_rows(gen):
+    x = torch.rand(400, 1, 4, 4, generator=gen)
+    y = torch.randint(0, C, (400,), generator=gen)
+    m = mixkit.MixUp(num_classes=C, mode="elem", p=0.3)
+    params = m.sample(x, generator=gen)
+    frac = params.applied.float().mean().item()
+    assert 0.2 < frac < 0.4
+    mixed, _ = m.apply(x, y, params)
+    keep = ~params.applied
+    assert torch.equal(mixed[keep], x[keep])
+    assert torch.equal(params.lam[keep], torch.ones(int(keep.sum())))
