@@ -62,8 +62,18 @@ def ref_binarise(noise, k, soft=None):
 # Pairing blends.
 
 
+@pytest.fixture(params=["copy-back", "cycle-walk"])
+def inplace_path(request, monkeypatch):
+    """Run in-place tests through both in-place strategies (small samples copy back through a
+    temporary, large ones walk the permutation's cycles)."""
+    from mixkit.functional import mixing
+
+    monkeypatch.setattr(mixing, "_WALK_MIN_NUMEL", 1 << 30 if request.param == "copy-back" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("b", [1, 2, 3, 8, 17])
-def test_blend_pairs_matches_reference_inplace_and_not(b, gen):
+def test_blend_pairs_matches_reference_inplace_and_not(b, gen, inplace_path):
     x = torch.randn(b, 3, 5, generator=gen, dtype=torch.float64)
     for _ in range(5):
         index = torch.randperm(b, generator=gen)
@@ -76,7 +86,7 @@ def test_blend_pairs_matches_reference_inplace_and_not(b, gen):
         torch.testing.assert_close(y, ref)
 
 
-def test_blend_pairs_inplace_special_permutations(gen):
+def test_blend_pairs_inplace_special_permutations(gen, inplace_path):
     x = torch.randn(10, 4, generator=gen, dtype=torch.float64)
     lam = torch.full((10,), 0.3, dtype=torch.float64)
     for index in [torch.arange(10), torch.arange(10).flip(0), torch.roll(torch.arange(10), 1),
@@ -87,8 +97,19 @@ def test_blend_pairs_inplace_special_permutations(gen):
 
 
 @settings(max_examples=40, deadline=None)
-@given(b=st.integers(1, 40), seed=st.integers(0, 2**31 - 1))
-def test_property_inplace_pairs_equal_out_of_place(b, seed):
+@given(b=st.integers(1, 40), seed=st.integers(0, 2**31 - 1), walk=st.booleans())
+def test_property_inplace_pairs_equal_out_of_place(b, seed, walk):
+    from mixkit.functional import mixing
+
+    old = mixing._WALK_MIN_NUMEL
+    mixing._WALK_MIN_NUMEL = 0 if walk else 1 << 30
+    try:
+        _check_inplace_pairs(b, seed)
+    finally:
+        mixing._WALK_MIN_NUMEL = old
+
+
+def _check_inplace_pairs(b, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, 2, 3, generator=g)
     index = torch.randperm(b, generator=g)
@@ -228,7 +249,7 @@ def test_box_centres_uniform_up_to_borders(gen):
     assert expected[0] < expected[16]  # clipping at the border is real
 
 
-def test_paste_box_and_mask_blends_match_reference(gen):
+def test_paste_box_and_mask_blends_match_reference(gen, inplace_path):
     x = torch.randn(6, 2, 9, 7, generator=gen, dtype=torch.float64)
     index = torch.randperm(6, generator=gen)
     box = torch.tensor([[2, 6], [1, 7]])
@@ -246,6 +267,7 @@ def test_paste_box_and_mask_blends_match_reference(gen):
         y = x.clone()
         F.blend_mask(y, index, mask, inplace=True)
         torch.testing.assert_close(y, ref)
+        assert torch.equal(y, F.blend_mask(x, index, mask))  # bit for bit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,3 +371,24 @@ def test_cutmix_corrected_lambda_is_pasted_fraction(gen):
         self_paired = params.index == torch.arange(6)
         torch.testing.assert_close(own[~self_paired], params.lam.double()[~self_paired])
         torch.testing.assert_close(soft.diagonal().double()[~self_paired], params.lam.double()[~self_paired])
+
+
+def test_top_k_mask_exact_with_ties(gen):
+    # many ties: values from a handful of levels; every row keeps exactly k of its largest
+    values = torch.randint(0, 4, (30, 50), generator=gen).float()
+    k = torch.randint(0, 51, (30,), generator=gen)
+    keep = F.top_k_mask(values, k)
+    assert torch.equal(keep.sum(1), k)
+    for b in range(30):
+        if 0 < k[b] < 50:
+            assert values[b][keep[b]].min() >= values[b][~keep[b]].max()
+
+
+def test_top_k_mask_matches_sort_reference(gen):
+    values = torch.randn(40, 77, generator=gen, dtype=torch.float64)
+    k = torch.randint(0, 78, (40,), generator=gen)
+    keep = F.top_k_mask(values, k)
+    ref = torch.zeros_like(keep)
+    for b in range(40):
+        ref[b, values[b].argsort(descending=True)[: int(k[b])]] = True
+    assert torch.equal(keep, ref)

@@ -128,8 +128,15 @@ def test_default_generator_is_torch_global():
     assert torch.equal(a[0], b[0])
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["copy-back", "cycle-walk"])
 @pytest.mark.parametrize("name", FACTORIES)
-def test_channels_last_and_non_contiguous(name, gen):
+def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch):
+    from mixkit.functional import mixing
+
+    if walk:
+        if name not in INPLACE:
+            pytest.skip("the cycle walk is an in-place path")
+        monkeypatch.setattr(mixing, "_WALK_MIN_NUMEL", 0)
     x = torch.rand(6, 3, 10, 8, generator=gen)
     y = _labels(6, gen)
     ref = _run(name, x.clone(), y, 2)

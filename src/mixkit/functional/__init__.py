@@ -8,6 +8,7 @@ from .masks import (
     fourier_masks,
     fourier_noise,
     sample_boxes,
+    top_k_mask,
 )
 from .mixing import (
     blend_mask,
@@ -51,6 +52,7 @@ __all__ = [
     "sample_pairing",
     "sample_uniform",
     "to_soft_labels",
+    "top_k_mask",
     "zeta_gamma_for_lambda",
     "zeta_weight_matrix",
     "zeta_weights",

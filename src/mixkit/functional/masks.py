@@ -8,6 +8,7 @@ built batched on the inputs' device, with no Python loop over samples.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "fourier_frequencies",
     "fourier_noise",
     "binarise_noise",
+    "top_k_mask",
     "fourier_masks",
 ]
 
@@ -101,6 +103,21 @@ def fourier_frequencies(spatial: tuple[int, ...], device="cpu") -> Tensor:
     return sq.sqrt()
 
 
+@functools.lru_cache(maxsize=64)
+def _spectrum_scale(spatial: tuple[int, ...], decay_power: float, spectrum: str, device: str) -> Tensor:
+    """``1 / max(|f|, 1 / max(spatial))^decay_power`` on the real FFT grid (cached per shape)."""
+    freqs = fourier_frequencies(spatial, device=device)
+    scale = 1.0 / freqs.clamp_min(1.0 / max(spatial)).pow(decay_power)
+    if spectrum == "paper":
+        # The inverse real FFT reads the columns at last-axis frequency 0 (and n/2 for even n) as
+        # Hermitian, averaging each entry with its mirror, which halves their expected power.
+        # Scaling them by sqrt(2) gives every frequency the same expected power 2 * scale^2, so
+        # the noise is isotropic (otherwise vertical frequencies are weaker than horizontal).
+        edge = [0] + ([spatial[-1] // 2] if spatial[-1] % 2 == 0 and spatial[-1] > 1 else [])
+        scale[..., edge] *= math.sqrt(2.0)
+    return scale.to(torch.float32)
+
+
 def fourier_noise(
     batch: int,
     spatial: tuple[int, ...],
@@ -121,27 +138,18 @@ def fourier_noise(
     """
     if spectrum not in ("paper", "official"):
         raise ValueError(f"spectrum: expected 'paper' or 'official', got {spectrum!r}")
-    freqs = fourier_frequencies(spatial, device=device)
-    scale = 1.0 / freqs.clamp_min(1.0 / max(spatial)).pow(decay_power)
-    scale = scale.to(torch.float32)
-    param = torch.randn(
-        (batch, *freqs.shape, 2), generator=generator, device=device, dtype=torch.float32
-    )
-    dims = tuple(range(-len(spatial), 0))
-    if spectrum == "paper":
-        # The inverse real FFT reads the columns at last-axis frequency 0 (and n/2 for even n) as
-        # Hermitian, averaging each entry with its mirror, which halves their expected power.
-        # Scaling them by sqrt(2) gives every frequency the same expected power 2 * scale^2, so
-        # the noise is isotropic (otherwise vertical frequencies are weaker than horizontal).
-        edge = [0] + ([spatial[-1] // 2] if spatial[-1] % 2 == 0 and spatial[-1] > 1 else [])
-        scale = scale.clone()
-        scale[..., edge] *= math.sqrt(2.0)
-        z = torch.complex(param[..., 0] * scale, param[..., 1] * scale)
-        return torch.fft.irfftn(z, s=spatial, dim=dims)
-    if spatial[0] < 2 or freqs.shape[0] < 2:
+    if spectrum == "official" and spatial[0] < 2:
         raise ValueError(
             f"spectrum='official' needs at least 2 frequencies on the first axis, got shape {spatial}"
         )
+    scale = _spectrum_scale(tuple(spatial), float(decay_power), spectrum, str(torch.device(device)))
+    param = torch.randn(
+        (batch, *scale.shape, 2), generator=generator, device=device, dtype=torch.float32
+    )
+    dims = tuple(range(-len(spatial), 0))
+    if spectrum == "paper":
+        z = torch.complex(param[..., 0] * scale, param[..., 1] * scale)
+        return torch.fft.irfftn(z, s=spatial, dim=dims)
     spec = param * scale[..., None]
     # (batch, f0, ..., 2) -> rows 0 and 1 of the first frequency axis as real / imaginary parts.
     stripe = torch.complex(spec[:, 0], spec[:, 1])  # (batch, f1, ..., f_last, 2)
@@ -168,11 +176,12 @@ def binarise_noise(
     n = flat.shape[1]
     lam64 = lam.to(torch.float64)
     up = torch.rand(b, generator=generator, device=noise.device) > 0.5
-    k = torch.where(up, torch.ceil(lam64 * n), torch.floor(lam64 * n)).to(torch.int64)
-    order = flat.argsort(dim=1, descending=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(n, device=noise.device).expand(b, n))
+    k = torch.where(up, torch.ceil(lam64 * n), torch.floor(lam64 * n)).to(torch.int64).clamp(0, n)
     if max_soft > 0:
+        # The ramp needs every element's rank.
+        order = flat.argsort(dim=1, descending=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(n, device=noise.device).expand(b, n))
         eff = torch.minimum(torch.minimum(lam64, 1.0 - lam64), torch.full_like(lam64, max_soft))
         soft = torch.floor(n * eff).to(torch.int64)  # (B,)
         low = (k - soft)[:, None]
@@ -181,9 +190,43 @@ def binarise_noise(
         ramp = ramp.clamp(0.0, 1.0)
         hard = (ranks < k[:, None]).to(torch.float64)
         mask = torch.where(length > 0, ramp, hard)
+        return mask.to(dtype).view(noise.shape)
+    return top_k_mask(flat, k).to(dtype).view(noise.shape)
+
+
+def top_k_mask(values: Tensor, k: Tensor) -> Tensor:
+    """Boolean ``(B, n)``: True at the ``k[b]`` largest entries of each row ``values[b]``.
+
+    A selection, not a sort: each row is padded with ``max(k) - k[b]`` copies of +inf (and -inf
+    to a common length) so that one ``kthvalue`` call finds every row's threshold at a common
+    rank, in O(n). Ties at the threshold are broken by position, so exactly ``k[b]`` entries are
+    kept in every row.
+    """
+    b, n = values.shape
+    k = k.to(device=values.device, dtype=torch.int64)
+    k_min, k_max = int(k.min()), int(k.max())
+    pad = k_max - k_min
+    if pad:
+        arange = torch.arange(pad, device=values.device)
+        n_inf = (k_max - k)[:, None]  # +inf count per row
+        fill = torch.where(arange < n_inf, float("inf"), float("-inf")).to(values.dtype)
+        padded = torch.cat([values, fill], dim=1)
     else:
-        mask = ranks < k[:, None]
-    return mask.to(dtype).view(noise.shape)
+        padded = values
+    # k_max-th largest of n + pad values = (n + pad - k_max + 1)-th smallest
+    rank = n + pad - k_max + 1
+    if k_max == 0:
+        return torch.zeros(b, n, dtype=torch.bool, device=values.device)
+    thr = padded.kthvalue(rank, dim=1, keepdim=True).values
+    keep = values >= thr
+    counts = keep.sum(dim=1)
+    if bool((counts != k).any()):
+        # Ties at the threshold: keep the strictly greater ones, then the first equal ones.
+        greater = values > thr
+        need = (k - greater.sum(dim=1))[:, None]
+        equal = values == thr
+        keep = greater | (equal & (equal.cumsum(dim=1) <= need))
+    return keep
 
 
 def fourier_masks(

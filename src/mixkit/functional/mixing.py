@@ -13,8 +13,6 @@ temporaries of a fraction of the batch only, and give the same values as the out
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -95,8 +93,10 @@ def _weight(lam: Tensor, x: Tensor) -> Tensor:
 
 
 def _cycles(index: Tensor) -> list[list[int]]:
-    """The cycles of the permutation ``index`` (fixed points left out), starting anywhere."""
+    """The cycles of the permutation ``index`` (fixed points left out)."""
     perm = index.tolist()
+    if sorted(perm) != list(range(len(perm))):
+        raise ValueError("index: expected a permutation of range(B) for inplace=True")
     seen = [False] * len(perm)
     cycles = []
     for start in range(len(perm)):
@@ -113,44 +113,37 @@ def _cycles(index: Tensor) -> list[list[int]]:
     return cycles
 
 
-def _inplace_chunk(batch: int) -> int:
-    return max(1, math.ceil(batch / 8))
+# Below this many elements per sample, writing in place goes through a temporary (cheap for
+# small samples); above it, the cycle walk avoids a batch-sized allocation.
+_WALK_MIN_NUMEL = 1 << 15
+
+
+def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
+    """In place: ``x[i] = lerp(x[index[i]], x[i], weight(i))`` for every i, with ``index`` a
+    permutation. Each cycle is walked forward, so a row's partner is still unwritten when read;
+    the cycle's last row reads a saved copy of its first. Scratch space: one sample per cycle.
+    Same formula as the out-of-place path, so the two agree bit for bit."""
+    for cyc in _cycles(index):
+        first = x[cyc[0]].clone()
+        for pos, row in enumerate(cyc):
+            partner = x[cyc[pos + 1]] if pos + 1 < len(cyc) else first
+            torch.lerp(partner, x[row], weight(row), out=x[row])
+    return x
 
 
 def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False) -> Tensor:
     """``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
 
-    ``index`` must be a permutation of ``range(B)`` for ``inplace=True``: the in-place path walks
-    its cycles in chunks of B/8 samples, keeping one saved sample per cycle, so it needs about a
-    quarter of the batch as scratch space instead of a full copy.
+    ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large samples it
+    walks the permutation's cycles and needs one sample of scratch space per cycle.
     """
     if not inplace:
         out = x[index]
         return out.lerp_(x, _weight(lam, x))
-    cycles = _cycles(index)
-    if not cycles:
-        return x
-    starts = torch.tensor([c[0] for c in cycles], device=x.device)
-    saved = x[starts]  # originals of the rows that cycle ends read after they are overwritten
-    seq: list[int] = []
-    from_saved: list[int] = []  # position in `saved` for cycle ends, -1 otherwise
-    for ci, cyc in enumerate(cycles):
-        seq.extend(cyc)
-        from_saved.extend([-1] * (len(cyc) - 1) + [ci])
-    seq_t = torch.tensor(seq, device=x.device)
-    partner = index.to(x.device)[seq_t]
-    flag = torch.tensor(from_saved, device=x.device)
-    chunk = _inplace_chunk(x.shape[0])
-    for s in range(0, len(seq), chunk):
-        rows = seq_t[s : s + chunk]
-        src = x[partner[s : s + chunk]]
-        f = flag[s : s + chunk]
-        ends = (f >= 0).nonzero().flatten()
-        if ends.numel():
-            src[ends] = saved[f[ends]]
-        src.lerp_(x[rows], _weight(lam.to(x.device)[rows], x))
-        x[rows] = src
-    return x
+    if x[0].numel() < _WALK_MIN_NUMEL:
+        return x.copy_(blend_pairs(x, index, lam))
+    weights = lam.to(x.dtype).tolist()
+    return _walk_cycles(x, index, lambda row: weights[row])
 
 
 def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
@@ -181,37 +174,18 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
     """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
     ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
 
-    ``inplace=True`` touches only the elements whose mask is below 1, gathering just those from
-    the partners, so the scratch space is the pasted fraction of the batch.
+    ``inplace=True`` writes into ``x`` (``index`` must be a permutation) with one sample of
+    scratch space per permutation cycle for large samples.
     """
+    m = _mask_weight(mask, x)
     if not inplace:
         out = x[index]
-        return out.lerp_(x, _mask_weight(mask, x))
-    b, c = x.shape[:2]
-    try:
-        xf = x.view(b, c, -1)
-    except RuntimeError:
-        # Layout that cannot be flattened without a copy: compute aside, then write back.
+        return out.lerp_(x, m)
+    if x[0].numel() < _WALK_MIN_NUMEL:
         return x.copy_(blend_mask(x, index, mask))
-    m = mask.to(device=x.device).reshape(mask.shape[0], -1)
-    index = index.to(x.device)
     if m.shape[0] == 1:
-        pos = (m[0] < 1).nonzero().flatten()
-        if pos.numel() == 0:
-            return x
-        own = xf[:, :, pos]  # (B, C, K)
-        src = own[index]
-        w = m[0, pos].to(x.dtype)
-        xf[:, :, pos] = src.lerp_(own, w)
-        return x
-    rows, pos = (m < 1).nonzero(as_tuple=True)
-    if rows.numel() == 0:
-        return x
-    own = xf[rows, :, pos]  # (K, C)
-    src = xf[index[rows], :, pos]
-    w = m[rows, pos].to(x.dtype)[:, None]
-    xf[rows, :, pos] = src.lerp_(own, w)
-    return x
+        return _walk_cycles(x, index, lambda row: m[0])
+    return _walk_cycles(x, index, lambda row: m[row])
 
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:
