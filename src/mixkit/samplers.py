@@ -219,14 +219,16 @@ class BalancedBatchSampler(Sampler[list[int]]):
     def _pk_batches(self, g: torch.Generator) -> list[list[int]]:
         p, k = self.classes_per_batch, self.per_class
         total = self._total_batches()
+        # Drawn for the single-process epoch, then cut: rank r's batches are that epoch's [r::ws].
+        drawn = self.labels.numel() // self.batch_size
         eligible = self._eligible
         e = eligible.numel()
         chosen_rows = []
-        for s in range(0, total, 1024):  # chunks keep the (batches, classes) scores small
-            rows = min(1024, total - s)
+        for s in range(0, drawn, 1024):  # chunks keep the (batches, classes) scores small
+            rows = min(1024, drawn - s)
             scores = torch.rand(rows, e, generator=g)
             chosen_rows.append(eligible[scores.topk(p, dim=1).indices])
-        chosen = torch.cat(chosen_rows).tolist() if chosen_rows else []
+        chosen = torch.cat(chosen_rows)[:total].tolist() if chosen_rows else []
         by_class = torch.argsort(self.labels, stable=True)
         counts = torch.bincount(self.labels, minlength=self.num_classes)
         starts = (torch.cumsum(counts, 0) - counts).tolist()
