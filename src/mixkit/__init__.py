@@ -7,24 +7,30 @@ part needs torch alone.
 
 from . import functional
 from .compose import Alternate, Compose, ComposedParams, RandomChoice
+from .hidden import ManifoldMixup, SynerMix, intra_class_mix
 from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, soft_target_cross_entropy
 from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ZetaMixup
+from .samplers import BalancedBatchSampler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Alternate",
+    "BalancedBatchSampler",
     "Compose",
     "ComposedParams",
     "CutMix",
     "FMix",
+    "ManifoldMixup",
     "MixParams",
     "MixUp",
     "Mixer",
     "RandomChoice",
     "SoftTargetCrossEntropy",
+    "SynerMix",
     "ZetaMixup",
     "functional",
+    "intra_class_mix",
     "mixed_cross_entropy",
     "soft_target_cross_entropy",
 ]

@@ -127,7 +127,9 @@ class Mixer:
                 f"params: expected parameters for a batch of {inputs.shape[0]}, "
                 f"got lam of shape {tuple(params.lam.shape)}"
             )
-        return self._apply(inputs, soft, params.to(inputs.device))
+        if params.lam.device != inputs.device:
+            params = params.to(inputs.device)
+        return self._apply(inputs, soft, params)
 
     # -- checks ------------------------------------------------------------------------------
     def check_inputs(self, inputs: Tensor) -> None:
@@ -211,7 +213,8 @@ class MixUp(Mixer):
         count = 1 if self.mode == "batch" else b
         applied = self._draw_applied(count, b, generator, dev)
         lam = S.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
-        lam = torch.where(applied, lam, torch.ones_like(lam))
+        if self.p < 1.0:
+            lam = torch.where(applied, lam, torch.ones_like(lam))
         index = S.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam.contiguous(), applied=applied.contiguous(), index=index)
 

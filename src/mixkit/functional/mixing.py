@@ -47,7 +47,7 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "num_classes: expected an int when labels are class ids (B,), got None; "
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
             raise ValueError(
                 f"labels: expected class ids in [0, {num_classes - 1}], "
                 f"got values in [{int(labels.min())}, {int(labels.max())}]"
@@ -78,8 +78,7 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
 
 def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
     """``lam * soft + (1 - lam) * soft[index]`` with lam per sample ``(B,)``."""
-    w = lam.to(soft.dtype)[:, None]
-    return w * soft + (1.0 - w) * soft[index]
+    return soft[index].lerp_(soft, lam.to(soft.dtype)[:, None])
 
 
 def mix_labels_matrix(soft: Tensor, weights: Tensor) -> Tensor:
@@ -113,8 +112,10 @@ def _cycles(index: Tensor) -> list[list[int]]:
     return cycles
 
 
-# Below this many elements per sample, writing in place goes through a temporary (cheap for
-# small samples); above it, the cycle walk avoids a batch-sized allocation.
+# From this many elements per sample on, blends run row by row: one pass per row straight into
+# the output (or, in place, along the permutation's cycles), which avoids a gathered copy of the
+# batch. Below it, the per-call overhead of a row loop outweighs that, and a vectorised gather
+# (through a temporary when writing in place) is faster.
 _WALK_MIN_NUMEL = 1 << 15
 
 
@@ -131,19 +132,36 @@ def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
     return x
 
 
+def _gather(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` along the batch, keeping x's memory format."""
+    return x.index_select(0, index) if x.is_contiguous() else x[index]
+
+
+def _blend(x: Tensor, index: Tensor, weight: Tensor, row_weight, inplace: bool) -> Tensor:
+    """``lerp(x[index], x, weight)``: ``weight`` broadcasts over x (per-sample or per-element
+    keep weights); ``row_weight(i)`` is its slice for row i."""
+    if x[0].numel() >= _WALK_MIN_NUMEL:
+        if inplace:
+            return _walk_cycles(x, index, row_weight)
+        out = torch.empty_like(x)
+        for row, partner in enumerate(index.tolist()):
+            torch.lerp(x[partner], x[row], row_weight(row), out=out[row])
+        return out
+    out = _gather(x, index).lerp_(x, weight)
+    return x.copy_(out) if inplace else out
+
+
 def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False) -> Tensor:
     """``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
 
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large samples it
     walks the permutation's cycles and needs one sample of scratch space per cycle.
     """
-    if not inplace:
-        out = x[index]
-        return out.lerp_(x, _weight(lam, x))
-    if x[0].numel() < _WALK_MIN_NUMEL:
-        return x.copy_(blend_pairs(x, index, lam))
-    weights = lam.to(x.dtype).tolist()
-    return _walk_cycles(x, index, lambda row: weights[row])
+    w = _weight(lam, x)
+    if x[0].numel() >= _WALK_MIN_NUMEL:
+        values = lam.to(x.dtype).tolist()
+        return _blend(x, index, w, lambda row: values[row], inplace)
+    return _blend(x, index, w, None, inplace)
 
 
 def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
@@ -178,14 +196,9 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
     scratch space per permutation cycle for large samples.
     """
     m = _mask_weight(mask, x)
-    if not inplace:
-        out = x[index]
-        return out.lerp_(x, m)
-    if x[0].numel() < _WALK_MIN_NUMEL:
-        return x.copy_(blend_mask(x, index, mask))
     if m.shape[0] == 1:
-        return _walk_cycles(x, index, lambda row: m[0])
-    return _walk_cycles(x, index, lambda row: m[row])
+        return _blend(x, index, m, lambda row: m[0], inplace)
+    return _blend(x, index, m, lambda row: m[row], inplace)
 
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:

@@ -7,6 +7,7 @@ one seed and the global RNG stays untouched whenever a generator is given.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -81,13 +82,18 @@ def sample_beta(
     beta = alpha if beta is None else beta
     if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
         raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
-    conc = torch.tensor([alpha + 1.0, beta + 1.0], dtype=torch.float64, device=device)
-    conc = conc.repeat(size, 1)
+    conc, inv = _beta_constants(float(alpha), float(beta), int(size), str(torch.device(device)))
     g = torch._standard_gamma(conc, generator=generator)
     u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64)
-    inv = torch.tensor([1.0 / alpha, 1.0 / beta], dtype=torch.float64, device=device)
-    log_g = g.log() + u.log() * inv
+    log_g = g.log_().add_(u.log_().mul_(inv))
     return torch.sigmoid(log_g[:, 0] - log_g[:, 1]).to(torch.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[Tensor, Tensor]:
+    conc = torch.tensor([[alpha + 1.0, beta + 1.0]], dtype=torch.float64, device=device).expand(size, 2)
+    inv = torch.tensor([1.0 / alpha, 1.0 / beta], dtype=torch.float64, device=device)
+    return conc.contiguous(), inv
 
 
 def sample_pairing(

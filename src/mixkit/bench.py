@@ -1,0 +1,572 @@
+"""Speed benchmark: every mixer against the memory-traffic floor, the peer libraries and
+re-implementations of the official algorithms, on the same tensors, in one run.
+
+    python -m mixkit.bench --out docs/bench            # or: mixkit bench --out docs/bench
+
+Timings are medians of repeated calls after warm-up (CUDA: events with synchronisation). Each
+row reports the time, the ratio to the floor (one pre-allocated pass reading two batches and
+writing one), the ratio to the fastest peer for the same method, and the extra memory a call
+allocates relative to the input's size (CPU: from the profiler's allocation records; CUDA: peak
+allocator statistics).
+
+Peers, when installed: timm ``Mixup`` (which mixes in place), torchvision v2 ``MixUp``/``CutMix``
+and kornia ``RandomMixUpV2``/``RandomCutMixV2``. "official-style" rows are written here from the
+papers' descriptions of the upstream code as it runs: zeta-mixup's weight matrix from a numpy
+argsort on the CPU, then an einsum; FMix's single numpy mask per batch thresholded by argsort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import functional as F
+from .compose import Alternate, Compose
+from .mixers import CutMix, FMix, MixUp, ZetaMixup
+
+NUM_CLASSES = 10
+
+DEFAULT_SHAPES = [
+    (128, 3, 32, 32),
+    (64, 3, 224, 224),
+    (256, 1, 40),
+    (64, 1, 16000),
+    (16, 1, 32, 32, 32),
+]
+
+
+@dataclass
+class Row:
+    shape: tuple
+    method: str
+    impl: str
+    mode: str
+    ms: float
+    extra_mem: float | None = None  # bytes allocated per call / input bytes
+    vs_floor: float | None = None
+    vs_peer: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    masks: list[dict] = field(default_factory=list)
+    train_step: list[dict] = field(default_factory=list)
+    zeta_scaling: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring.
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, repeats: int = 15, warmup: int = 3,
+            budget_s: float = 6.0) -> float:
+    """Median wall time of ``fn`` in ms over ``repeats`` calls after ``warmup`` (fewer calls when
+    one takes long: at most about ``budget_s`` seconds per entry)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    start_all = time.perf_counter()
+    for _ in range(repeats):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize(device)
+            times.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() - start_all > budget_s and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def extra_memory_bytes(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak bytes allocated by one call of ``fn`` above what existed before (results kept)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        out = fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        del out
+        return float(peak)
+    try:
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:  # pragma: no cover
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = fn()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    running = peak = 0
+    for e in events:
+        running += e.self_cpu_memory_usage
+        peak = max(peak, running)
+    del out
+    return float(peak)
+
+
+# ---------------------------------------------------------------------------------------------
+# The official algorithms as they run (re-implemented from the papers' descriptions).
+
+
+def official_zeta(x: torch.Tensor, y: torch.Tensor, gamma: float = 2.8):
+    """Weight matrix on the CPU with numpy (random keys, own sample first, argsort), then an
+    einsum of the weights with the batch and the one-hot labels."""
+    import numpy as np
+
+    m = x.shape[0]
+    w = np.arange(1, m + 1, dtype=np.float64) ** (-gamma)
+    w /= w.sum()
+    keys = np.random.rand(m, m)
+    np.fill_diagonal(keys, -1.0)
+    order = np.argsort(keys, axis=1)
+    W = np.zeros((m, m))
+    W[np.arange(m)[:, None], order] = w
+    Wt = torch.from_numpy(W).to(device=x.device, dtype=x.dtype)
+    flat = x.reshape(m, -1)
+    mixed = torch.einsum("ij,pi->pj", flat, Wt).view_as(x)
+    onehot = torch.nn.functional.one_hot(y, NUM_CLASSES).to(Wt.dtype)
+    return mixed, Wt @ onehot
+
+
+def official_fmix_mask(spatial: tuple[int, ...], alpha: float = 1.0, decay: float = 3.0):
+    """One FMix mask with numpy: frequency grid, Gaussian spectrum, inverse real FFT, argsort."""
+    import numpy as np
+
+    lam = np.random.beta(alpha, alpha)
+    grids = [np.fft.fftfreq(n) for n in spatial[:-1]] + [np.fft.rfftfreq(spatial[-1])]
+    mesh = np.meshgrid(*grids, indexing="ij")
+    freqs = np.sqrt(sum(g**2 for g in mesh))
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(spatial)) ** decay
+    param = np.random.randn(*freqs.shape, 2)
+    spec = scale * param[..., 0] + 1j * scale * param[..., 1]
+    noise = np.real(np.fft.irfftn(spec, s=spatial, axes=tuple(range(len(spatial)))))
+    n = noise.size
+    k = math.ceil(lam * n) if np.random.rand() > 0.5 else math.floor(lam * n)
+    idx = noise.reshape(-1).argsort()[::-1]
+    mask = np.zeros(n)
+    mask[idx[:k]] = 1.0
+    return mask.reshape(spatial), lam
+
+
+def official_fmix(x: torch.Tensor, y: torch.Tensor):
+    mask, lam = official_fmix_mask(tuple(x.shape[2:]))
+    m = torch.from_numpy(mask).to(device=x.device, dtype=x.dtype)
+    index = torch.randperm(x.shape[0], device=x.device)
+    return m * x + (1 - m) * x[index], (y, y[index], lam)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entries: (method, implementation, mode, callable(x, y)).
+
+
+def _mixkit_entries(ndim: int):
+    mask_ok = 3 <= ndim <= 5
+    e = []
+    for mode in ("batch", "elem"):
+        for inplace in (False, True):
+            tag = mode + (" inplace" if inplace else "")
+            kw = dict(num_classes=NUM_CLASSES, mode=mode, inplace=inplace)
+            e.append(("mixup", "mixkit", tag, MixUp(**kw)))
+            if mask_ok:
+                e.append(("cutmix", "mixkit", tag, CutMix(**kw)))
+                e.append(("fmix", "mixkit", tag, FMix(**kw)))
+    e.append(("zeta", "mixkit", "N=B", ZetaMixup(num_classes=NUM_CLASSES)))
+    e.append(("zeta", "mixkit", "N=4", ZetaMixup(num_classes=NUM_CLASSES, n_mix=4)))
+    if mask_ok:
+        alt = Alternate([MixUp(), FMix()], num_classes=NUM_CLASSES)
+        e.append(("mixup+fmix", "mixkit", "alternate", alt))
+        both = Compose([CutMix(), ZetaMixup()], num_classes=NUM_CLASSES)
+        e.append(("cutmix+zeta", "mixkit", "compose", both))
+    return e
+
+
+def _peer_entries(ndim: int, batch: int):
+    out = []
+    if ndim != 4:
+        return out  # the peers mix images only
+    try:
+        from timm.data import Mixup as TimmMixup
+
+        if batch % 2 == 0:
+            for mode in ("batch", "elem"):
+                out.append(("mixup", "timm (in place)", mode,
+                            TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, num_classes=NUM_CLASSES)))
+                out.append(("cutmix", "timm (in place)", mode,
+                            TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, num_classes=NUM_CLASSES)))
+    except ImportError:
+        pass
+    try:
+        from torchvision.transforms import v2
+
+        out.append(("mixup", "torchvision v2", "batch", v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)))
+        out.append(("cutmix", "torchvision v2", "batch", v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)))
+    except ImportError:
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from kornia.augmentation import RandomCutMixV2, RandomMixUpV2
+
+        out.append(("mixup", "kornia", "elem", RandomMixUpV2(data_keys=["input", "class"])))
+        out.append(("cutmix", "kornia", "elem", RandomCutMixV2(data_keys=["input", "class"])))
+    except ImportError:
+        pass
+    return out
+
+
+def _official_entries(ndim: int):
+    out = [("zeta", "official-style", "N=B", official_zeta)]
+    if 3 <= ndim <= 5:
+        out.append(("fmix", "official-style", "batch", official_fmix))
+    return out
+
+
+def bench_shape(shape, device, repeats, peers=True, memory=True) -> list[Row]:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(shape, generator=g, device=device)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
+    x2 = torch.rand(shape, generator=g, device=device)
+    buf = torch.empty_like(x)
+    in_bytes = x.numel() * x.element_size()
+    rows = []
+
+    def add(method, impl, mode, fn, note=""):
+        try:
+            ms = time_ms(fn, device, repeats)
+            mem = extra_memory_bytes(fn, device) if memory else None
+        except Exception as exc:  # a peer that rejects this input
+            rows.append(Row(shape, method, impl, mode, float("nan"), note=f"failed: {type(exc).__name__}"))
+            return
+        rows.append(Row(shape, method, impl, mode, ms, None if mem is None else mem / in_bytes, note=note))
+
+    add("floor", "read 2 write 1", "preallocated", lambda: torch.add(x, x2, out=buf))
+    add("floor", "read 2 write 1", "in place", lambda: buf.add_(x2))
+    add("floor", "read 2 write 1", "fresh output", lambda: torch.add(x, x2))
+    for method, impl, mode, mixer in _mixkit_entries(x.ndim):
+        add(method, impl, mode, lambda m=mixer: m(x, y, generator=g))
+    if peers:
+        for method, impl, mode, peer in _peer_entries(x.ndim, shape[0]):
+            if impl.startswith("timm"):
+                add(method, impl, mode, lambda p=peer: p(x, y), "mixes its input in place")
+            else:
+                add(method, impl, mode, lambda p=peer: p(x, y))
+        if device.type == "cpu":
+            for method, impl, mode, fn in _official_entries(x.ndim):
+                add(method, impl, mode, lambda f=fn: f(x, y))
+    floor = next(r.ms for r in rows if r.method == "floor" and r.mode == "preallocated")
+    for r in rows:
+        r.vs_floor = r.ms / floor if floor > 0 else None
+        if r.impl == "mixkit":
+            peer = [p.ms for p in rows if p.method == r.method and p.impl != "mixkit" and math.isfinite(p.ms)]
+            r.vs_peer = r.ms / min(peer) if peer else None
+    return rows
+
+
+def bench_masks(device, repeats) -> list[dict]:
+    """FMix masks per second: per-sample batched masks against the official one-per-batch."""
+    out = []
+    for spatial, batch in [((32, 32), 128), ((224, 224), 64), ((16000,), 64), ((32, 32, 32), 16)]:
+        g = torch.Generator(device=device).manual_seed(0)
+        lam = torch.rand(batch, generator=g, device=device)
+        ms = time_ms(lambda s=spatial, l=lam, g=g: F.fourier_masks(l, s, 3.0, generator=g), device, repeats)
+        row = {"shape": list(spatial), "batch": batch, "mixkit_masks_per_s": batch / ms * 1e3}
+        if device.type == "cpu":
+            ms_off = time_ms(lambda s=spatial: official_fmix_mask(s), device, repeats)
+            row["official_masks_per_s"] = 1e3 / ms_off
+            row["ratio"] = row["mixkit_masks_per_s"] / row["official_masks_per_s"]
+        out.append(row)
+    return out
+
+
+def bench_train_step(device, repeats) -> list[dict]:
+    """Time of one training step of a small CNN on a Fashion-MNIST-sized batch, plain and with
+    each input-space mixer (mixing inside the step)."""
+    torch.manual_seed(0)
+    model = _small_cnn().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = _fashion_batch(128, device)
+    y = torch.randint(0, NUM_CLASSES, (128,), device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def step(mixer=None):
+        xb, target = (x, y) if mixer is None else mixer(x, y, generator=g)
+        loss = torch.nn.functional.cross_entropy(model(xb), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    mixers = {
+        "mixup": MixUp(num_classes=NUM_CLASSES),
+        "zeta": ZetaMixup(num_classes=NUM_CLASSES),
+        "cutmix": CutMix(num_classes=NUM_CLASSES),
+        "fmix": FMix(num_classes=NUM_CLASSES),
+        "fmix elem": FMix(num_classes=NUM_CLASSES, mode="elem"),
+        "mixup+fmix": Alternate([MixUp(), FMix()], num_classes=NUM_CLASSES),
+        "cutmix+zeta": Compose([CutMix(), ZetaMixup()], num_classes=NUM_CLASSES),
+    }
+    # Interleave plain and mixed steps so drifts in machine load hit both alike.
+    out = []
+    for name, mixer in mixers.items():
+        plain, mixed = [], []
+        for _ in range(3):
+            plain.append(time_ms(step, device, repeats))
+            mixed.append(time_ms(lambda m=mixer: step(m), device, repeats))
+        p, m = statistics.median(plain), statistics.median(mixed)
+        out.append({"method": name, "plain_ms": p, "mixed_ms": m, "overhead_pct": 100 * (m - p) / p})
+    return out
+
+
+def _small_cnn() -> torch.nn.Module:
+    try:
+        from .models import build_model
+
+        return build_model("small-cnn", num_classes=NUM_CLASSES, in_channels=1)
+    except Exception:
+        nn = torch.nn
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, NUM_CLASSES),
+        )
+
+
+def _fashion_batch(batch: int, device) -> torch.Tensor:
+    """A real Fashion-MNIST batch when the Debian package is installed, else random pixels."""
+    path = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    if path.exists():
+        import gzip
+
+        raw = gzip.open(path, "rb").read()
+        imgs = torch.frombuffer(bytearray(raw[16 : 16 + batch * 784]), dtype=torch.uint8)
+        return (imgs.view(batch, 1, 28, 28).float() / 255.0).to(device)
+    return torch.rand(batch, 1, 28, 28, device=device)
+
+
+def bench_zeta_scaling(device, repeats) -> dict:
+    """How zeta-mixup's cost grows with batch size, input size and N (mixkit vs official-style)."""
+    res = {"batch": [], "size": [], "n_mix": []}
+    g = torch.Generator(device=device).manual_seed(0)
+    for b in [16, 32, 64, 128, 256, 512]:
+        x = torch.rand(b, 3, 32, 32, device=device)
+        y = torch.randint(0, NUM_CLASSES, (b,), device=device)
+        z = ZetaMixup(num_classes=NUM_CLASSES)
+        res["batch"].append(_zeta_row(b, z, x, y, g, device, repeats))
+    for s in [16, 32, 64, 128, 224]:
+        x = torch.rand(64, 3, s, s, device=device)
+        y = torch.randint(0, NUM_CLASSES, (64,), device=device)
+        z = ZetaMixup(num_classes=NUM_CLASSES)
+        res["size"].append(_zeta_row(s, z, x, y, g, device, repeats))
+    x = torch.rand(128, 3, 32, 32, device=device)
+    y = torch.randint(0, NUM_CLASSES, (128,), device=device)
+    for n in [2, 4, 8, 16, 32, 64, 128]:
+        z = ZetaMixup(num_classes=NUM_CLASSES, n_mix=n)
+        res["n_mix"].append(_zeta_row(n, z, x, y, g, device, repeats, official=False))
+    return res
+
+
+def _zeta_row(value, z, x, y, g, device, repeats, official=True) -> dict:
+    row = {"x": value, "mixkit_ms": time_ms(lambda: z(x, y, generator=g), device, repeats)}
+    if official and device.type == "cpu":
+        row["official_ms"] = time_ms(lambda: official_zeta(x, y), device, repeats)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def to_markdown(rep: Report) -> str:
+    m = rep.meta
+    lines = [
+        "# mixkit speed benchmark",
+        "",
+        f"Machine: {m['machine']}; device {m['device']}; torch {m['torch']}; threads {m['threads']}; "
+        f"{m['date']}.",
+        f"Command: `{m['command']}`",
+        "",
+        "Median ms per call after warm-up. *× floor*: time over one pre-allocated pass reading two "
+        "batches and writing one. *× best peer*: over the fastest peer or official-style entry for the "
+        "same method (targets: ≤ 1.0 at 128×3×32×32, ≤ 0.5 at 64×3×224×224 in the fastest mode). "
+        "*mem*: extra bytes allocated per call over the input's size.",
+        "",
+    ]
+    shapes = []
+    for r in rep.rows:
+        if r.shape not in shapes:
+            shapes.append(r.shape)
+    for shape in shapes:
+        lines += [f"## {'×'.join(map(str, shape))}", "",
+                  "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for r in rep.rows:
+            if r.shape == shape:
+                lines.append(
+                    f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
+                    f"{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
+                )
+        lines.append("")
+    if rep.masks:
+        lines += ["## FMix masks per second (per-sample, batched) vs the official one-per-batch", "",
+                  "| shape | batch | mixkit masks/s | official-style masks/s | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in rep.masks:
+            shape = "×".join(map(str, r["shape"]))
+            lines.append(f"| {shape} | {r['batch']} | {r['mixkit_masks_per_s']:.0f} | "
+                         f"{_fmt(r.get('official_masks_per_s'), 0)} | {_fmt(r.get('ratio'), 1)} |")
+        lines.append("")
+    if rep.train_step:
+        lines += ["## Training step of a small CNN, batch 128×1×28×28", "",
+                  "| mixer | plain ms | with mixer ms | overhead % |", "|---|---:|---:|---:|"]
+        for r in rep.train_step:
+            lines.append(f"| {r['method']} | {r['plain_ms']:.2f} | {r['mixed_ms']:.2f} | "
+                         f"{r['overhead_pct']:.1f} |")
+        lines.append("")
+    if rep.zeta_scaling:
+        lines += ["## ζ-mixup cost growth", "", "| axis | value | mixkit ms | official-style ms |",
+                  "|---|---:|---:|---:|"]
+        for axis, rows in rep.zeta_scaling.items():
+            for r in rows:
+                official = _fmt(r.get("official_ms"), 3)
+                lines.append(f"| {axis} | {r['x']} | {r['mixkit_ms']:.3f} | {official} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_zeta_scaling(scaling: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = {"batch": "batch size (3×32×32)", "size": "image side (batch 64, 3 channels)",
+              "n_mix": "N samples per mix (batch 128, 3×32×32)"}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (axis, rows) in zip(axes, scaling.items(), strict=False):
+        xs = [r["x"] for r in rows]
+        ax.plot(xs, [r["mixkit_ms"] for r in rows], "o-", label="mixkit")
+        if any("official_ms" in r for r in rows):
+            ax.plot(xs, [r["official_ms"] for r in rows], "s--", label="official-style")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(titles[axis])
+        ax.set_ylabel("ms per call")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("ζ-mixup cost growth")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=True,
+        out: str | Path | None = None, command: str = "") -> Report:
+    device = torch.device(device)
+    torch.set_num_threads(threads)
+    rep = Report()
+    rep.meta = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "command": command or " ".join(sys.argv),
+        "python": platform.python_version(),
+    }
+    for shape in shapes or DEFAULT_SHAPES:
+        print(f"bench: {shape}", file=sys.stderr, flush=True)
+        rep.rows += bench_shape(tuple(shape), device, repeats, peers=peers)
+    if extras:
+        print("bench: FMix masks", file=sys.stderr, flush=True)
+        rep.masks = bench_masks(device, repeats)
+        print("bench: training step", file=sys.stderr, flush=True)
+        rep.train_step = bench_train_step(device, repeats)
+        print("bench: zeta scaling", file=sys.stderr, flush=True)
+        rep.zeta_scaling = bench_zeta_scaling(device, repeats)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / "bench.md", to_markdown(rep))
+        _atomic_write(out / "bench.json", json.dumps(asdict(rep), indent=1, default=str))
+        if rep.zeta_scaling:
+            plot_zeta_scaling(rep.zeta_scaling, out / "zeta_scaling.png")
+    return rep
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape like 128x3x32x32, got {text!r}") from None
+    if len(shape) < 2 or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"expected a shape like 128x3x32x32, got {text!r}")
+    return shape
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="mixkit bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", type=_parse_shape, nargs="+", default=None,
+                   help="input shapes, e.g. 128x3x32x32 64x1x16000 (default: the standard five)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--repeats", type=int, default=15, help="timed calls per entry (median reported)")
+    p.add_argument("--no-peers", action="store_true", help="skip peers and official-style")
+    p.add_argument("--quick", action="store_true", help="only the shape tables")
+    p.add_argument("--out", default=None, help="directory for bench.md, bench.json, zeta_scaling.png")
+    return p
+
+
+def main(argv=None, args=None) -> int:
+    if args is None:
+        args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"mixkit bench: --threads expected >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    rep = run(args.shapes, args.device, args.threads, args.repeats, peers=not args.no_peers,
+              extras=not args.quick, out=args.out, command="mixkit bench " + " ".join(argv or sys.argv[1:]))
+    print(to_markdown(rep))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
