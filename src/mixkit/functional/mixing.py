@@ -47,11 +47,12 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "num_classes: expected an int when labels are class ids (B,), got None; "
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
-        if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
-            raise ValueError(
-                f"labels: expected class ids in [0, {num_classes - 1}], "
-                f"got values in [{int(labels.min())}, {int(labels.max())}]"
-            )
+        if labels.numel():
+            lo, hi = (int(v) for v in torch.aminmax(labels))
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(
+                    f"labels: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
+                )
         out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
         return out.scatter_(1, labels.long()[:, None], 1.0)
     if labels.ndim == 2 and labels.is_floating_point():
@@ -209,5 +210,5 @@ def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -
     out = x if inplace else x.clone()
     if any(hi <= lo for lo, hi in bounds):
         return out
-    out[region] = x[region][index.to(x.device)]
+    out[region] = x[region].index_select(0, index.to(x.device))
     return out
