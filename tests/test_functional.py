@@ -392,3 +392,37 @@ def test_top_k_mask_matches_sort_reference(gen):
     for b in range(40):
         ref[b, values[b].argsort(descending=True)[: int(k[b])]] = True
     assert torch.equal(keep, ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    b=st.integers(1, 9),
+    spatial=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+    which=st.sampled_from(["mixup", "zeta", "cutmix", "fmix", "cutmix-elem", "fmix-elem-soft"]),
+)
+def test_property_mixers_keep_invariants(b, spatial, seed, which):
+    make = {
+        "mixup": lambda: mixkit.MixUp(num_classes=3, mode="elem"),
+        "zeta": lambda: mixkit.ZetaMixup(num_classes=3, gamma=1.5),
+        "cutmix": lambda: mixkit.CutMix(num_classes=3),
+        "fmix": lambda: mixkit.FMix(num_classes=3),
+        "cutmix-elem": lambda: mixkit.CutMix(num_classes=3, mode="elem"),
+        "fmix-elem-soft": lambda: mixkit.FMix(num_classes=3, mode="elem", max_soft=0.2),
+    }[which]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((b, 2, *spatial), generator=g)
+    y = torch.randint(0, 3, (b,), generator=g)
+    m = make()
+    params = m.sample(x, generator=g)
+    mixed, soft = m.apply(x, y, params)
+    assert mixed.shape == x.shape
+    assert ((params.lam >= 0) & (params.lam <= 1)).all()
+    torch.testing.assert_close(soft.sum(1), torch.ones(b))
+    assert (soft >= 0).all()
+    # own-label weight is at least lam (the partner may share the class)
+    own = soft.gather(1, y[:, None]).squeeze(1)
+    assert (own >= params.lam - 1e-6).all()
+    if params.mask is not None:
+        n = math.prod(spatial)
+        assert ((params.mask.flatten(1).mean(1) - params.lam[: params.mask.shape[0]]).abs() <= 1 / n + 1e-6).all()
