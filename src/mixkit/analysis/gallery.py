@@ -1,0 +1,214 @@
+"""The gallery: pictures of what each mixer does, written as PNGs (docs/gallery by default).
+
+``python -m mixkit.analysis.gallery --out docs/gallery`` (or ``mixkit show`` once wired) writes:
+
+- ``mixed_batch.png``: eight Fashion-MNIST test images mixed by MixUp, zeta-mixup (gamma 2.8),
+  CutMix, FMix, MixUp+FMix (both of its alternating batches) and CutMix then zeta-mixup, each
+  cell titled with the realised weight of the image's own input;
+- ``fmix_masks.png``: FMix masks with the paper's isotropic spectrum beside the official code's
+  (``spectrum="official"``), 2-D at 32x32 and 1-D at length 64, all at lambda = 0.5;
+- ``zeta_weights.png``: the zeta-mixup weights against rank on log axes, N = 32;
+- ``half_moons.png``: real half-moons and the synthetic points of mixup and zeta-mixup.
+
+All randomness comes from ``torch.Generator`` seeded with ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .realism import FASHION_MNIST_ROOT, half_moons_realism, load_fashion_mnist, mix_with_weights
+
+__all__ = ["plot_mixed_batch", "plot_fmix_masks", "plot_zeta_weights", "make_gallery", "main"]
+
+FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                   "Bag", "Boot")
+DPI = 80
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
+    """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
+    from ..compose import Alternate, Compose
+    from ..mixers import CutMix, FMix, MixUp, ZetaMixup
+
+    alternate = Alternate([MixUp(alpha=1.0), FMix(alpha=1.0, decay_power=3.0)])
+    return [
+        ("MixUp\n(alpha=1, per sample)", MixUp(alpha=1.0, mode="elem"), 0),
+        (f"zeta-mixup\n(gamma={gamma:g}, N=B)", ZetaMixup(gamma=gamma), 0),
+        ("CutMix\n(alpha=1, per sample)", CutMix(alpha=1.0, mode="elem"), 0),
+        ("FMix\n(alpha=1, delta=3, per sample)", FMix(alpha=1.0, decay_power=3.0, mode="elem"), 0),
+        ("MixUp+FMix\nbatch 1 (MixUp)", alternate, 0),
+        ("MixUp+FMix\nbatch 2 (FMix)", alternate, 1),
+        (f"CutMix, then\nzeta (gamma={gamma:g})", Compose([CutMix(alpha=1.0, mode="elem"),
+                                                          ZetaMixup(gamma=gamma)]), 0),
+    ]
+
+
+def _display_batch(images: Tensor, labels: Tensor, show: int, batch: int) -> tuple[Tensor, Tensor]:
+    """A batch of ``batch`` images whose first ``show`` are of distinct classes where possible."""
+    chosen: list[int] = []
+    for c in labels.unique().tolist():
+        if len(chosen) == show:
+            break
+        chosen.append(int((labels == c).nonzero()[0]))
+    rest = [i for i in range(images.shape[0]) if i not in set(chosen)]
+    order = (chosen + rest)[:batch]
+    return images[order], labels[order]
+
+
+def plot_mixed_batch(images: Tensor, labels: Tensor, path, *, generator: torch.Generator,
+                     show: int = 8, batch: int = 128, gamma: float = 2.8) -> str:
+    """Mix a batch of ``batch`` images (``(N, 1, H, W)`` in [0, 1]) with each gallery method and
+    plot the first ``show``, titled with the realised weight of each image's own input (read off
+    the weight matrix, so for zeta-mixup it is the rank-1 weight for N = ``batch``)."""
+    plt = _plt()
+    x, y = _display_batch(images, labels, show, batch)
+    rows = _gallery_mixers(gamma)
+    fig, axes = plt.subplots(len(rows) + 1, show, figsize=(1.25 * show + 1.6, 1.45 * (len(rows) + 1)),
+                             squeeze=False)
+    for j in range(show):
+        ax = axes[0][j]
+        ax.imshow(x[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        name = FASHION_CLASSES[int(y[j])] if int(y[j]) < len(FASHION_CLASSES) else str(int(y[j]))
+        ax.set_title(name, fontsize=8)
+    axes[0][0].set_ylabel("original", fontsize=8, rotation=0, ha="right", va="center")
+    for r, (title, mixer, skip) in enumerate(rows, start=1):
+        for _ in range(skip):
+            mix_with_weights(mixer, x, generator)  # advance an Alternate to its next mixer
+        mixed, weights, _ = mix_with_weights(mixer, x, generator)
+        own = weights.diagonal()
+        for j in range(show):
+            ax = axes[r][j]
+            ax.imshow(mixed[j, 0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"own {float(own[j]):.2f}", fontsize=8)
+        axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Fashion-MNIST test images mixed within a batch of {x.shape[0]}; "
+                 "title: weight of the image's own input", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_fmix_masks(path, *, generator: torch.Generator, size: int = 32, length: int = 64,
+                    count: int = 6, decay_power: float = 3.0, lam: float = 0.5) -> str:
+    """FMix keep masks at ``lam``: 2-D (``size`` x ``size``) and 1-D (``length``), the paper's
+    isotropic spectrum beside the official code's (``spectrum="official"``)."""
+    from ..functional import fourier_masks
+
+    plt = _plt()
+    lam_t = torch.full((count,), float(lam))
+    fig = plt.figure(figsize=(1.3 * count + 1.5, 5.8))
+    grid = fig.add_gridspec(4, count, height_ratios=[1, 1, 0.55, 0.55])
+    for r, spectrum in enumerate(("paper", "official")):
+        masks = fourier_masks(lam_t, (size, size), decay_power, generator=generator, spectrum=spectrum)
+        for j in range(count):
+            ax = fig.add_subplot(grid[r, j])
+            ax.imshow(masks[j].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"2-D\n{spectrum}", fontsize=8, rotation=0, ha="right", va="center")
+    for r, spectrum in enumerate(("paper", "official"), start=2):
+        masks = fourier_masks(lam_t, (length,), decay_power, generator=generator, spectrum=spectrum)
+        ax = fig.add_subplot(grid[r, :])
+        ax.imshow(masks.numpy(), cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_yticks(range(count))
+        ax.set_yticklabels([str(i + 1) for i in range(count)], fontsize=6)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_ylabel(f"1-D\n{spectrum}", fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(f"FMix keep masks (white = own image), lambda = {lam:g}, delta = {decay_power:g}: "
+                 f"paper spectrum vs official code's", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_zeta_weights(path, *, n: int = 32,
+                      gammas: Sequence[float] = (1.0, 1.7286, 2.0, 2.8, 4.0)) -> str:
+    """The normalised p-series ``k^-gamma / C_n(gamma)`` against rank k, log-log, one line per
+    gamma, with the rank-1 (own-sample) weight in the legend."""
+    from ..functional import zeta_weights
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    k = torch.arange(1, n + 1)
+    for g in gammas:
+        w = zeta_weights(n, g)
+        ax.loglog(k.numpy(), w.numpy(), marker="o", markersize=3,
+                  label=f"gamma={g:g} (own {float(w[0]):.2f})")
+    ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1)
+    ax.text(n * 0.7, 0.55, "0.5", fontsize=7, color="0.4")
+    ax.set_xlabel("rank k (1 = the sample itself)", fontsize=8)
+    ax.set_ylabel("weight", fontsize=8)
+    ax.set_title(f"zeta-mixup weights, N = {n}", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = None, seed: int = 0,
+                 data_root: str = FASHION_MNIST_ROOT, moon_draws: int = 4,
+                 gammas: Sequence[float] = (2.0, 2.8, 4.0), batch: int = 128) -> list[str]:
+    """Write every gallery PNG into ``out`` and return their paths. ``images``/``labels``
+    (``(N, 1, H, W)`` in [0, 1]) default to the first 1,000 Fashion-MNIST test images."""
+    os.makedirs(out, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    if images is None:
+        images, labels = load_fashion_mnist("test", 1000, data_root)
+    if labels is None:
+        raise ValueError("labels: expected a tensor when images are given, got None")
+    paths = [
+        plot_mixed_batch(images, labels, os.path.join(out, "mixed_batch.png"), generator=g,
+                         batch=min(batch, images.shape[0])),
+        plot_fmix_masks(os.path.join(out, "fmix_masks.png"), generator=g),
+        plot_zeta_weights(os.path.join(out, "zeta_weights.png")),
+    ]
+    from .realism import plot_half_moons
+
+    moons = half_moons_realism(tuple(gammas), draws=moon_draws, seed=seed, keep_points=True)
+    moons_path = os.path.join(out, "half_moons.png")
+    plot_half_moons(moons, moons_path, seed=seed)
+    paths.append(moons_path)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mixkit show``: write the gallery PNGs and print their paths."""
+    parser = argparse.ArgumentParser(prog="mixkit show", description="Write the gallery PNGs.")
+    parser.add_argument("--out", default="docs/gallery", help="folder for the PNGs")
+    parser.add_argument("--seed", type=int, default=0, help="torch.Generator seed")
+    parser.add_argument("--data-root", default=FASHION_MNIST_ROOT,
+                        help="folder with the Fashion-MNIST IDX .gz files")
+    parser.add_argument("--moon-draws", type=int, default=4,
+                        help="passes over the 512 half-moon points per method")
+    args = parser.parse_args(argv)
+    for p in make_gallery(args.out, seed=args.seed, data_root=args.data_root,
+                          moon_draws=args.moon_draws):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
