@@ -8,16 +8,33 @@ scikit-learn, always imported lazily inside the functions that need them).
 - ``gallery``: the figures under docs/gallery (``python -m mixkit.analysis.gallery --out DIR``).
 """
 
-from .cohesion import expected_calibration_error, penultimate_features, scatter_ratios
-from .realism import (
-    half_moons_realism,
-    image_realism,
-    load_fashion_mnist,
-    mix_with_weights,
-    moons_manifold_distance,
-    nearest_real_distance,
-    plot_half_moons,
-)
+import importlib
+
+# Names are resolved on first use, so ``python -m mixkit.analysis.realism`` (or ``.gallery``)
+# does not import its own module twice and ``import mixkit.analysis`` stays light.
+_HOME = {
+    "expected_calibration_error": "cohesion",
+    "penultimate_features": "cohesion",
+    "scatter_ratios": "cohesion",
+    "half_moons_realism": "realism",
+    "image_realism": "realism",
+    "load_fashion_mnist": "realism",
+    "mix_with_weights": "realism",
+    "moons_manifold_distance": "realism",
+    "nearest_real_distance": "realism",
+    "plot_half_moons": "realism",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_HOME))
+
 
 __all__ = [
     "expected_calibration_error",
