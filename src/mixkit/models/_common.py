@@ -1,0 +1,34 @@
+"""Pieces shared by the mixkit model zoo: the global pooling module and the weight init.
+
+``GlobalAvgPool`` is the penultimate ``feature_layer`` of every model: adaptive average pooling
+to size 1 over all spatial (or temporal) axes, then a flatten, so its output is (B, D) and a
+forward hook on it captures the features that the ``head`` maps to logits.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["GlobalAvgPool", "init_weights"]
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over every axis after the channel axis: (B, C, *S) -> (B, C)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(2).mean(dim=2)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convolutions (fan-out, ReLU gain), batch norm weight 1 and bias 0.
+
+    Linear layers keep PyTorch's default initialisation.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
