@@ -1,0 +1,183 @@
+"""The ``mixkit`` command: ``train``, ``compare``, ``show`` and ``bench``.
+
+Every ``TrainConfig`` field is a flag (``--train-size 2000``, ``--no-amp``, ``--milestones
+100,150``); values come from the defaults, then ``--preset``, then ``--config file.yaml``, then
+the flags given. Examples::
+
+    mixkit train --dataset digits --model small-cnn --method mixup --epochs 1 --seed 0 --out runs/a
+    mixkit train --out runs/a --resume
+    mixkit compare --dataset digits --methods erm,mixup --seeds 0,1 --epochs 1 --out runs/cmp
+    mixkit compare --preset quick --out runs/quick
+    torchrun --nproc_per_node=2 -m mixkit train --dataset digits --out runs/ddp
+    mixkit show --out docs/gallery
+    mixkit bench --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import types
+import typing
+from dataclasses import MISSING, fields
+
+from .train.config import COMPARE_PRESETS, METHODS, PRESETS, VARIANTS, TrainConfig
+
+__all__ = ["main", "build_parser"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 0,1,2, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _optional(kind):
+    def parse(text: str):
+        if text.lower() in ("none", "null", ""):
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} or none, got {text!r}") from None
+    parse.__name__ = f"{kind.__name__} or none"
+    return parse
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("run settings (TrainConfig fields)")
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        default = f.default if f.default is not MISSING else f.default_factory()
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        args = (typing.get_origin(hint), typing.get_args(hint))
+        if hint is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        elif hint is list[int]:
+            group.add_argument(flag, dest=f.name, type=_int_list, default=argparse.SUPPRESS,
+                               metavar="N,N", help=help_text)
+        elif args[0] in (typing.Union, types.UnionType):
+            inner = next(a for a in args[1] if a is not type(None))
+            group.add_argument(flag, dest=f.name, type=_optional(inner), default=argparse.SUPPRESS,
+                               metavar=inner.__name__.upper(), help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=hint, default=argparse.SUPPRESS,
+                               metavar=hint.__name__.upper(), help=help_text)
+
+
+def _overrides(ns: argparse.Namespace) -> dict:
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(ns).items() if k in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mixkit", description="Mixed-sample data augmentation: train, "
+                                "compare, show, bench.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("Examples::", 1)[1])
+    sub = p.add_subparsers(dest="command", metavar="{train,compare,show,bench}")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train one run", description="Train one classifier with one method; "
+                       "writes config.yaml, metrics.jsonl, checkpoint.pt and final.json into --out.")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="a recipe to start from")
+    t.add_argument("--config", dest="config_file", help="YAML file of settings")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+    _add_config_flags(t)
+
+    c = sub.add_parser("compare", help="train methods x seeds and tabulate",
+                       description="Train every method with every seed (skipping finished runs) and "
+                       "write results.md, results.csv, summary.csv and plots into --out.")
+    c.add_argument("--out", required=True, help="comparison directory")
+    c.add_argument("--methods", type=_name_list,
+                   help="comma-separated: " + ", ".join(METHODS + tuple(VARIANTS)))
+    c.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    c.add_argument("--preset", choices=sorted(PRESETS), help="a recipe (sets methods and seeds too)")
+    c.add_argument("--config", dest="config_file", help="YAML file of settings")
+    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+    _add_config_flags(c, skip=("method", "seed"))
+
+    sub.add_parser("show", help="write the gallery PNGs (mixed batches, masks, weights)", add_help=False)
+    sub.add_parser("bench", help="speed benchmark against the floor and peer libraries", add_help=False)
+    return p
+
+
+def _train(ns) -> int:
+    from .train.config import config_from_dict, read_yaml, resolve_config
+    from .train.loop import CONFIG, train
+
+    over = _overrides(ns)
+    if ns.resume:
+        path = os.path.join(ns.out, CONFIG)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"--resume: expected a run directory with {CONFIG}, found none in {ns.out}")
+        values = read_yaml(path)
+        if ns.preset:
+            values.update(PRESETS[ns.preset])
+        if ns.config_file:
+            values.update(read_yaml(ns.config_file))
+        values.update(over)
+        cfg = config_from_dict(values)
+    else:
+        cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=over)
+    final = train(cfg, ns.out, resume=ns.resume, progress=ns.progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"test error {final['test_error']:.4f}  macro-F1 {final['macro_f1']:.4f}  "
+              f"NLL {final['nll']:.4f}  ECE {final['ece']:.4f}  -> {os.path.join(ns.out, 'final.json')}")
+    return 0
+
+
+def _compare(ns) -> int:
+    from .train.compare import compare
+    from .train.config import resolve_config
+
+    cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=_overrides(ns))
+    preset = COMPARE_PRESETS.get(ns.preset or "", {})
+    methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
+    seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
+    compare(cfg, methods, seeds, ns.out, progress=ns.progress)
+    with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
+        print(f.read())
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "show":
+        from .analysis.gallery import main as show_main
+        return show_main(argv[1:])
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        if ns.command == "train":
+            return _train(ns)
+        return _compare(ns)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+        print(f"mixkit {ns.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mixkit {ns.command}: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The harness: configuration, methods by name, the training loop, comparisons."""

@@ -1,0 +1,263 @@
+"""Methods side by side: methods x seeds runs, then tables and plots.
+
+``compare(base_cfg, methods, seeds, out)`` trains ``out/<method>/seed<k>/`` for every pair
+(skipping runs whose ``final.json`` exists with the same config, resuming interrupted ones) and
+writes:
+
+- ``results.csv``: one row per run (method, seed, every final metric);
+- ``summary.csv``: one row per method (mean and std over seeds);
+- ``results.md``: the table (mean ± std over seeds), and for each comparison pair the paired
+  difference over common seeds with a 95 % t confidence interval;
+- ``error_bars.png`` (test error, mean ± std) and ``curves.png`` (test error per epoch, mean
+  over seeds).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import replace
+
+from .checkpoint import atomic_write_bytes, atomic_write_text
+from .config import TrainConfig, config_diff, config_from_dict, method_overrides, read_yaml
+from .loop import CONFIG, FINAL, METRICS, train
+
+__all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
+
+METRIC_KEYS = ("test_error", "macro_f1", "micro_f1", "nll", "ece", "scatter_ratio", "train_time_s")
+
+# Pairs each paper compares (its method, its reference); kept when both are in a comparison.
+DEFAULT_PAIRS = [
+    ("zeta", "mixup"), ("zeta-g4", "mixup"), ("zeta-g2", "mixup"), ("cutmix+zeta", "cutmix"),
+    ("fmix", "mixup"), ("fmix", "cutmix"), ("fmix-official", "fmix"), ("mixup+fmix", "fmix"),
+    ("synermix", "mixup"), ("synermix", "synermix-intra"),
+    ("synermix-manifold", "manifold"), ("synermix-manifold", "synermix-intra"),
+]
+
+
+def _t975(df: int) -> float:
+    try:
+        from scipy.stats import t
+        return float(t.ppf(0.975, df))
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+        return table.get(df, 1.96)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
+    """``a - b`` over the seeds both have: mean, 95 % t interval, n (NaN interval for n < 2)."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    if not diffs:
+        return {"n": 0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    mean, std = _mean_std(diffs)
+    half = _t975(len(diffs) - 1) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return {"n": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
+
+
+def _run_config(base: TrainConfig, name: str, seed: int) -> TrainConfig:
+    return replace(base, **method_overrides(name), seed=seed)
+
+
+def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
+    final = os.path.join(run_dir, FINAL)
+    if not os.path.exists(final):
+        return None
+    saved = config_from_dict(read_yaml(os.path.join(run_dir, CONFIG)))
+    diff = config_diff(saved, cfg, ignore=("threads", "eval_batch_size"))
+    if diff:
+        raise ValueError(f"compare: {run_dir} holds a finished run with other settings "
+                         f"({', '.join(sorted(diff))}); use another --out or delete it")
+    with open(final, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *,
+            progress: bool | None = None, pairs=None, log=None) -> dict:
+    """Train every (method, seed) into ``out`` and write the report; returns the aggregate."""
+    if log is None:
+        def log(msg):
+            print(msg, file=sys.stderr, flush=True)
+    if not methods:
+        raise ValueError("methods: expected at least one method, got none")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed, got none")
+    if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"methods, seeds: expected distinct entries, got {methods} and {seeds}")
+    for m in methods:
+        method_overrides(m)          # raises for an unknown name before anything runs
+    if progress is None:
+        progress = sys.stderr.isatty()
+    jobs = [(m, s) for m in methods for s in seeds]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="compare", dynamic_ncols=True, file=sys.stderr)
+    runs = []
+    for m, s in jobs:
+        cfg = _run_config(base, m, s)
+        run_dir = os.path.join(out, m, f"seed{s}")
+        final = _finished(cfg, run_dir)
+        if final is not None:
+            log(f"{run_dir}: finished earlier, skipped")
+        else:
+            resume = os.path.exists(os.path.join(run_dir, CONFIG))
+            final = train(cfg, run_dir, resume=resume, progress=progress, log=None if progress else log)
+        curve = []
+        mpath = os.path.join(run_dir, METRICS)
+        if os.path.exists(mpath):
+            with open(mpath, encoding="utf-8") as f:
+                curve = [json.loads(line)["test_error"] for line in f if line.strip()]
+        runs.append({"method": m, "seed": s, "final": final, "curve": curve})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(last=f"{m}/{s}: {final['test_error']:.4f}")
+    if bar is not None:
+        bar.close()
+    summary = aggregate(runs, methods)
+    write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS)
+    return summary
+
+
+def aggregate(runs: list[dict], methods: list[str]) -> dict:
+    summary = {}
+    for m in methods:
+        mine = [r for r in runs if r["method"] == m]
+        row = {"n": len(mine)}
+        for key in METRIC_KEYS:
+            vals = [float(r["final"][key]) for r in mine if key in r["final"]]
+            if vals:
+                row[key] = _mean_std(vals)
+        row["by_seed"] = {r["seed"]: float(r["final"]["test_error"]) for r in mine}
+        summary[m] = row
+    return summary
+
+
+def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -> str:
+    if ms is None:
+        return "–"
+    mean, std = ms
+    if math.isnan(std):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _ci(d: dict) -> str:
+    if d["n"] == 0:
+        return "–"
+    if math.isnan(d["low"]):
+        return f"{d['mean'] * 100:+.2f} (n = 1)"
+    return f"{d['mean'] * 100:+.2f} [{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
+
+
+def markdown_table(summary: dict, methods: list[str], pairs) -> str:
+    lines = ["| method | seeds | test error % | Δ vs ERM (pp, 95 % CI) | macro-F1 % | NLL | ECE % "
+             "| S_b/S_w | time/run (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    erm = summary.get("erm")
+    for m in methods:
+        row = summary[m]
+        delta = "–" if erm is None or m == "erm" else _ci(paired_difference(row["by_seed"], erm["by_seed"]))
+        lines.append(f"| {m} | {row['n']} | {_fmt(row.get('test_error'), 100)} | {delta} | "
+                     f"{_fmt(row.get('macro_f1'), 100)} | {_fmt(row.get('nll'), 1, 3)} | "
+                     f"{_fmt(row.get('ece'), 100)} | {_fmt(row.get('scatter_ratio'), 1, 2)} | "
+                     f"{_fmt(row.get('train_time_s'), 1, 0)} |")
+    chosen = [(a, b) for a, b in pairs if a in summary and b in summary]
+    if chosen:
+        lines += ["", "Paired differences in test error (percentage points, first minus second; "
+                  "negative = the first is better), 95 % t interval over common seeds:", "",
+                  "| comparison | Δ error (pp) [95 % CI] | seeds |", "|---|---|---|"]
+        for a, b in chosen:
+            d = paired_difference(summary[a]["by_seed"], summary[b]["by_seed"])
+            lines.append(f"| {a} − {b} | {_ci(d)} | {d['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs) -> None:
+    os.makedirs(out, exist_ok=True)
+    final_keys = ["test_error", "test_accuracy", "micro_f1", "macro_f1", "nll", "ece", "scatter_within",
+                  "scatter_between", "scatter_ratio", "train_loss", "train_time_s", "epochs"]
+    rows = [{"method": r["method"], "seed": r["seed"], **{k: r["final"].get(k) for k in final_keys}}
+            for r in runs]
+    atomic_write_text(os.path.join(out, "results.csv"), _csv(rows, ["method", "seed", *final_keys]))
+    srows = []
+    for m in methods:
+        row = {"method": m, "seeds": summary[m]["n"]}
+        for key in METRIC_KEYS:
+            if key in summary[m]:
+                row[f"{key}_mean"], row[f"{key}_std"] = summary[m][key]
+        srows.append(row)
+    cols = ["method", "seeds"] + [f"{k}_{s}" for k in METRIC_KEYS for s in ("mean", "std")]
+    atomic_write_text(os.path.join(out, "summary.csv"), _csv(srows, cols))
+    head = (f"# Comparison: {base.dataset}, {base.model}, {base.epochs} epochs\n\n"
+            f"Training set {base.train_size or 'all'}, test set {base.test_size or 'all'}, "
+            f"batch {base.batch_size}, lr {base.lr} ({base.schedule}), weight decay {base.weight_decay}, "
+            f"augmentation {base.augment}. Mean ± std over seeds. S_b/S_w: between- over within-class "
+            "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
+    atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs))
+    _plots(out, runs, summary, methods)
+
+
+def _plots(out: str, runs, summary, methods) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is in the harness extra
+        return
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(methods) + 1.5), 3.6))
+    means = [summary[m]["test_error"][0] * 100 for m in methods]
+    stds = [0.0 if math.isnan(summary[m]["test_error"][1]) else summary[m]["test_error"][1] * 100
+            for m in methods]
+    ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+    ax.set_ylabel("test error (%)")
+    lo = min(m - s for m, s in zip(means, stds, strict=True))
+    hi = max(m + s for m, s in zip(means, stds, strict=True))
+    ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9) - 0.5), hi + 0.15 * (hi - lo + 1e-9) + 0.2)
+    ax.set_title("test error, mean ± std over seeds")
+    fig.tight_layout()
+    _save_fig(fig, os.path.join(out, "error_bars.png"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        curves = [r["curve"] for r in runs if r["method"] == m and r["curve"]]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        mean = [sum(c[i] for c in curves) / len(curves) * 100 for i in range(n)]
+        ax.plot(range(1, n + 1), mean, label=m)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("test error per epoch (mean over seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _save_fig(fig, os.path.join(out, "curves.png"))
+    plt.close(fig)
+
+
+def _save_fig(fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,240 @@
+"""The configuration of one training run, its presets, and how it is read and saved.
+
+A run is fully described by a ``TrainConfig``: the dataset, the model, the method and its
+hyperparameters, the optimiser and schedule, the seed. Values come, in increasing priority, from
+the dataclass defaults, a named preset (``PRESETS``), a YAML file, and command-line flags; the
+resolved config is saved as ``config.yaml`` in every run directory, and a resumed run must agree
+with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS",
+           "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff"]
+
+METHODS: tuple[str, ...] = (
+    "erm", "mixup", "zeta", "cutmix", "fmix", "mixup+fmix", "cutmix+zeta", "manifold",
+    "synermix-intra", "synermix", "synermix-manifold",
+)
+SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")
+AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; ``mixkit train --help`` lists every field as a flag."""
+
+    # data
+    dataset: str = field(default="digits", metadata={"help": "fashion-mnist, digits, mnist1d, cifar10, "
+                                                      "cifar100 or imagefolder"})
+    data_dir: str | None = field(default=None, metadata={"help": "where the dataset's files are"})
+    train_size: int | None = field(default=None, metadata={"help": "class-stratified training subset "
+                                                            "(fixed by data_seed)"})
+    test_size: int | None = field(default=None, metadata={"help": "class-stratified test subset"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the subsets drawn (not of the run)"})
+    image_size: int | None = field(default=None, metadata={"help": "side of imagefolder images"})
+    augment: str = field(default="crop-flip", metadata={"help": "crop-flip, crop, flip or none "
+                                                         "(signals: crop = random shift)"})
+    crop_padding: int = field(default=4, metadata={"help": "zero padding of the random crop"})
+    # model
+    model: str = field(default="small-cnn", metadata={"help": "preact-resnet18, resnet18, resnet50, "
+                                                       "small-cnn or cnn1d"})
+    # method
+    method: str = field(default="erm", metadata={"help": ", ".join(METHODS)})
+    alpha: float = field(default=1.0, metadata={"help": "Beta(alpha, alpha) of mixup, cutmix, fmix"})
+    zeta_gamma: float = field(default=2.8, metadata={"help": "gamma of zeta-mixup's p-series"})
+    decay_power: float = field(default=3.0, metadata={"help": "FMix spectrum decay power delta"})
+    fmix_spectrum: str = field(default="paper", metadata={"help": "paper (isotropic) or official"})
+    mix_mode: str = field(default="batch", metadata={"help": "batch (one lambda per batch) or elem"})
+    manifold_alpha: float = field(default=2.0, metadata={"help": "Beta alpha of Manifold Mixup"})
+    syner_beta: float | None = field(default=None, metadata={"help": "SynerMix beta (default 0.5 for "
+                                                              "synermix-intra, 0.1 otherwise)"})
+    # optimisation
+    epochs: int = field(default=10, metadata={"help": "training epochs"})
+    batch_size: int = field(default=128, metadata={"help": "batch size per process"})
+    lr: float = field(default=0.1, metadata={"help": "peak learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay"})
+    schedule: str = field(default="cosine", metadata={"help": ", ".join(SCHEDULES)})
+    milestones: list[int] = field(default_factory=lambda: [100, 150],
+                                  metadata={"help": "multistep: epochs where lr is multiplied by lr_decay"})
+    step_size: int = field(default=10, metadata={"help": "step: epochs between decays"})
+    lr_decay: float = field(default=0.1, metadata={"help": "step/multistep decay factor"})
+    warmup_epochs: int = field(default=0, metadata={"help": "linear warm-up epochs"})
+    # run
+    seed: int = field(default=0, metadata={"help": "seed of the model init, the order and the mixing"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    amp: bool = field(default=True, metadata={"help": "mixed precision on GPU (ignored on CPU)"})
+    channels_last: bool = field(default=True, metadata={"help": "channels-last images on GPU"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
+    eval_batch_size: int = field(default=512, metadata={"help": "batch size of evaluation"})
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field, what is expected and what came."""
+        def bad(name, expected):
+            raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+
+        if self.method not in METHODS:
+            bad("method", "one of " + ", ".join(METHODS))
+        if self.schedule not in SCHEDULES:
+            bad("schedule", "one of " + ", ".join(SCHEDULES))
+        if self.augment not in AUGMENTS:
+            bad("augment", "one of " + ", ".join(AUGMENTS))
+        if self.fmix_spectrum not in ("paper", "official"):
+            bad("fmix_spectrum", "paper or official")
+        if self.mix_mode not in ("batch", "elem"):
+            bad("mix_mode", "batch or elem")
+        for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(name, "an integer >= 1")
+        for name in ("train_size", "test_size", "threads", "image_size"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                bad(name, "an integer >= 1 or None")
+        for name in ("warmup_epochs", "crop_padding", "seed", "data_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                bad(name, "an integer >= 0")
+        for name in ("alpha", "manifold_alpha", "zeta_gamma", "decay_power", "lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                bad(name, "a number > 0")
+        for name in ("momentum", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                bad(name, "a number >= 0")
+        if not (0 < self.lr_decay <= 1):
+            bad("lr_decay", "a number in (0, 1]")
+        if self.syner_beta is not None and not (0 <= self.syner_beta <= 1):
+            bad("syner_beta", "None or a number in [0, 1]")
+        if not isinstance(self.milestones, list) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones):
+            bad("milestones", "a list of integers >= 1")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            bad("warmup_epochs", f"fewer than epochs ({self.epochs})")
+
+
+# Presets: the papers' recipes and small CPU runs. A preset sets config fields; a compare preset
+# also names its methods and seeds. Flags given on the command line override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The README's main job: a few minutes on 2 CPU cores, offline data.
+    "quick": dict(dataset="fashion-mnist", train_size=3000, test_size=2000, model="small-cnn",
+                  epochs=6, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
+    # Fashion-MNIST on CPU (issue-6 suite): a 2,000-image subset trained for 60 epochs, a regime
+    # where the small CNN overfits and regularisation can pay off.
+    "fmnist-cpu": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-cnn",
+                       epochs=60, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
+    # MNIST-1D (1-D signals; FMix 1-D masks): the 1-D CNN, 60 epochs.
+    "mnist1d": dict(dataset="mnist1d", model="cnn1d", epochs=60, batch_size=64, lr=0.05,
+                    schedule="cosine", weight_decay=5e-4, augment="none"),
+    # FMix paper: PreAct-ResNet18 on Fashion-MNIST, 200 epochs, lr 0.1 divided by 10 at 100 and
+    # 150, batch 128, SGD momentum 0.9, wd 1e-4, crop (pad 4) + flip.
+    "fmix-fashion-preact": dict(dataset="fashion-mnist", model="preact-resnet18", epochs=200,
+                                batch_size=128, lr=0.1, schedule="multistep", milestones=[100, 150],
+                                lr_decay=0.1, weight_decay=1e-4, augment="crop-flip"),
+    # zeta-mixup paper: ResNet-18 with the CIFAR stem on CIFAR-10/100, 200 epochs, lr 0.1 / 10 at
+    # 100 and 150, wd 5e-4 (data needed on disk: --data-dir).
+    "zeta-cifar10": dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1,
+                         schedule="multistep", milestones=[100, 150], weight_decay=5e-4),
+    "zeta-cifar100": dict(dataset="cifar100", model="resnet18", epochs=200, batch_size=128, lr=0.1,
+                          schedule="multistep", milestones=[100, 150], weight_decay=5e-4),
+    # SynerMix paper: CIFAR-100, ResNet-18 (3x3 stem), 120 epochs, StepLR(10, 0.5), wd 5e-4.
+    "synermix-cifar100": dict(dataset="cifar100", model="resnet18", epochs=120, batch_size=128, lr=0.1,
+                              schedule="step", step_size=10, lr_decay=0.5, weight_decay=5e-4),
+}
+
+COMPARE_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(methods=["erm", "mixup", "zeta", "cutmix", "fmix"], seeds=[0]),
+    "fmnist-cpu": dict(methods=["erm", "mixup", "zeta", "zeta-g4", "cutmix", "fmix", "mixup+fmix",
+                                "cutmix+zeta", "manifold", "synermix-intra", "synermix",
+                                "synermix-manifold"], seeds=[0, 1, 2]),
+    "mnist1d": dict(methods=["erm", "mixup", "cutmix", "fmix", "fmix-official", "zeta"],
+                    seeds=[0, 1, 2, 3, 4]),
+    "fmix-fashion-preact": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0]),
+    "zeta-cifar10": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0]),
+    "zeta-cifar100": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0]),
+    "synermix-cifar100": dict(methods=["erm", "mixup", "manifold", "synermix-intra", "synermix",
+                                       "synermix-manifold"], seeds=[0]),
+}
+
+# Method variants a comparison may name: a method plus hyperparameters (``name -> overrides``).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "zeta-g2": dict(method="zeta", zeta_gamma=2.0),
+    "zeta-g4": dict(method="zeta", zeta_gamma=4.0),
+    "fmix-official": dict(method="fmix", fmix_spectrum="official"),
+    "mixup-elem": dict(method="mixup", mix_mode="elem"),
+    "cutmix-elem": dict(method="cutmix", mix_mode="elem"),
+    "fmix-elem": dict(method="fmix", mix_mode="elem"),
+}
+
+
+def method_overrides(name: str) -> dict[str, Any]:
+    """Config overrides of a comparison entry: a method name or a variant in ``VARIANTS``."""
+    if name in METHODS:
+        return {"method": name}
+    if name in VARIANTS:
+        return dict(VARIANTS[name])
+    raise ValueError(f"methods: expected names among {', '.join(METHODS + tuple(VARIANTS))}, got {name!r}")
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A ``TrainConfig`` from a dict; unknown keys raise ValueError naming them."""
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected keys among {sorted(_FIELDS)}")
+    return TrainConfig(**values)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Read a YAML mapping of config fields (clear errors for a missing or malformed file)."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path}: not found")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {path}: expected YAML, could not parse it ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def resolve_config(*, preset: str | None = None, yaml_path: str | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults < preset < YAML file < overrides (flags)."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+        values.update(PRESETS[preset])
+    if yaml_path is not None:
+        values.update(read_yaml(yaml_path))
+    values.update(overrides or {})
+    return config_from_dict(values)
+
+
+def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Fields whose values differ: ``{name: (a's, b's)}``."""
+    da, db = config_to_dict(a), config_to_dict(b)
+    return {k: (da[k], db[k]) for k in da if k not in ignore and da[k] != db[k]}

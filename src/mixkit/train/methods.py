@@ -1,0 +1,137 @@
+"""Training methods by name: how one step's loss is computed from a batch.
+
+Every method is an object with ``loss(model, originals, augmented, labels, generator)``:
+``originals`` is the batch as loaded, ``augmented`` after crop/flip. Input-space mixers and
+Manifold Mixup use the augmented batch only; SynerMix's intra-class term uses the originals (the
+unaugmented images, as in the paper) and its inter-class term the augmented ones. ``state_dict``
+/ ``load_state_dict`` carry any position a method keeps (MixUp+FMix alternation) across a resume.
+
+=====================  ===================================================================
+erm                    cross-entropy
+mixup                  MixUp(alpha)
+zeta                   ZetaMixup(zeta_gamma)
+cutmix                 CutMix(alpha)
+fmix                   FMix(alpha, decay_power, spectrum)
+mixup+fmix             Alternate([MixUp, FMix]): one per batch in turn (FMix paper)
+cutmix+zeta            Compose([CutMix, ZetaMixup]): CutMix then zeta-mixup (zeta-mixup paper)
+manifold               ManifoldMixup at the model's mixing layers (manifold_alpha)
+synermix-intra         SynerMix, beta 0.5, inter = plain cross-entropy
+synermix               SynerMix, beta 0.1, inter = MixUp(alpha)
+synermix-manifold      SynerMix, beta 0.1, inter = ManifoldMixup
+=====================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..compose import Alternate, Compose
+from ..hidden import ManifoldMixup, SynerMix
+from ..losses import soft_target_cross_entropy
+from ..mixers import CutMix, FMix, MixUp, ZetaMixup
+from .config import TrainConfig
+
+__all__ = ["build_method", "Method"]
+
+
+class Method:
+    name = "erm"
+    needs_originals = False
+
+    def loss(self, model: nn.Module, originals, augmented, labels, generator) -> torch.Tensor:
+        return F.cross_entropy(model(augmented), labels)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def extra_metrics(self) -> dict[str, float]:
+        return {}
+
+
+class InputMix(Method):
+    def __init__(self, name: str, mixer):
+        self.name = name
+        self.mixer = mixer
+
+    def loss(self, model, originals, augmented, labels, generator):
+        mixed, soft = self.mixer(augmented, labels, generator=generator)
+        return soft_target_cross_entropy(model(mixed), soft)
+
+    def state_dict(self) -> dict:
+        return self.mixer.state_dict() if hasattr(self.mixer, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if hasattr(self.mixer, "load_state_dict"):
+            self.mixer.load_state_dict(state)
+
+
+class Manifold(Method):
+    name = "manifold"
+
+    def __init__(self, mm: ManifoldMixup):
+        self.mm = mm
+
+    def loss(self, model, originals, augmented, labels, generator):
+        return self.mm.loss(augmented, labels, generator=generator)
+
+
+class Syner(Method):
+    needs_originals = True
+
+    def __init__(self, name: str, syner: SynerMix):
+        self.name = name
+        self.syner = syner
+
+    def loss(self, model, originals, augmented, labels, generator):
+        return self.syner.loss(originals, augmented, labels, generator=generator)
+
+
+def _mixer(cfg: TrainConfig, kind: str, k: int):
+    if kind == "mixup":
+        return MixUp(alpha=cfg.alpha, num_classes=k, mode=cfg.mix_mode)
+    if kind == "zeta":
+        return ZetaMixup(gamma=cfg.zeta_gamma, num_classes=k)
+    if kind == "cutmix":
+        return CutMix(alpha=cfg.alpha, num_classes=k, mode=cfg.mix_mode)
+    if kind == "fmix":
+        return FMix(alpha=cfg.alpha, decay_power=cfg.decay_power, num_classes=k, mode=cfg.mix_mode,
+                    spectrum=cfg.fmix_spectrum)
+    raise AssertionError(kind)
+
+
+def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method:
+    """The method named by ``cfg.method`` for ``model`` (which needs ``mixing_layers``,
+    ``feature_layer`` and ``head`` attributes for the hidden-layer methods)."""
+    name, k = cfg.method, num_classes
+    if name == "erm":
+        return Method()
+    if name in ("mixup", "zeta", "cutmix", "fmix"):
+        return InputMix(name, _mixer(cfg, name, k))
+    if name == "mixup+fmix":
+        return InputMix(name, Alternate([_mixer(cfg, "mixup", k), _mixer(cfg, "fmix", k)], num_classes=k))
+    if name == "cutmix+zeta":
+        return InputMix(name, Compose([_mixer(cfg, "cutmix", k), _mixer(cfg, "zeta", k)], num_classes=k))
+    for attr in ("mixing_layers", "feature_layer", "head"):
+        if not hasattr(model, attr):
+            raise ValueError(f"method {name}: expected a model with a '{attr}' attribute (mixkit's "
+                             f"models have one), got {type(model).__name__}")
+    if name == "manifold":
+        return Manifold(ManifoldMixup(model, model.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k))
+    if name == "synermix-intra":
+        beta = 0.5 if cfg.syner_beta is None else cfg.syner_beta
+        return Syner(name, SynerMix(model, model.feature_layer, model.head, beta=beta, inter=None,
+                                    num_classes=k))
+    beta = 0.1 if cfg.syner_beta is None else cfg.syner_beta
+    if name == "synermix":
+        inter = MixUp(alpha=cfg.alpha, num_classes=k)
+    elif name == "synermix-manifold":
+        inter = ManifoldMixup(model, model.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k)
+    else:  # pragma: no cover - TrainConfig.validate guards the names
+        raise ValueError(f"method: unknown {name!r}")
+    return Syner(name, SynerMix(model, model.feature_layer, model.head, beta=beta, inter=inter,
+                                num_classes=k))

@@ -1,0 +1,179 @@
+"""End to end through the ``mixkit`` command on tiny data: every method, compare, resume after
+``kill -9``, two gloo processes, and the command's errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mixkit.cli import main
+from mixkit.train.config import METHODS
+
+TINY = ["--dataset", "digits", "--train-size", "240", "--test-size", "120", "--batch-size", "32",
+        "--model", "small-cnn", "--threads", "1"]
+
+
+def _final(d):
+    with open(os.path.join(d, "final.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_train_one_epoch_every_method(tmp_path, method, capsys):
+    out = str(tmp_path / method)
+    assert main(["train", *TINY, "--method", method, "--epochs", "1", "--seed", "0", "--out", out]) == 0
+    final = _final(out)
+    assert 0.0 <= final["test_error"] <= 1.0 and final["method"] == method
+    assert final["n_test"] == 120 and math_finite(final["nll"])
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml", "final.json", "metrics.jsonl"]
+    ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    assert ck["epoch"] == 1
+    assert "test error" in capsys.readouterr().out
+
+
+def math_finite(x):
+    return x == x and abs(x) != float("inf")
+
+
+def test_training_learns_on_digits(tmp_path):
+    out = str(tmp_path / "erm")
+    main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "32", "--lr", "0.1",
+          "--augment", "none", "--threads", "1", "--out", out])
+    lines = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert lines[-1]["test_error"] < 0.1            # 10 classes: chance is 0.9 (measured: ~0.02)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+
+
+def _run(args, env_extra=None, check=True):
+    env = dict(os.environ, **(env_extra or {}))
+    p = subprocess.run([sys.executable, "-m", "mixkit", *args], env=env, capture_output=True, text=True,
+                       timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.mark.parametrize("method", ["mixup+fmix", "synermix"])
+def test_resume_after_kill_matches_uninterrupted(tmp_path, method):
+    args = [*TINY, "--method", method, "--epochs", "3", "--seed", "5"]
+    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+    _run(["train", *args, "--out", whole])
+    p = _run(["train", *args, "--out", cut], {"MIXKIT_KILL_AFTER_EPOCH": "1"}, check=False)
+    assert p.returncode == -9, p.stderr                    # SIGKILL after epoch 1's checkpoint
+    assert not os.path.exists(os.path.join(cut, "final.json"))
+    assert len(open(os.path.join(cut, "metrics.jsonl")).readlines()) == 1
+    p = _run(["train", "--out", cut, "--resume"])
+    assert "resuming after epoch 1/3" in p.stderr
+    a, b = _final(whole), _final(cut)
+    for key in ("test_error", "nll", "ece", "macro_f1", "train_loss"):
+        assert a[key] == b[key], key
+    curve_a = [json.loads(x)["nll"] for x in open(os.path.join(whole, "metrics.jsonl"))]
+    curve_b = [json.loads(x)["nll"] for x in open(os.path.join(cut, "metrics.jsonl"))]
+    assert curve_a == curve_b
+    sd_a = torch.load(os.path.join(whole, "checkpoint.pt"), weights_only=True)["model"]
+    sd_b = torch.load(os.path.join(cut, "checkpoint.pt"), weights_only=True)["model"]
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_resume_errors(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", *TINY, "--epochs", "1", "--out", out]) == 0
+    # the same directory again without --resume
+    assert main(["train", *TINY, "--epochs", "1", "--out", out]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    # resume with different settings
+    os.remove(os.path.join(out, "final.json"))
+    assert main(["train", "--out", out, "--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "differ from the run" in err and "lr: run has 0.1, given 0.5" in err
+    # a damaged checkpoint
+    with open(os.path.join(out, "checkpoint.pt"), "r+b") as f:
+        f.truncate(100)
+    assert main(["train", "--out", out, "--resume"]) == 2
+    assert "checkpoint" in (err := capsys.readouterr().err) and "damaged" in err
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "expected a run directory with config.yaml" in capsys.readouterr().err
+
+
+def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    args = ["compare", *TINY, "--methods", "erm,mixup", "--seeds", "0,1", "--epochs", "1", "--out", out]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "| erm | 2 |" in printed.out and "| mixup | 2 |" in printed.out
+    for name in ("results.md", "results.csv", "summary.csv", "error_bars.png", "curves.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    rows = open(os.path.join(out, "results.csv")).read().splitlines()
+    assert rows[0].startswith("method,seed,test_error") and len(rows) == 5
+    errors = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows[1:]}
+    assert errors[("erm", "0")] == _final(os.path.join(out, "erm", "seed0"))["test_error"]
+    stamp = os.path.getmtime(os.path.join(out, "erm", "seed0", "final.json"))
+    assert main(args) == 0
+    assert "finished earlier, skipped" in capsys.readouterr().err
+    assert os.path.getmtime(os.path.join(out, "erm", "seed0", "final.json")) == stamp
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--out", "x", "--method", "mixupp"], "method: expected one of erm, mixup"),
+    (["train", "--out", "x", "--dataset", "cifar11"], "cifar11"),
+    (["compare", "--out", "x", "--methods", "erm,foo"], "methods: expected names among"),
+    (["train", "--out", "x", "--dataset", "fashion-mnist", "--data-dir", "/nonexistent"], "apt-get install"),
+])
+def test_cli_errors(argv, match, capsys, tmp_path):
+    argv = [a if a != "x" else str(tmp_path / "x") for a in argv]
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--out", "x", "--epochs", "two"], "argument --epochs: invalid int value"),
+    (["train", "--epochs", "1"], "the following arguments are required: --out"),
+    (["compare", "--out", "x", "--seeds", "0,a"], "expected comma-separated integers"),
+    (["fly"], "invalid choice"),
+])
+def test_cli_flag_errors(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_corrupt_data_file_through_cli(tmp_path, capsys):
+    import gzip
+    import struct
+    d = tmp_path / "fm"
+    d.mkdir()
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        with gzip.open(d / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + bytes(28 * 28 * n - 5))  # truncated
+        with gzip.open(d / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBI", 0, 8, 1, n) + bytes(n))
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(d), "--out", str(tmp_path / "r")]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("method", ["mixup", "synermix"])
+def test_two_process_gloo(tmp_path, method):
+    out = str(tmp_path / "ddp")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "mixkit", "train", *TINY, "--method", method,
+           "--epochs", "2", "--device", "cpu", "--out", out]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    final = _final(out)
+    assert final["world_size"] == 2 and final["n_test"] == 120       # metrics over both shards
+    assert p.stdout.count("test error") == 1                           # only rank 0 reports
+    ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    assert len(ck["generators"]) == 2 and not torch.equal(ck["generators"][0], ck["generators"][1])

@@ -1,0 +1,181 @@
+"""Harness building blocks against slow references: augmentation, metrics, schedules, config,
+atomic checkpoints."""
+
+import math
+import os
+
+import pytest
+import torch
+
+from mixkit.analysis.cohesion import expected_calibration_error
+from mixkit.data.augment import augment_batch, random_crop, random_flip
+from mixkit.train.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
+from mixkit.train.config import TrainConfig, config_from_dict, resolve_config
+from mixkit.train.loop import lr_at
+from mixkit.train.metrics import MetricState
+
+# --- augmentation -------------------------------------------------------------------------------
+
+
+def test_random_crop_matches_per_sample_reference():
+    x = torch.randn(6, 3, 7, 5)
+    out = random_crop(x, 2, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    dy = torch.randint(0, 5, (6,), generator=g)
+    dx = torch.randint(0, 5, (6,), generator=g)
+    for i in range(6):
+        padded = torch.zeros(3, 11, 9)
+        padded[:, 2:9, 2:7] = x[i]
+        assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 7, dx[i]:dx[i] + 5])
+
+
+def test_random_shift_1d_matches_reference():
+    x = torch.randn(5, 2, 9)
+    out = random_crop(x, 3, torch.Generator().manual_seed(1))
+    d = torch.randint(0, 7, (5,), generator=torch.Generator().manual_seed(1))
+    for i in range(5):
+        padded = torch.zeros(2, 15)
+        padded[:, 3:12] = x[i]
+        assert torch.equal(out[i], padded[:, d[i]:d[i] + 9])
+
+
+def test_random_flip_matches_reference():
+    x = torch.randn(40, 1, 3, 4)
+    out = random_flip(x, torch.Generator().manual_seed(2))
+    flips = torch.rand(40, generator=torch.Generator().manual_seed(2)) < 0.5
+    assert 5 < int(flips.sum()) < 35
+    for i in range(40):
+        assert torch.equal(out[i], x[i].flip(-1) if flips[i] else x[i])
+
+
+def test_augment_none_and_signals_not_flipped():
+    x = torch.randn(4, 1, 10)
+    assert augment_batch(x, "none", 4, None) is x
+    assert torch.equal(augment_batch(x, "flip", 4, torch.Generator()), x)
+    with pytest.raises(ValueError, match="expected a \\(B, C, H, W\\) or \\(B, C, L\\) batch"):
+        random_crop(torch.randn(2, 3), 1)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def test_metrics_match_sklearn_and_split_sums():
+    from sklearn.metrics import f1_score, log_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 5, generator=g) * 2
+    labels = torch.randint(0, 5, (300,), generator=g)
+    labels[:50] = logits[:50].argmax(1)
+    whole = MetricState(5)
+    whole.update(logits, labels)
+    m = whole.finish()
+    pred = logits.argmax(1).numpy()
+    assert m["test_error"] == pytest.approx(float((pred != labels.numpy()).mean()))
+    assert m["micro_f1"] == pytest.approx(f1_score(labels.numpy(), pred, average="micro"))
+    assert m["macro_f1"] == pytest.approx(f1_score(labels.numpy(), pred, average="macro"))
+    probs = torch.softmax(logits.double(), 1)
+    assert m["nll"] == pytest.approx(log_loss(labels.numpy(), probs.numpy(), labels=list(range(5))), rel=1e-6)
+    assert m["ece"] == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)  # float32 softmax
+    parts = [MetricState(5), MetricState(5)]
+    parts[0].update(logits[:120], labels[:120])
+    parts[1].update(logits[120:], labels[120:])
+    parts[0].buffer += parts[1].buffer
+    assert parts[0].finish() == pytest.approx(m)
+
+
+def test_metrics_empty_is_an_error():
+    with pytest.raises(ValueError, match="at least one evaluated sample"):
+        MetricState(3).finish()
+
+
+# --- learning-rate schedules ---------------------------------------------------------------------
+
+
+def test_schedules():
+    c = TrainConfig(lr=0.1, epochs=200, schedule="multistep", milestones=[100, 150], lr_decay=0.1)
+    assert [lr_at(c, e) for e in (0, 99.9, 100, 149.9, 150, 199)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    c = TrainConfig(lr=0.1, epochs=120, schedule="step", step_size=10, lr_decay=0.5)
+    assert lr_at(c, 25) == pytest.approx(0.1 * 0.25)
+    c = TrainConfig(lr=0.2, epochs=10, schedule="cosine")
+    assert lr_at(c, 0) == pytest.approx(0.2) and lr_at(c, 5) == pytest.approx(0.1) and lr_at(c, 10) == 0
+    c = TrainConfig(lr=0.2, epochs=10, schedule="onecycle")
+    assert lr_at(c, 3) == pytest.approx(0.2) and lr_at(c, 0) == pytest.approx(0.2 / 25)
+    assert lr_at(c, 10) == pytest.approx(0.2 / 1e4)
+    c = TrainConfig(lr=0.2, epochs=10, schedule="constant", warmup_epochs=2)
+    assert lr_at(c, 1) == pytest.approx(0.1) and lr_at(c, 5) == 0.2
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="mixupp"), "method: expected one of erm, mixup"),
+    (dict(epochs=0), "epochs: expected an integer >= 1, got 0"),
+    (dict(lr=-1.0), "lr: expected a number > 0"),
+    (dict(schedule="linear"), "schedule: expected one of"),
+    (dict(train_size=0), "train_size: expected an integer >= 1 or None"),
+    (dict(syner_beta=1.5), "syner_beta: expected None or a number in \\[0, 1\\]"),
+    (dict(milestones=[0]), "milestones: expected a list of integers >= 1"),
+])
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\nlr: 0.3\n")
+    cfg = resolve_config(preset="quick", yaml_path=str(path), overrides={"lr": 0.01})
+    assert (cfg.dataset, cfg.epochs, cfg.lr) == ("fashion-mnist", 7, 0.01)
+    with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
+        config_from_dict({"epoch": 3})
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping of fields"):
+        resolve_config(yaml_path=str(path))
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        resolve_config(preset="nope")
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def test_checkpoint_roundtrip_weights_only_and_atomic(tmp_path):
+    path = str(tmp_path / "ck.pt")
+    state = {"model": {"w": torch.arange(4.0)}, "generators": [torch.Generator().get_state()], "epoch": 2,
+             "history": [{"epoch": 1, "test_error": 0.5}]}
+    save_checkpoint(path, state)
+    back = torch.load(path, weights_only=True)
+    assert torch.equal(back["model"]["w"], torch.arange(4.0)) and back["epoch"] == 2
+    assert load_checkpoint(path)["history"][0]["test_error"] == 0.5
+    atomic_write_json(str(tmp_path / "f.json"), {"a": 1})
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt", "f.json"]      # no temporary file left
+
+
+def test_corrupt_and_truncated_checkpoints(tmp_path):
+    path = str(tmp_path / "ck.pt")
+    save_checkpoint(path, {"epoch": 1, "model": {"w": torch.randn(1000)}})
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable .*damaged"):
+        load_checkpoint(path)
+    open(path, "wb").write(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(path)
+    torch.save({"epoch": 1}, path)
+    with pytest.raises(CheckpointError, match="expected a mixkit checkpoint of version 1, got None"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_paired_difference_interval():
+    from mixkit.train.compare import paired_difference
+
+    d = paired_difference({0: 0.10, 1: 0.12, 2: 0.11}, {0: 0.12, 1: 0.13, 2: 0.14})
+    diffs = [-0.02, -0.01, -0.03]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 2)
+    assert d["n"] == 3 and d["mean"] == pytest.approx(mean)
+    assert d["high"] - mean == pytest.approx(4.302652729 * sd / math.sqrt(3), rel=1e-6)
+    assert paired_difference({0: 0.1}, {1: 0.2})["n"] == 0
