@@ -106,7 +106,8 @@ def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "| erm | 2 |" in printed.out and "| mixup | 2 |" in printed.out
-    for name in ("results.md", "results.csv", "summary.csv", "error_bars.png", "curves.png"):
+    for name in ("results.md", "results.csv", "summary.csv", "error_bars.png", "curves.png",
+                 "cohesion_calibration.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0
     rows = open(os.path.join(out, "results.csv")).read().splitlines()
     assert rows[0].startswith("method,seed,test_error") and len(rows) == 5
@@ -177,3 +178,34 @@ def test_two_process_gloo(tmp_path, method):
     assert p.stdout.count("test error") == 1                           # only rank 0 reports
     ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert len(ck["generators"]) == 2 and not torch.equal(ck["generators"][0], ck["generators"][1])
+
+
+def test_show_and_bench_are_wired(tmp_path, capsys):
+    for sub in ("show", "bench"):
+        with pytest.raises(SystemExit) as e:
+            main([sub, "--help"])
+        assert e.value.code == 0
+        assert f"mixkit {sub}" in capsys.readouterr().out
+    assert main(["bench", "--shapes", "4x1x8x8", "--repeats", "1", "--quick", "--no-peers",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert "## 4×1×8×8" in (tmp_path / "b" / "bench.md").read_text()
+
+
+def test_help_lists_every_config_field(capsys):
+    from dataclasses import fields
+
+    from mixkit.train.config import TrainConfig
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+
+
+def test_paper_column_for_recipe_presets():
+    from mixkit.train.compare import markdown_table
+    summary = {m: {"n": 1, "test_error": (e, float("nan")), "by_seed": {0: e}}
+               for m, e in (("erm", 0.05), ("fmix", 0.04))}
+    table = markdown_table(summary, ["erm", "fmix"], [("fmix", "erm")], paper={"erm": 4.30, "fmix": 3.64})
+    assert "paper's error %" in table and "| 4.30 |" in table and "| 3.64 |" in table
+    assert "| fmix − erm | -1.00 (n = 1) | 1 |" in table

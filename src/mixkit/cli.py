@@ -151,7 +151,7 @@ def _compare(ns) -> int:
     preset = COMPARE_PRESETS.get(ns.preset or "", {})
     methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
-    compare(cfg, methods, seeds, ns.out, progress=ns.progress)
+    compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"))
     with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
     return 0

@@ -8,8 +8,8 @@ writes:
 - ``summary.csv``: one row per method (mean and std over seeds);
 - ``results.md``: the table (mean ± std over seeds), and for each comparison pair the paired
   difference over common seeds with a 95 % t confidence interval;
-- ``error_bars.png`` (test error, mean ± std) and ``curves.png`` (test error per epoch, mean
-  over seeds).
+- ``error_bars.png`` (test error, mean ± std), ``cohesion_calibration.png`` (feature scatter
+  ratio and ECE per method) and ``curves.png`` (test error per epoch, mean over seeds).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
 
 
 def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *,
-            progress: bool | None = None, pairs=None, log=None) -> dict:
+            progress: bool | None = None, pairs=None, log=None, paper: dict | None = None) -> dict:
     """Train every (method, seed) into ``out`` and write the report; returns the aggregate."""
     if log is None:
         def log(msg):
@@ -126,7 +126,7 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     if bar is not None:
         bar.close()
     summary = aggregate(runs, methods)
-    write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS)
+    write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper)
     return summary
 
 
@@ -161,10 +161,11 @@ def _ci(d: dict) -> str:
     return f"{d['mean'] * 100:+.2f} [{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
 
 
-def markdown_table(summary: dict, methods: list[str], pairs) -> str:
+def markdown_table(summary: dict, methods: list[str], pairs, paper: dict | None = None) -> str:
+    """The results table; ``paper`` adds a column of published test errors (%) by method."""
     lines = ["| method | seeds | test error % | Δ vs ERM (pp, 95 % CI) | macro-F1 % | NLL | ECE % "
-             "| S_b/S_w | time/run (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| S_b/S_w | time/run (s) |" + (" paper's error % |" if paper else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if paper else "")]
     erm = summary.get("erm")
     for m in methods:
         row = summary[m]
@@ -172,7 +173,8 @@ def markdown_table(summary: dict, methods: list[str], pairs) -> str:
         lines.append(f"| {m} | {row['n']} | {_fmt(row.get('test_error'), 100)} | {delta} | "
                      f"{_fmt(row.get('macro_f1'), 100)} | {_fmt(row.get('nll'), 1, 3)} | "
                      f"{_fmt(row.get('ece'), 100)} | {_fmt(row.get('scatter_ratio'), 1, 2)} | "
-                     f"{_fmt(row.get('train_time_s'), 1, 0)} |")
+                     f"{_fmt(row.get('train_time_s'), 1, 0)} |"
+                     + (f" {paper[m]:.2f} |" if paper and m in paper else (" – |" if paper else "")))
     chosen = [(a, b) for a, b in pairs if a in summary and b in summary]
     if chosen:
         lines += ["", "Paired differences in test error (percentage points, first minus second; "
@@ -193,7 +195,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs) -> None:
+def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, paper=None) -> None:
     os.makedirs(out, exist_ok=True)
     final_keys = ["test_error", "test_accuracy", "micro_f1", "macro_f1", "nll", "ece", "scatter_within",
                   "scatter_between", "scatter_ratio", "train_loss", "train_time_s", "epochs"]
@@ -214,7 +216,7 @@ def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs) -> 
             f"batch {base.batch_size}, lr {base.lr} ({base.schedule}), weight decay {base.weight_decay}, "
             f"augmentation {base.augment}. Mean ± std over seeds. S_b/S_w: between- over within-class "
             "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
-    atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs))
+    atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper))
     _plots(out, runs, summary, methods)
 
 
@@ -239,6 +241,22 @@ def _plots(out: str, runs, summary, methods) -> None:
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "error_bars.png"))
     plt.close(fig)
+
+    panels = [("scatter_ratio", 1.0, "S_b / S_w of test features (higher: more separable)"),
+              ("ece", 100.0, "expected calibration error (%)")]
+    panels = [p for p in panels if all(p[0] in summary[m] for m in methods)]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.8 * len(methods) + 1.5) * len(panels),
+                                                          3.6), squeeze=False)
+        for ax, (key, scale, title) in zip(axes[0], panels, strict=True):
+            vals = [summary[m][key][0] * scale for m in methods]
+            errs = [0.0 if math.isnan(summary[m][key][1]) else summary[m][key][1] * scale for m in methods]
+            ax.bar(range(len(methods)), vals, yerr=errs, capsize=3, color="#55a868")
+            ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        _save_fig(fig, os.path.join(out, "cohesion_calibration.png"))
+        plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:

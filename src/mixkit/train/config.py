@@ -130,10 +130,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: a few minutes on 2 CPU cores, offline data.
     "quick": dict(dataset="fashion-mnist", train_size=3000, test_size=2000, model="small-cnn",
                   epochs=6, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
-    # Fashion-MNIST on CPU (issue-6 suite): a 2,000-image subset trained for 60 epochs, a regime
-    # where the small CNN overfits and regularisation can pay off.
+    # Fashion-MNIST on CPU (docs/results.md): a 2,000-image subset, no crop/flip, 80 epochs. In this
+    # regime plain training memorises the training set (training loss 0.017 after 40 epochs, test
+    # NLL 0.48), so a regulariser has room to help, and the schedule is long enough for the mixed
+    # objectives to be fitted; with crop + flip the small CNN underfits instead (training loss 0.25
+    # after 60 epochs) and mixing only adds to that.
     "fmnist-cpu": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-cnn",
-                       epochs=60, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
+                       epochs=80, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4,
+                       augment="none"),
     # MNIST-1D (1-D signals; FMix 1-D masks): the 1-D CNN, 60 epochs.
     "mnist1d": dict(dataset="mnist1d", model="cnn1d", epochs=60, batch_size=64, lr=0.05,
                     schedule="cosine", weight_decay=5e-4, augment="none"),
@@ -160,9 +164,17 @@ COMPARE_PRESETS: dict[str, dict[str, Any]] = {
                                 "synermix-manifold"], seeds=[0, 1, 2]),
     "mnist1d": dict(methods=["erm", "mixup", "cutmix", "fmix", "fmix-official", "zeta"],
                     seeds=[0, 1, 2, 3, 4]),
-    "fmix-fashion-preact": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0]),
-    "zeta-cifar10": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0]),
-    "zeta-cifar100": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0]),
+    # "paper": the published test error (%) of each method in the paper's own setup, printed
+    # beside ours (FMix Table: accuracy 95.70 / 96.28 / 96.03 / 96.36; zeta-mixup Tables with
+    # ResNet-18).
+    "fmix-fashion-preact": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0],
+                                paper={"erm": 4.30, "mixup": 3.72, "cutmix": 3.97, "fmix": 3.64}),
+    "zeta-cifar10": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0],
+                         paper={"erm": 5.48, "mixup": 4.68, "zeta": 4.42, "cutmix": 4.13,
+                                "cutmix+zeta": 3.84}),
+    "zeta-cifar100": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0],
+                          paper={"erm": 23.33, "mixup": 21.85, "zeta": 21.35, "cutmix": 19.97,
+                                 "cutmix+zeta": 19.54}),
     "synermix-cifar100": dict(methods=["erm", "mixup", "manifold", "synermix-intra", "synermix",
                                        "synermix-manifold"], seeds=[0]),
 }
