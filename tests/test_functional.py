@@ -141,15 +141,6 @@ def test_zeta_matrix_rows_are_the_p_series(b, n, gamma, gen):
     torch.testing.assert_close(W.sum(1), torch.ones(b, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("cols", [8, 47, 48, 128, 300])
-def test_argsort_rows_fast_path_equals_torch(cols, gen):
-    keys = torch.rand(17, cols, generator=gen, dtype=torch.float64)
-    keys[:, 0] = -1.0
-    got = F.argsort_rows(keys)
-    assert got.dtype == torch.int64
-    assert torch.equal(got, keys.argsort(dim=1, stable=True))
-
-
 def test_zeta_other_ranks_uniform(gen):
     # Over many draws, the sample holding rank 2 in row 0 is uniform over the 7 others.
     counts = torch.zeros(8)

@@ -21,7 +21,6 @@ from .mixing import (
 )
 from .sampling import (
     ZETA_DOMINANCE_GAMMA,
-    argsort_rows,
     check_generator,
     sample_bernoulli,
     sample_beta,
@@ -55,7 +54,6 @@ __all__ = [
     "to_soft_labels",
     "top_k_mask",
     "zeta_gamma_for_lambda",
-    "argsort_rows",
     "zeta_weight_matrix",
     "zeta_weights",
 ]

@@ -21,7 +21,6 @@ __all__ = [
     "sample_pairing",
     "zeta_weights",
     "zeta_weight_matrix",
-    "argsort_rows",
     "zeta_gamma_for_lambda",
     "ZETA_DOMINANCE_GAMMA",
 ]
@@ -125,25 +124,6 @@ def zeta_gamma_for_lambda(lam: float) -> float:
     return math.log2(lam / (1.0 - lam))
 
 
-# Below this many columns torch's CPU sort is as fast as numpy's; above it numpy's introsort is
-# about 3.5x faster (128 x 128: ~0.25 ms against ~0.9 ms on one thread, measured here).
-_NUMPY_SORT_MIN = 48
-
-
-def argsort_rows(keys: Tensor) -> Tensor:
-    """``keys.argsort(dim=1)`` for a 2-D tensor of distinct keys per row, by numpy on the CPU when
-    numpy is importable and rows are long (faster there), by torch otherwise. With distinct keys
-    both give the same order (the tests compare them)."""
-    if keys.device.type == "cpu" and keys.ndim == 2 and keys.shape[1] >= _NUMPY_SORT_MIN:
-        try:
-            import numpy as np
-        except ImportError:  # pragma: no cover - torch ships with numpy almost everywhere
-            np = None
-        if np is not None:
-            return torch.from_numpy(np.argsort(keys.numpy(), axis=1)).to(torch.int64)
-    return keys.argsort(dim=1)
-
-
 def zeta_weight_matrix(
     batch_size: int,
     gamma: float,
@@ -167,11 +147,10 @@ def zeta_weight_matrix(
         raise ValueError(f"n_mix: expected an integer >= 1, got {n_mix}")
     # Random keys per row; the own sample gets a key below every other one so it sorts first and
     # the remaining samples come in a uniformly random order.
-    # float64 keys: ties have probability ~B^2 / 2^53, so every sort below gives one order.
-    keys = torch.rand(batch_size, batch_size, generator=generator, device=device, dtype=torch.float64)
+    keys = torch.rand(batch_size, batch_size, generator=generator, device=device)
     keys.diagonal().fill_(-1.0)
     if n == batch_size:
-        order = argsort_rows(keys)
+        order = keys.argsort(dim=1)
     else:
         order = keys.topk(n, dim=1, largest=False, sorted=True).indices
     w = zeta_weights(n, gamma, dtype=dtype, device=device)
