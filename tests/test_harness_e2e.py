@@ -209,3 +209,37 @@ def test_paper_column_for_recipe_presets():
     table = markdown_table(summary, ["erm", "fmix"], [("fmix", "erm")], paper={"erm": 4.30, "fmix": 3.64})
     assert "paper's error %" in table and "| 4.30 |" in table and "| 3.64 |" in table
     assert "| fmix − erm | -1.00 (n = 1) | 1 |" in table
+
+
+def _write_fashion(d, n_train=60, n_test=20, seed=0):
+    import gzip
+    import struct
+    g = torch.Generator().manual_seed(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (torch.arange(n) % 10).to(torch.uint8)
+        images = (torch.rand(n, 28, 28, generator=g) * 60 + labels.view(n, 1, 1) * 19).to(torch.uint8)
+        with gzip.open(d / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + images.numpy().tobytes())
+        with gzip.open(d / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBI", 0, 8, 1, n) + labels.numpy().tobytes())
+
+
+def test_realism_in_trained_feature_space(tmp_path):
+    from mixkit.analysis.cohesion import penultimate_features
+    from mixkit.analysis.realism import trained_feature_fn
+    from mixkit.data.datasets import load_dataset
+    from mixkit.models import build_model
+    data_dir = tmp_path / "fm"
+    _write_fashion(data_dir)
+    run = str(tmp_path / "run")
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(data_dir), "--epochs", "1",
+                 "--batch-size", "20", "--threads", "1", "--out", run]) == 0
+    fn = trained_feature_fn(run)
+    data = load_dataset("fashion-mnist", data_dir=str(data_dir))
+    pixels = data.test_x * torch.tensor(data.std).view(1, -1, 1, 1) + torch.tensor(data.mean).view(1, -1, 1, 1)
+    feats = fn(pixels)
+    model = build_model("small-cnn", num_classes=10, input_shape=(1, 28, 28))
+    model.load_state_dict(torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)["model"])
+    ref, _ = penultimate_features(model, [(data.test_x, data.test_y)], "pool")
+    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)

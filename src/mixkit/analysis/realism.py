@@ -433,6 +433,39 @@ def _table(result: dict, keys: Sequence[str], agreement: bool = False) -> str:
     return "\n".join(rows)
 
 
+def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
+    """``images in [0, 1] (B, 1, 28, 28) -> (B, D)`` penultimate features of the model trained in
+    ``run_dir`` (its ``config.yaml`` and ``checkpoint.pt``), with the run's own normalisation."""
+    from ..data.datasets import load_dataset
+    from ..models import build_model
+    from ..train.checkpoint import load_checkpoint
+    from ..train.config import config_from_dict, read_yaml
+
+    cfg = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")))
+    if cfg.dataset != "fashion-mnist":
+        raise ValueError(f"run_dir: expected a run trained on fashion-mnist, got {cfg.dataset!r}")
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
+                        test_size=cfg.test_size, seed=cfg.data_seed)
+    model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
+    model.load_state_dict(load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))["model"])
+    model.eval()
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    layer = dict(model.named_modules())[model.feature_layer]
+
+    @torch.no_grad()
+    def features(images: Tensor) -> Tensor:
+        store = []
+        handle = layer.register_forward_hook(lambda m, i, o: store.append(o.reshape(o.shape[0], -1)))
+        try:
+            model((images.float() - mean) / std)
+        finally:
+            handle.remove()
+        return store[0]
+
+    return features
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mixkit.analysis.realism [--moons-draws 20] [--images 5000] [--skip-images]``"""
     parser = argparse.ArgumentParser(prog="python -m mixkit.analysis.realism",
@@ -447,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--with-masks", action="store_true",
                         help="add CutMix and FMix rows to the image table")
     parser.add_argument("--image-draws", type=int, default=1)
+    parser.add_argument("--features-from", default=None, metavar="RUN_DIR",
+                        help="measure in the penultimate-feature space of the model trained in "
+                             "RUN_DIR (a mixkit train run on fashion-mnist) instead of pixels")
     args = parser.parse_args(argv)
 
     moons = half_moons_realism(tuple(args.gammas), draws=args.moons_draws, seed=args.seed)
@@ -468,12 +504,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         mixers["FMix (alpha=1, delta=3)"] = FMix(alpha=1.0, decay_power=3.0)
     all_images, all_labels = load_fashion_mnist("train", 2 * args.images, args.data_root)
     held_out = (all_images[args.images :], all_labels[args.images :])
+    feature_fn, space = None, "pixels"
+    if args.features_from:
+        feature_fn = trained_feature_fn(args.features_from)
+        space = f"penultimate features of {args.features_from}"
     for ref_name, reference, ref_labels in (("same images", None, None),
                                             ("held-out", *held_out)):
         res = image_realism(images, labels, tuple(args.gammas), reference=reference,
                             reference_labels=ref_labels, batch=args.image_batch,
-                            draws=args.image_draws, seed=args.seed, mixers=mixers)
-        print(f"\n## Fashion-MNIST pixels, {args.images} training images, batch {args.image_batch}, "
+                            draws=args.image_draws, seed=args.seed, mixers=mixers, feature_fn=feature_fn)
+        print(f"\n## Fashion-MNIST ({space}), {args.images} training images, batch {args.image_batch}, "
               f"reference: {ref_name}; scale (median real nearest-neighbour distance) "
               f"{res['scale']:.3f}")
         rr = res["real"]["nearest_real"]
