@@ -179,6 +179,8 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
         torch.set_num_threads(cfg.threads)
     env_local = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(cfg.device, env_local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)       # nccl collectives and all_gather_object use it
     info = dist.setup(device)
     try:
         is_main = info.is_main
