@@ -213,5 +213,17 @@ def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -
     out = x if inplace else x.clone()
     if any(hi <= lo for lo, hi in bounds):
         return out
-    out[region] = x[region].index_select(0, index.to(x.device))
-    return out
+    index = index.to(x.device)
+    if not inplace:
+        # Gather the partners' regions straight into the output's region: no temporary.
+        torch.index_select(x[region], 0, index, out=out[region])
+        return out
+    if x[0].numel() >= _WALK_MIN_NUMEL:
+        # In place, large samples: walk the permutation's cycles, saving one region per cycle.
+        for cyc in _cycles(index):
+            first = x[cyc[0]][region].clone()
+            for pos, row in enumerate(cyc):
+                x[row][region] = x[cyc[pos + 1]][region] if pos + 1 < len(cyc) else first
+        return x
+    x[region] = x[region].index_select(0, index)
+    return x
