@@ -119,6 +119,23 @@ def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     assert os.path.getmtime(os.path.join(out, "erm", "seed0", "final.json")) == stamp
 
 
+def test_compare_parallel_jobs_match_serial(tmp_path, capsys):
+    """--jobs 2 trains in worker processes; every run equals the serial one (both 1 thread)."""
+    common = ["compare", *TINY, "--methods", "erm,cutmix", "--seeds", "0", "--epochs", "1"]
+    serial, parallel = str(tmp_path / "serial"), str(tmp_path / "parallel")
+    assert main([*common, "--out", serial]) == 0
+    assert main([*common, "--out", parallel, "--jobs", "2"]) == 0
+    for m in ("erm", "cutmix"):
+        a, b = _final(os.path.join(serial, m, "seed0")), _final(os.path.join(parallel, m, "seed0"))
+        assert a["test_error"] == b["test_error"] and a["nll"] == b["nll"]
+    assert open(os.path.join(parallel, "results.csv")).read().count("\n") == 3
+    with pytest.raises(SystemExit):
+        main([*common, "--out", parallel, "--jobs", "x"])
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "zero"), "--jobs", "0"]) == 2
+    assert "jobs: expected a positive number of parallel runs, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, match", [
     (["train", "--out", "x", "--method", "mixupp"], "method: expected one of erm, mixup"),
     (["train", "--out", "x", "--dataset", "cifar11"], "cifar11"),

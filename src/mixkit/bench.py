@@ -18,6 +18,7 @@ argsort on the CPU, then an einsum; FMix's single numpy mask per batch threshold
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -332,13 +333,23 @@ def bench_train_step(device, repeats) -> list[dict]:
         "mixup+fmix": Alternate([MixUp(), FMix()], num_classes=NUM_CLASSES),
         "cutmix+zeta": Compose([CutMix(), ZetaMixup()], num_classes=NUM_CLASSES),
     }
-    # Interleave plain and mixed steps so drifts in machine load hit both alike.
+    # Every timing block starts from the same weights and optimiser state, so plain and mixed
+    # steps are timed on the same model: hundreds of plain steps on one fixed batch drive its loss
+    # towards zero (tiny gradients, possibly subnormal floats), a state mixed steps never reach.
+    # Plain and mixed blocks are interleaved so drifts in machine load hit both alike.
+    start = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+
+    def timed(fn):
+        model.load_state_dict(start[0])
+        opt.load_state_dict(start[1])
+        return time_ms(fn, device, repeats)
+
     out = []
     for name, mixer in mixers.items():
         plain, mixed = [], []
         for _ in range(3):
-            plain.append(time_ms(step, device, repeats))
-            mixed.append(time_ms(lambda m=mixer: step(m), device, repeats))
+            plain.append(timed(step))
+            mixed.append(timed(lambda m=mixer: step(m)))
         p, m = statistics.median(plain), statistics.median(mixed)
         out.append({"method": name, "plain_ms": p, "mixed_ms": m, "overhead_pct": 100 * (m - p) / p})
     return out

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a recipe (sets methods and seeds too)")
     c.add_argument("--config", dest="config_file", help="YAML file of settings")
+    c.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, in separate processes (1 thread each unless "
+                   "--threads says otherwise)")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
     _add_config_flags(c, skip=("method", "seed"))
@@ -151,7 +154,8 @@ def _compare(ns) -> int:
     preset = COMPARE_PRESETS.get(ns.preset or "", {})
     methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
-    compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"))
+    compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"),
+            jobs=ns.jobs)
     with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
     return 0

@@ -84,8 +84,14 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
 
 
 def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *,
-            progress: bool | None = None, pairs=None, log=None, paper: dict | None = None) -> dict:
-    """Train every (method, seed) into ``out`` and write the report; returns the aggregate."""
+            progress: bool | None = None, pairs=None, log=None, paper: dict | None = None,
+            jobs: int = 1) -> dict:
+    """Train every (method, seed) into ``out`` and write the report; returns the aggregate.
+
+    ``jobs > 1`` trains that many runs at once in separate processes (1 torch thread each unless
+    ``base.threads`` says otherwise); a run gives the same numbers as a serial run with the
+    same thread count.
+    """
     if log is None:
         def log(msg):
             print(msg, file=sys.stderr, flush=True)
@@ -99,35 +105,78 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
         method_overrides(m)          # raises for an unknown name before anything runs
     if progress is None:
         progress = sys.stderr.isatty()
-    jobs = [(m, s) for m in methods for s in seeds]
+    if jobs < 1:
+        raise ValueError(f"jobs: expected a positive number of parallel runs, got {jobs}")
+    pending = [(m, s) for m in methods for s in seeds]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(jobs), desc="compare", dynamic_ncols=True, file=sys.stderr)
-    runs = []
-    for m, s in jobs:
+        bar = tqdm(total=len(pending), desc="compare", dynamic_ncols=True, file=sys.stderr)
+    finals: dict[tuple[str, int], dict] = {}
+    todo = []
+    for m, s in pending:
         cfg = _run_config(base, m, s)
         run_dir = os.path.join(out, m, f"seed{s}")
         final = _finished(cfg, run_dir)
         if final is not None:
             log(f"{run_dir}: finished earlier, skipped")
+            finals[m, s] = final
+            if bar is not None:
+                bar.update(1)
         else:
-            resume = os.path.exists(os.path.join(run_dir, CONFIG))
-            final = train(cfg, run_dir, resume=resume, progress=progress, log=None if progress else log)
-        curve = []
-        mpath = os.path.join(run_dir, METRICS)
-        if os.path.exists(mpath):
-            with open(mpath, encoding="utf-8") as f:
-                curve = [json.loads(line)["test_error"] for line in f if line.strip()]
-        runs.append({"method": m, "seed": s, "final": final, "curve": curve})
+            todo.append((m, s, cfg, run_dir))
+
+    def done(m, s, final):
+        finals[m, s] = final
         if bar is not None:
             bar.update(1)
             bar.set_postfix(last=f"{m}/{s}: {final['test_error']:.4f}")
+        else:
+            log(f"{m}/seed{s}: test error {final['test_error']:.4f}")
+
+    if jobs == 1 or len(todo) <= 1:
+        for m, s, cfg, run_dir in todo:
+            resume = os.path.exists(os.path.join(run_dir, CONFIG))
+            done(m, s, train(cfg, run_dir, resume=resume, progress=progress,
+                             log=None if progress else log))
+    else:
+        # Parallel runs in fresh processes; each gets 1 thread unless the config names a count, so
+        # ``jobs`` processes share the cores instead of oversubscribing them.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            futures = {}
+            for m, s, cfg, run_dir in todo:
+                if cfg.threads is None:
+                    cfg = replace(cfg, threads=1)
+                futures[pool.submit(_train_job, cfg, run_dir)] = (m, s)
+            for fut in as_completed(futures):
+                m, s = futures[fut]
+                done(m, s, fut.result())
+    runs = []
+    for m, s in pending:
+        curve = []
+        mpath = os.path.join(out, m, f"seed{s}", METRICS)
+        if os.path.exists(mpath):
+            with open(mpath, encoding="utf-8") as f:
+                curve = [json.loads(line)["test_error"] for line in f if line.strip()]
+        runs.append({"method": m, "seed": s, "final": finals[m, s], "curve": curve})
     if bar is not None:
         bar.close()
     summary = aggregate(runs, methods)
     write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper)
     return summary
+
+
+def _train_job(cfg: TrainConfig, run_dir: str) -> dict:
+    """One run in a worker process (resumes an interrupted run in ``run_dir``)."""
+    resume = os.path.exists(os.path.join(run_dir, CONFIG))
+    prefix = f"{cfg.method}/seed{cfg.seed}"
+
+    def log(msg):
+        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+    return train(cfg, run_dir, resume=resume, progress=False, log=log)
 
 
 def aggregate(runs: list[dict], methods: list[str]) -> dict:
