@@ -421,6 +421,87 @@ def _fmt(v, digits=2):
     return f"{v:.{digits}f}"
 
 
+SMALL, LARGE = (128, 3, 32, 32), (64, 3, 224, 224)
+
+
+def target_checks(rep: Report) -> list[dict]:
+    """The speed and memory targets of docs/benchmarks.md, checked against one report.
+
+    Each entry: ``target`` (what is asked), ``where`` (shape or entry), ``value`` (the measured
+    ratio, percentage or memory), ``limit`` and ``met``. Targets whose entries are missing from the
+    report (a quick run, no peers) are left out.
+    """
+    out = []
+
+    def rows(shape, method, impl=None, modes=None):
+        return [r for r in rep.rows if tuple(r.shape) == shape and r.method == method
+                and (impl is None or r.impl == impl) and (modes is None or r.mode in modes)
+                and math.isfinite(r.ms)]
+
+    def add(target, where, value, limit, *, at_most=True, unit="×"):
+        if value is None or not math.isfinite(value):
+            return
+        out.append({"target": target, "where": where, "value": value, "limit": limit, "unit": unit,
+                    "at_most": at_most, "met": value <= limit if at_most else value >= limit})
+
+    fastest = {"mixup": ("batch", "batch inplace"), "cutmix": ("batch", "batch inplace"),
+               "fmix": ("batch", "batch inplace"), "zeta": ("N=B",)}
+    for shape, limit in ((SMALL, 1.0), (LARGE, 0.5)):
+        for method, modes in fastest.items():
+            mine = rows(shape, method, "mixkit", modes)
+            peers = [r for r in rows(shape, method) if r.impl != "mixkit"]
+            if mine and peers:
+                best, peer = min(mine, key=lambda r: r.ms), min(peers, key=lambda r: r.ms)
+                add(f"{method}: fastest mode vs fastest peer", f"{'×'.join(map(str, shape))} "
+                    f"({best.mode} {best.ms:.3g} ms vs {peer.impl} {peer.mode} {peer.ms:.3g} ms)",
+                    best.ms / peer.ms, limit)
+    for shape in (SMALL, LARGE):
+        for method in ("mixup", "cutmix"):
+            mine = rows(shape, method, "mixkit", ("elem", "elem inplace"))
+            timm = [r for r in rows(shape, method) if r.impl.startswith("timm") and r.mode == "elem"]
+            if mine and timm:
+                best = min(mine, key=lambda r: r.ms)
+                add(f"{method} elem vs timm elem", f"{'×'.join(map(str, shape))} ({best.mode} "
+                    f"{best.ms:.3g} ms vs {timm[0].ms:.3g} ms)", best.ms / timm[0].ms, 0.25)
+    for r in rep.masks:
+        limit = {(32, 32): 10.0, (224, 224): 3.0}.get(tuple(r["shape"]))
+        if limit is not None and r.get("ratio") is not None:
+            add("FMix masks/s vs official", "×".join(map(str, r["shape"])), r["ratio"], limit,
+                at_most=False)
+    shapes = []
+    for r in rep.rows:
+        if tuple(r.shape) not in shapes:
+            shapes.append(tuple(r.shape))
+    for shape in shapes:
+        mine, official = rows(shape, "zeta", "mixkit", ("N=B",)), rows(shape, "zeta", "official-style")
+        if mine and official:
+            add("zeta N=B vs official-style", "×".join(map(str, shape)), mine[0].ms / official[0].ms, 1.0)
+    for r in rep.train_step:
+        add("training-step overhead", r["method"], r["overhead_pct"], 3.0, unit="%")
+    for r in rows(LARGE, "mixup", "mixkit") + rows(LARGE, "cutmix", "mixkit") + \
+            rows(LARGE, "fmix", "mixkit") + rows(LARGE, "zeta", "mixkit"):
+        if r.extra_mem is None:
+            continue
+        # Allowed: one output (none in place) plus the parameters; per-sample masks (CutMix and
+        # FMix elem) are one (H, W) plane per sample, 1/C of the input; 0.1 of slack for the rest.
+        inplace = "inplace" in r.mode
+        masks = 1 / LARGE[1] if r.method in ("cutmix", "fmix") and r.mode.startswith("elem") else 0.0
+        add("extra memory " + ("in place: masks only" if inplace else "out of place: one output + masks"),
+            f"{r.method} {r.mode}, {'×'.join(map(str, LARGE))}", r.extra_mem,
+            round((0.0 if inplace else 1.0) + masks + 0.1, 2), unit="× input")
+    return out
+
+
+def _targets_markdown(checks: list[dict]) -> list[str]:
+    lines = ["## Targets, checked against this run", "",
+             "| target | where | measured | limit | met |", "|---|---|---:|---:|---|"]
+    for c in checks:
+        sign = "≤" if c["at_most"] else "≥"
+        lines.append(f"| {c['target']} | {c['where']} | {c['value']:.2f} {c['unit']} | "
+                     f"{sign} {c['limit']:g} | {'yes' if c['met'] else '**no**'} |")
+    return lines + [""]
+
+
 def to_markdown(rep: Report) -> str:
     m = rep.meta
     lines = [
@@ -436,6 +517,9 @@ def to_markdown(rep: Report) -> str:
         "*mem*: extra bytes allocated per call over the input's size.",
         "",
     ]
+    checks = target_checks(rep)
+    if checks:
+        lines += _targets_markdown(checks)
     shapes = []
     for r in rep.rows:
         if r.shape not in shapes:
@@ -542,6 +626,18 @@ def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=Tru
         if rep.zeta_scaling:
             plot_zeta_scaling(rep.zeta_scaling, out / "zeta_scaling.png")
     return rep
+
+
+def report_from_json(path: str | Path) -> Report:
+    """A report written by :func:`run` (``bench.json``), to re-render or re-check it."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = {"rows", "masks", "train_step", "zeta_scaling", "meta"} - set(data)
+    if missing:
+        raise ValueError(f"{path}: expected a mixkit bench.json with rows, masks, train_step, "
+                         f"zeta_scaling and meta, missing {sorted(missing)}")
+    rows = [Row(**{**r, "shape": tuple(r["shape"])}) for r in data["rows"]]
+    return Report(rows=rows, masks=data["masks"], train_step=data["train_step"],
+                  zeta_scaling=data["zeta_scaling"], meta=data["meta"])
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
