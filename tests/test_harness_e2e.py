@@ -49,6 +49,22 @@ def test_training_learns_on_digits(tmp_path):
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
 
 
+def test_eval_every_changes_no_result(tmp_path):
+    """Evaluating every 2nd epoch (and the last) trains exactly as evaluating every epoch."""
+    common = ["train", *TINY, "--method", "mixup", "--epochs", "3"]
+    every, sparse = str(tmp_path / "every"), str(tmp_path / "sparse")
+    assert main([*common, "--out", every]) == 0
+    assert main([*common, "--out", sparse, "--eval-every", "2"]) == 0
+    a, b = _final(every), _final(sparse)
+    for key in ("test_error", "nll", "ece", "train_loss", "scatter_ratio"):
+        assert a[key] == b[key], key
+    lines = [json.loads(x) for x in open(os.path.join(sparse, "metrics.jsonl"))]
+    assert [("test_error" in r) for r in lines] == [False, True, True]     # epochs 2 and 3 (last)
+    full = [json.loads(x) for x in open(os.path.join(every, "metrics.jsonl"))]
+    assert [r["train_loss"] for r in lines] == [r["train_loss"] for r in full]
+    assert main([*common, "--out", str(tmp_path / "bad"), "--eval-every", "0"]) == 2
+
+
 def _run(args, env_extra=None, check=True):
     env = dict(os.environ, **(env_extra or {}))
     p = subprocess.run([sys.executable, "-m", "mixkit", *args], env=env, capture_output=True, text=True,

@@ -75,7 +75,7 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
     if not os.path.exists(final):
         return None
     saved = config_from_dict(read_yaml(os.path.join(run_dir, CONFIG)))
-    diff = config_diff(saved, cfg, ignore=("threads", "eval_batch_size"))
+    diff = config_diff(saved, cfg, ignore=("threads", "eval_batch_size", "eval_every"))
     if diff:
         raise ValueError(f"compare: {run_dir} holds a finished run with other settings "
                          f"({', '.join(sorted(diff))}); use another --out or delete it")
@@ -160,7 +160,8 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
         mpath = os.path.join(out, m, f"seed{s}", METRICS)
         if os.path.exists(mpath):
             with open(mpath, encoding="utf-8") as f:
-                curve = [json.loads(line)["test_error"] for line in f if line.strip()]
+                records = [json.loads(line) for line in f if line.strip()]
+                curve = [(r["epoch"], r["test_error"]) for r in records if "test_error" in r]
         runs.append({"method": m, "seed": s, "final": finals[m, s], "curve": curve})
     if bar is not None:
         bar.close()
@@ -312,9 +313,10 @@ def _plots(out: str, runs, summary, methods) -> None:
         curves = [r["curve"] for r in runs if r["method"] == m and r["curve"]]
         if not curves:
             continue
-        n = min(len(c) for c in curves)
-        mean = [sum(c[i] for c in curves) / len(curves) * 100 for i in range(n)]
-        ax.plot(range(1, n + 1), mean, label=m)
+        by_epoch = [dict(c) for c in curves]
+        epochs = sorted(set.intersection(*(set(c) for c in by_epoch)))   # evaluated in every seed
+        mean = [sum(c[e] for c in by_epoch) / len(by_epoch) * 100 for e in epochs]
+        ax.plot(epochs, mean, label=m, marker="." if len(epochs) < 30 else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
     ax.set_title("test error per epoch (mean over seeds)")

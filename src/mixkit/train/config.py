@@ -74,6 +74,8 @@ class TrainConfig:
     channels_last: bool = field(default=True, metadata={"help": "channels-last images on GPU"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
     eval_batch_size: int = field(default=512, metadata={"help": "batch size of evaluation"})
+    eval_every: int = field(default=1, metadata={"help": "evaluate the test set every N epochs and "
+                                                 "after the last (training is unaffected)"})
 
     def __post_init__(self):
         self.validate()
@@ -93,7 +95,7 @@ class TrainConfig:
             bad("fmix_spectrum", "paper or official")
         if self.mix_mode not in ("batch", "elem"):
             bad("mix_mode", "batch or elem")
-        for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "step_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(name, "an integer >= 1")
@@ -137,10 +139,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # after 60 epochs) and mixing only adds to that.
     "fmnist-cpu": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-cnn",
                        epochs=80, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4,
-                       augment="none"),
+                       augment="none", eval_every=5),
     # MNIST-1D (1-D signals; FMix 1-D masks): the 1-D CNN, 60 epochs.
     "mnist1d": dict(dataset="mnist1d", model="cnn1d", epochs=60, batch_size=64, lr=0.05,
-                    schedule="cosine", weight_decay=5e-4, augment="none"),
+                    schedule="cosine", weight_decay=5e-4, augment="none", eval_every=5),
     # FMix paper: PreAct-ResNet18 on Fashion-MNIST, 200 epochs, lr 0.1 divided by 10 at 100 and
     # 150, batch 128, SGD momentum 0.9, wd 1e-4, crop (pad 4) + flip.
     "fmix-fashion-preact": dict(dataset="fashion-mnist", model="preact-resnet18", epochs=200,

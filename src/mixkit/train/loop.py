@@ -50,7 +50,7 @@ FINAL, CHECKPOINT, CONFIG, METRICS = "final.json", "checkpoint.pt", "config.yaml
 # given epoch (1-based) is on disk.
 _KILL_ENV = "MIXKIT_KILL_AFTER_EPOCH"
 # Settings that may change between a run and its resume without changing its results.
-_RESUME_FREE = ("threads", "eval_batch_size")
+_RESUME_FREE = ("threads", "eval_batch_size", "eval_every")
 
 
 class RunExistsError(RuntimeError):
@@ -288,11 +288,15 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
             train_loss = dist.all_reduce_sum(
                 torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64)]),
                 info, device)
-            metrics = evaluate(model, test_x, test_y, k, cfg, device, info, amp_dtype)
+            # Evaluation reads the model in eval mode without gradients or random draws, so how
+            # often it runs does not change the training; the last epoch is always evaluated.
+            evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+            if evaluated:
+                metrics = evaluate(model, test_x, test_y, k, cfg, device, info, amp_dtype)
             elapsed += time.perf_counter() - t0
             record = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch + 1 - 1e-9),
-                      "train_loss": float(train_loss[0] / train_loss[1]), **metrics,
-                      "elapsed_s": round(elapsed, 3)}
+                      "train_loss": float(train_loss[0] / train_loss[1]),
+                      **(metrics if evaluated else {}), "elapsed_s": round(elapsed, 3)}
             history.append(record)
             generators = dist.gather_objects(gen.get_state(), info)
             if is_main:
@@ -305,8 +309,9 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
                 atomic_write_text(os.path.join(out, METRICS),
                                   "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
             log(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
-                f"test error {metrics['test_error']:.4f}  nll {metrics['nll']:.4f}  "
-                f"ece {metrics['ece']:.4f}  ({elapsed:.1f} s)")
+                + (f"test error {metrics['test_error']:.4f}  nll {metrics['nll']:.4f}  "
+                   f"ece {metrics['ece']:.4f}  " if evaluated else "")
+                + f"({elapsed:.1f} s)")
             if kill_after == epoch + 1 and is_main:
                 os.kill(os.getpid(), signal.SIGKILL)
 
