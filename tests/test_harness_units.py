@@ -179,3 +179,22 @@ def test_paired_difference_interval():
     assert d["n"] == 3 and d["mean"] == pytest.approx(mean)
     assert d["high"] - mean == pytest.approx(4.302652729 * sd / math.sqrt(3), rel=1e-6)
     assert paired_difference({0: 0.1}, {1: 0.2})["n"] == 0
+
+
+def test_report_cohesion_table_from_runs():
+    from mixkit.train.compare import aggregate, markdown_table
+
+    def run(method, seed, err, within, between):
+        return {"method": method, "seed": seed, "curve": [],
+                "final": {"test_error": err, "ece": 0.05, "nll": 0.4, "scatter_within": within,
+                          "scatter_between": between, "scatter_ratio": between / within}}
+
+    runs = [run("erm", 0, 0.20, 4.0, 8.0), run("erm", 1, 0.22, 4.0, 12.0),
+            run("synermix", 0, 0.18, 2.0, 8.0), run("synermix", 1, 0.19, 2.0, 10.0)]
+    summary = aggregate(runs, ["erm", "synermix"])
+    assert summary["synermix"]["scatter_within"] == (2.0, 0.0)
+    assert summary["synermix"]["ratio_by_seed"] == {0: 4.0, 1: 5.0}
+    md = markdown_table(summary, ["erm", "synermix"], [("synermix", "erm")])
+    # ratios: erm 2, 3; synermix 4, 5 -> paired differences 2, 2 -> +2.00 with a zero-width interval
+    assert "| synermix | 2.00 ± 0.00 | 9.00 ± 1.41 | 4.50 ± 0.71 | +2.00 [+2.00, +2.00] | 5.00 ± 0.00 |" in md
+    assert "| synermix − erm | -2.50 [" in md        # test error, percentage points

@@ -6,8 +6,9 @@ writes:
 
 - ``results.csv``: one row per run (method, seed, every final metric);
 - ``summary.csv``: one row per method (mean and std over seeds);
-- ``results.md``: the table (mean ± std over seeds), and for each comparison pair the paired
-  difference over common seeds with a 95 % t confidence interval;
+- ``results.md``: the table (mean ± std over seeds), for each comparison pair the paired
+  difference over common seeds with a 95 % t confidence interval, and a cohesion and calibration
+  table (within- and between-class feature scatter, their ratio against ERM, ECE);
 - ``error_bars.png`` (test error, mean ± std), ``cohesion_calibration.png`` (feature scatter
   ratio and ECE per method) and ``curves.png`` (test error per epoch, mean over seeds).
 """
@@ -28,7 +29,8 @@ from .loop import CONFIG, FINAL, METRICS, train
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
-METRIC_KEYS = ("test_error", "macro_f1", "micro_f1", "nll", "ece", "scatter_ratio", "train_time_s")
+METRIC_KEYS = ("test_error", "macro_f1", "micro_f1", "nll", "ece", "scatter_within", "scatter_between",
+               "scatter_ratio", "train_time_s")
 
 # Pairs each paper compares (its method, its reference); kept when both are in a comparison.
 DEFAULT_PAIRS = [
@@ -190,6 +192,10 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
             if vals:
                 row[key] = _mean_std(vals)
         row["by_seed"] = {r["seed"]: float(r["final"]["test_error"]) for r in mine}
+        ratios = {r["seed"]: float(r["final"]["scatter_ratio"])
+                  for r in mine if "scatter_ratio" in r["final"]}
+        if ratios:
+            row["ratio_by_seed"] = ratios
         summary[m] = row
     return summary
 
@@ -203,12 +209,12 @@ def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) ->
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
-def _ci(d: dict) -> str:
+def _ci(d: dict, scale: float = 100.0) -> str:
     if d["n"] == 0:
         return "–"
     if math.isnan(d["low"]):
-        return f"{d['mean'] * 100:+.2f} (n = 1)"
-    return f"{d['mean'] * 100:+.2f} [{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
+        return f"{d['mean'] * scale:+.2f} (n = 1)"
+    return f"{d['mean'] * scale:+.2f} [{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]"
 
 
 def markdown_table(summary: dict, methods: list[str], pairs, paper: dict | None = None) -> str:
@@ -233,6 +239,23 @@ def markdown_table(summary: dict, methods: list[str], pairs, paper: dict | None 
         for a, b in chosen:
             d = paired_difference(summary[a]["by_seed"], summary[b]["by_seed"])
             lines.append(f"| {a} − {b} | {_ci(d)} | {d['n']} |")
+    if any("scatter_ratio" in summary[m] for m in methods):
+        lines += ["", "Cohesion and separability of the test set's penultimate features (S_w: mean "
+                  "squared distance to the class mean, tr(S_w)/N; S_b: spread of the class means, "
+                  "tr(S_b)/N; S_b/S_w is scale-free, so it compares models whose features differ in "
+                  "scale) and calibration (ECE, 15 bins), with the ratio's paired difference to ERM:",
+                  "", "| method | S_w | S_b | S_b/S_w | Δ S_b/S_w vs ERM [95 % CI] | ECE % | NLL |",
+                  "|---|---|---|---|---|---|---|"]
+        for m in methods:
+            row = summary[m]
+            delta = "–"
+            if erm is not None and m != "erm" and "ratio_by_seed" in erm and "ratio_by_seed" in row:
+                d = paired_difference(row["ratio_by_seed"], erm["ratio_by_seed"])
+                delta = _ci(d, scale=1.0)
+            lines.append(f"| {m} | {_fmt(row.get('scatter_within'), 1, 2)} | "
+                         f"{_fmt(row.get('scatter_between'), 1, 2)} | "
+                         f"{_fmt(row.get('scatter_ratio'), 1, 2)} | {delta} | "
+                         f"{_fmt(row.get('ece'), 100)} | {_fmt(row.get('nll'), 1, 3)} |")
     return "\n".join(lines) + "\n"
 
 
