@@ -439,6 +439,19 @@ def _fmt(v, digits=2):
 SMALL, LARGE = (128, 3, 32, 32), (64, 3, 224, 224)
 
 
+def _shape_name(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _shapes(rep: Report) -> list[tuple]:
+    """The report's input shapes, in the order they were measured."""
+    shapes = []
+    for r in rep.rows:
+        if tuple(r.shape) not in shapes:
+            shapes.append(tuple(r.shape))
+    return shapes
+
+
 def target_checks(rep: Report) -> list[dict]:
     """The speed and memory targets of docs/benchmarks.md, checked against one report.
 
@@ -467,7 +480,7 @@ def target_checks(rep: Report) -> list[dict]:
             peers = [r for r in rows(shape, method) if r.impl != "mixkit"]
             if mine and peers:
                 best, peer = min(mine, key=lambda r: r.ms), min(peers, key=lambda r: r.ms)
-                add(f"{method}: fastest mode vs fastest peer", f"{'×'.join(map(str, shape))} "
+                add(f"{method}: fastest mode vs fastest peer", f"{_shape_name(shape)} "
                     f"({best.mode} {best.ms:.3g} ms vs {peer.impl} {peer.mode} {peer.ms:.3g} ms)",
                     best.ms / peer.ms, limit)
     for shape in (SMALL, LARGE):
@@ -476,21 +489,17 @@ def target_checks(rep: Report) -> list[dict]:
             timm = [r for r in rows(shape, method) if r.impl.startswith("timm") and r.mode == "elem"]
             if mine and timm:
                 best = min(mine, key=lambda r: r.ms)
-                add(f"{method} elem vs timm elem", f"{'×'.join(map(str, shape))} ({best.mode} "
+                add(f"{method} elem vs timm elem", f"{_shape_name(shape)} ({best.mode} "
                     f"{best.ms:.3g} ms vs {timm[0].ms:.3g} ms)", best.ms / timm[0].ms, 0.25)
     for r in rep.masks:
         limit = {(32, 32): 10.0, (224, 224): 3.0}.get(tuple(r["shape"]))
         if limit is not None and r.get("ratio") is not None:
-            add("FMix masks/s vs official", "×".join(map(str, r["shape"])), r["ratio"], limit,
+            add("FMix masks/s vs official", _shape_name(r["shape"]), r["ratio"], limit,
                 at_most=False)
-    shapes = []
-    for r in rep.rows:
-        if tuple(r.shape) not in shapes:
-            shapes.append(tuple(r.shape))
-    for shape in shapes:
+    for shape in _shapes(rep):
         mine, official = rows(shape, "zeta", "mixkit", ("N=B",)), rows(shape, "zeta", "official-style")
         if mine and official:
-            add("zeta N=B vs official-style", "×".join(map(str, shape)), mine[0].ms / official[0].ms, 1.0)
+            add("zeta N=B vs official-style", _shape_name(shape), mine[0].ms / official[0].ms, 1.0)
     for r in rep.train_step:
         add("training-step overhead", r["method"], r["overhead_pct"], 3.0, unit="%")
     for r in rows(LARGE, "mixup", "mixkit") + rows(LARGE, "cutmix", "mixkit") + \
@@ -502,7 +511,7 @@ def target_checks(rep: Report) -> list[dict]:
         inplace = "inplace" in r.mode
         masks = 1 / LARGE[1] if r.method in ("cutmix", "fmix") and r.mode.startswith("elem") else 0.0
         add("extra memory " + ("in place: masks only" if inplace else "out of place: one output + masks"),
-            f"{r.method} {r.mode}, {'×'.join(map(str, LARGE))}", r.extra_mem,
+            f"{r.method} {r.mode}, {_shape_name(LARGE)}", r.extra_mem,
             round((0.0 if inplace else 1.0) + masks + 0.1, 2), unit="× input")
     return out
 
@@ -535,16 +544,12 @@ def to_markdown(rep: Report) -> str:
     checks = target_checks(rep)
     if checks:
         lines += _targets_markdown(checks)
-    shapes = []
-    for r in rep.rows:
-        if r.shape not in shapes:
-            shapes.append(r.shape)
-    for shape in shapes:
-        lines += [f"## {'×'.join(map(str, shape))}", "",
+    for shape in _shapes(rep):
+        lines += [f"## {_shape_name(shape)}", "",
                   "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
         for r in rep.rows:
-            if r.shape == shape:
+            if tuple(r.shape) == shape:
                 lines.append(
                     f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
                     f"{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
@@ -555,7 +560,7 @@ def to_markdown(rep: Report) -> str:
                   "| shape | batch | mixkit masks/s | official-style masks/s | ratio |",
                   "|---|---:|---:|---:|---:|"]
         for r in rep.masks:
-            shape = "×".join(map(str, r["shape"]))
+            shape = _shape_name(r["shape"])
             lines.append(f"| {shape} | {r['batch']} | {r['mixkit_masks_per_s']:.0f} | "
                          f"{_fmt(r.get('official_masks_per_s'), 0)} | {_fmt(r.get('ratio'), 1)} |")
         lines.append("")

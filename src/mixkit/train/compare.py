@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import TrainConfig, config_diff, config_from_dict, method_overrides, read_yaml
-from .loop import CONFIG, FINAL, METRICS, train
+from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, train
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
@@ -77,7 +77,7 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
     if not os.path.exists(final):
         return None
     saved = config_from_dict(read_yaml(os.path.join(run_dir, CONFIG)))
-    diff = config_diff(saved, cfg, ignore=("threads", "eval_batch_size", "eval_every"))
+    diff = config_diff(saved, cfg, ignore=RESULT_FREE)
     if diff:
         raise ValueError(f"compare: {run_dir} holds a finished run with other settings "
                          f"({', '.join(sorted(diff))}); use another --out or delete it")
@@ -138,9 +138,7 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
 
     if jobs == 1 or len(todo) <= 1:
         for m, s, cfg, run_dir in todo:
-            resume = os.path.exists(os.path.join(run_dir, CONFIG))
-            done(m, s, train(cfg, run_dir, resume=resume, progress=progress,
-                             log=None if progress else log))
+            done(m, s, _train_job(cfg, run_dir, progress=progress, log=None if progress else log))
     else:
         # Parallel runs in fresh processes; each gets 1 thread unless the config names a count, so
         # ``jobs`` processes share the cores instead of oversubscribing them.
@@ -172,14 +170,16 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     return summary
 
 
-def _train_job(cfg: TrainConfig, run_dir: str) -> dict:
-    """One run in a worker process (resumes an interrupted run in ``run_dir``)."""
-    resume = os.path.exists(os.path.join(run_dir, CONFIG))
-    prefix = f"{cfg.method}/seed{cfg.seed}"
+def _train_job(cfg: TrainConfig, run_dir: str, progress: bool = False, log=None) -> dict:
+    """One run, resuming an interrupted one in ``run_dir``. Without a log or progress bars (a
+    worker process) its log lines carry the method and seed, since several runs share stderr."""
+    if log is None and not progress:
+        prefix = f"{cfg.method}/seed{cfg.seed}"
 
-    def log(msg):
-        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
-    return train(cfg, run_dir, resume=resume, progress=False, log=log)
+        def log(msg):
+            print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+    resume = os.path.exists(os.path.join(run_dir, CONFIG))
+    return train(cfg, run_dir, resume=resume, progress=progress, log=log)
 
 
 def aggregate(runs: list[dict], methods: list[str]) -> dict:

@@ -43,14 +43,15 @@ from .config import TrainConfig, config_diff, config_from_dict, config_to_dict, 
 from .methods import build_method
 from .metrics import MetricState
 
-__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS"]
+__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE"]
 
 FINAL, CHECKPOINT, CONFIG, METRICS = "final.json", "checkpoint.pt", "config.yaml", "metrics.jsonl"
 # Fault injection for the resume tests: SIGKILL this process right after the checkpoint of the
 # given epoch (1-based) is on disk.
 _KILL_ENV = "MIXKIT_KILL_AFTER_EPOCH"
-# Settings that may change between a run and its resume without changing its results.
-_RESUME_FREE = ("threads", "eval_batch_size", "eval_every")
+# Settings that may change between a run and its resume (or a finished run and a comparison that
+# reuses it) without changing its results.
+RESULT_FREE = ("threads", "eval_batch_size", "eval_every")
 
 
 class RunExistsError(RuntimeError):
@@ -161,7 +162,7 @@ def _check_run_dir(cfg: TrainConfig, out: str, resume: bool) -> dict | None:
     if not os.path.exists(cfg_path):
         raise CheckpointError(f"resume: expected a run directory with {CONFIG}, found none in {out}")
     saved = config_from_dict(read_yaml(cfg_path), where=cfg_path)
-    diff = config_diff(saved, cfg, ignore=_RESUME_FREE)
+    diff = config_diff(saved, cfg, ignore=RESULT_FREE)
     if diff:
         pretty = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"resume: the given settings differ from the run in {out} ({pretty})")
