@@ -1,5 +1,6 @@
 """Hidden-layer mixing: ManifoldMixup, SynerMix and intra_class_mix (mixkit.hidden)."""
 
+import gc
 import math
 
 import pytest
@@ -121,14 +122,28 @@ def test_eval_never_mixes():
         assert mm.last_layer is None
 
 
-def test_hooks_removed_and_plain_forward_unmixed_after_mixed_forward():
+def test_hooks_removed_with_the_mixer_or_by_remove():
+    model = TinyNet()
+    mm = ManifoldMixup(model, ["", "stem", "block"], num_classes=C)
+    assert hooks_left(model) == 2  # one idle hook per hidden layer
+    del mm
+    gc.collect()
+    assert hooks_left(model) == 0
+    mm = ManifoldMixup(model, ["stem"], num_classes=C)
+    mm.taps.remove()
+    assert hooks_left(model) == 0
+    with pytest.raises(RuntimeError, match="hooks were removed"):
+        mm(*data(), generator=seeded())
+
+
+def test_hooks_idle_and_plain_forward_unmixed_after_mixed_forward():
     model = TinyNet()
     x, y = data()
     before = model(x)
     mm = ManifoldMixup(model, ["stem", "block"], num_classes=C)
     logits, _ = mm(x, y, generator=seeded())
     assert not torch.allclose(logits, before)
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
     torch.testing.assert_close(model(x), before)
 
 
@@ -149,7 +164,7 @@ def test_exception_inside_forward_leaves_no_hook():
     mm = ManifoldMixup(model, ["0"], num_classes=C)
     with pytest.raises(RuntimeError, match="boom"):
         mm(x, y, generator=seeded())
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
     model[1].armed = False
     before = model(x)
     mm(x, y, generator=seeded())
@@ -171,7 +186,7 @@ def test_layer_called_twice_is_an_error_and_leaves_no_hook():
     mm = ManifoldMixup(model, ["act"], num_classes=C)
     with pytest.raises(ValueError, match="expected layer 'act' to run once per forward"):
         mm(torch.randn(4, 4), torch.tensor([0, 1, 2, 0]), generator=seeded())
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
 
 
 def test_unused_layer_is_an_error():
@@ -181,7 +196,7 @@ def test_unused_layer_is_an_error():
     x, y = data()
     with pytest.raises(ValueError, match="expected layer 'spare' to run during the forward"):
         mm(x, y)
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
 
 
 def test_gradients_reach_layers_before_and_after_the_mixing_layer():
@@ -238,7 +253,7 @@ def test_layer_with_non_tensor_output_is_an_error():
     mm = ManifoldMixup(model, ["pair"], num_classes=C)
     with pytest.raises(TypeError, match="expected layer 'pair' to output a tensor, got tuple"):
         mm(torch.randn(4, 4), torch.tensor([0, 1, 2, 0]))
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +377,7 @@ def test_gradients_from_each_synermix_term(beta):
     for name in ["stem.0.weight", "block.0.weight", "fc.weight", "fc.bias"]:
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, (beta, name)
-    assert hooks_left(model) == 0
+    assert syner.taps._armed is None and inter.taps._armed is None  # hooks stay registered but idle
 
 
 @pytest.mark.parametrize("inter_kind", ["none", "mixup", "manifold", "zeta-hidden"])
@@ -404,7 +419,7 @@ def test_synermix_exception_leaves_no_hook():
         syner.single_pass = single
         with pytest.raises(RuntimeError, match="boom"):
             syner.loss(x, x, y)
-        assert hooks_left(model) == 0
+        assert syner.taps._armed is None  # hooks stay registered but idle
 
 
 def test_synermix_errors():
@@ -459,7 +474,7 @@ def test_feature_layer_not_b_by_d_is_an_error():
     with pytest.raises(ValueError, match=r"feature_layer: expected layer 'squash' to output \(B, D\) after "
                                          r"flattening, with B = 4, got \(4,\)"):
         syner.loss(x, x, y)
-    assert hooks_left(model) == 0
+    assert syner.taps._armed is None  # hooks stay registered but idle
 
 
 def test_head_that_does_not_map_d_to_num_classes_is_an_error():
@@ -469,8 +484,8 @@ def test_head_that_does_not_map_d_to_num_classes_is_an_error():
     with pytest.raises(ValueError, match=r"head: expected a map from features \(K, 216\) to logits \(K, 3\)"):
         SynerMix(model, "block", "fc", beta=1.0, num_classes=C).loss(x, x, y)
     # right input size, wrong number of classes
-    with pytest.raises(ValueError, match=r"head: expected logits of shape \(3, 5\) for features of shape "
-                                         r"\(3, 6\), got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"head: expected logits of shape \(5, 5\) for features of shape "
+                                         r"\(5, 6\), got \(5, 3\)"):
         SynerMix(model, "pool", "fc", beta=1.0, num_classes=5).loss(x, x, y)
     with pytest.raises(ValueError, match=r"head: expected logits of shape \(3, 3\)"):
         SynerMix(model, "pool", lambda h: h.sum(1), beta=1.0, num_classes=C).loss(x, x, y)
@@ -493,7 +508,7 @@ def check_third_party(model, mix_layers, feature_layer, head):
         assert logits.shape == (4, 10) and soft.shape == (4, 10)
         torch.testing.assert_close(soft.sum(1), torch.ones(4))
         assert not torch.allclose(logits, plain)
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
     torch.testing.assert_close(model(x), plain)
     syner = SynerMix(model, feature_layer, head, beta=0.1, inter=mm, num_classes=10)
     model.zero_grad()
@@ -502,7 +517,7 @@ def check_third_party(model, mix_layers, feature_layer, head):
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters()]
     assert all(gr is not None for gr in grads)
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None and syner.taps._armed is None  # hooks stay registered but idle
     model.eval()
     logits, _ = mm(x, y)
     torch.testing.assert_close(logits, model(x))
@@ -527,7 +542,7 @@ def test_torchvision_basic_block_relu_is_rejected_clearly():
     mm = ManifoldMixup(model, ["layer1.0.relu"], num_classes=10)  # called twice in BasicBlock
     with pytest.raises(ValueError, match="to run once per forward"):
         mm(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
-    assert hooks_left(model) == 0
+    assert mm.taps._armed is None  # hooks stay registered but idle
 
 
 def test_labels_may_be_probabilities():

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .functional import mixing as X
-from .functional import sampling as S
+from .functional import mixing, sampling
 from .mixers import MixParams
 
 __all__ = ["ComposedParams", "RandomChoice", "Alternate", "Compose"]
@@ -48,7 +47,7 @@ class _Combination:
         self.num_classes = num_classes
 
     def _soft(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return X.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
+        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
 
     def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
         return self.apply(inputs, labels, self.sample(inputs, generator=generator))
@@ -63,7 +62,7 @@ class _OneOf(_Combination):
         raise NotImplementedError
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
-        S.check_generator(generator, inputs.device)
+        sampling.check_generator(generator, inputs.device)
         i = self._pick(inputs, generator)
         return ComposedParams(choice=i, parts=[self.mixers[i].sample(inputs, generator=generator)])
 
@@ -94,7 +93,8 @@ class RandomChoice(_OneOf):
         self.p = p
 
     def _pick(self, inputs, generator) -> int:
-        u = float(torch.rand(1, generator=generator, device=inputs.device))
+        # Which code runs is decided on the host, from a CPU draw: no device sync.
+        u = sampling.host_uniform(generator)
         acc = 0.0
         for i, w in enumerate(self.p):
             acc += w
@@ -141,7 +141,7 @@ class Compose(_Combination):
     """
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
-        S.check_generator(generator, inputs.device)
+        sampling.check_generator(generator, inputs.device)
         # Every mixer keeps the shape, so each one's parameters can be drawn from the input.
         return ComposedParams(None, [m.sample(inputs, generator=generator) for m in self.mixers])
 

@@ -23,18 +23,22 @@ behind. Layer names are the keys of ``dict(model.named_modules())`` (for a model
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional.mixing import to_soft_labels
+from .functional.mixing import check_class_ids, host_readable, to_soft_labels
+from .functional.sampling import host_generator
 from .losses import soft_target_cross_entropy
 from .mixers import MixUp
 
-__all__ = ["ManifoldMixup", "SynerMix", "intra_class_mix"]
+__all__ = ["LayerTaps", "ManifoldMixup", "SynerMix", "intra_class_mix", "intra_class_mix_dense"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,6 +46,9 @@ __all__ = ["ManifoldMixup", "SynerMix", "intra_class_mix"]
 
 
 def _module_names(model: nn.Module) -> dict[str, nn.Module]:
+    """Submodules by name; a ``torch.compile``d model is named as the model it wraps (``layer1``,
+    not ``_orig_mod.layer1``)."""
+    model = getattr(model, "_orig_mod", model)
     return {name: mod for name, mod in model.named_modules() if name != ""}
 
 
@@ -81,17 +88,79 @@ def _check_labels_ids(labels, batch: int, num_classes: int) -> Tensor:
         raise ValueError(f"labels: expected integer class ids of shape (B,) for SynerMix, got {got}")
     if labels.shape[0] != batch:
         raise ValueError(f"labels: expected {batch} labels (one per image), got {labels.shape[0]}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels: expected class ids in [0, {num_classes - 1}], "
-            f"got values in [{int(labels.min())}, {int(labels.max())}]"
-        )
+    check_class_ids(labels, num_classes)
     return labels.long()
 
 
 def _draw_index(n: int, generator: torch.Generator | None) -> int:
-    device = generator.device if generator is not None else "cpu"
-    return int(torch.randint(n, (1,), generator=generator, device=device))
+    """A uniform choice among n, drawn on the host (no device sync, see ``host_generator``)."""
+    return int(torch.randint(n, (1,), generator=host_generator(generator)))
+
+
+class LayerTaps:
+    """Forward hooks on named layers of a model, registered once and idle unless armed.
+
+    ``with taps.armed(name, fn): model(x)`` makes layer ``name`` return ``fn(output)`` instead of
+    its output during that forward; every other layer, and every forward outside ``armed``, runs
+    unchanged. This is the mixing point that ``ManifoldMixup`` and ``SynerMix`` share.
+
+    The hooks stay registered (rather than being added and removed around each forward) so that
+    a ``torch.compile``d model sees the same hooks on every step: dynamo ignores hooks added after
+    it compiled a module, and it guards on which layer is armed, so a training run compiles once
+    per layer chosen. The hooks hold only a weak reference to this object: they are removed when
+    it is garbage-collected, or at once by ``remove()``. Create it (the mixer that owns it) before
+    the compiled model's first forward, or call ``torch._dynamo.reset()`` after creating it.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], what: str):
+        self._armed: str | None = None
+        self._fn: Callable[[Tensor], Tensor] | None = None
+        self._calls = 0
+        self._what = what
+        me = weakref.ref(self)
+        handles = []
+        for name in dict.fromkeys(names):
+            module = _resolve_layer(model, name, what, allow_input=False)
+            handles.append(module.register_forward_hook(functools.partial(_tap_hook, me, name)))
+        self._handles = handles
+        self._finalizer = weakref.finalize(self, _remove_handles, handles)
+
+    def remove(self) -> None:
+        """Remove the hooks from the model now."""
+        self._finalizer()
+
+    @contextlib.contextmanager
+    def armed(self, name: str, fn: Callable[[Tensor], Tensor]):
+        """Within the block, layer ``name``'s output ``h`` is replaced by ``fn(h)``; raises if the
+        layer did not run exactly once."""
+        if not self._finalizer.alive:
+            raise RuntimeError("LayerTaps: the hooks were removed; create a new mixer")
+        self._armed, self._fn, self._calls = name, fn, 0
+        try:
+            yield
+        finally:
+            self._armed, self._fn = None, None
+        if self._calls == 0:
+            raise ValueError(f"{self._what}: expected layer {name!r} to run during the forward, got no "
+                             "call (for a compiled model: create the mixer before its first forward)")
+
+
+def _tap_hook(ref, name: str, module, args, output):
+    taps = ref()
+    if taps is None or taps._armed != name:
+        return None
+    taps._calls += 1
+    if taps._calls > 1:
+        raise ValueError(
+            f"{taps._what}: expected layer {name!r} to run once per forward, got a second call; "
+            "choose a module called once (a block, not a shared activation module)"
+        )
+    return taps._fn(output)
+
+
+def _remove_handles(handles) -> None:
+    for handle in handles:
+        handle.remove()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,6 +228,7 @@ class ManifoldMixup:
         self.mixer = mixer
         self.alpha = alpha
         self.last_layer: str | None = None
+        self.taps = LayerTaps(model, [n for n in self.layers if n != ""], "layers")
 
     def __repr__(self) -> str:
         return (f"ManifoldMixup(model={type(self.model).__name__}, layers={self.layers!r}, "
@@ -189,31 +259,18 @@ class ManifoldMixup:
             return self.model(inputs)[start:], soft
         name = self.layers[_draw_index(len(self.layers), generator)]
         self.last_layer = name
-        module = _resolve_layer(self.model, name, "layers", allow_input=True)
-        if module is None:
+        if name == "":
             mixed, soft_out = self._mix(inputs, soft, generator, start, name)
             return self.model(mixed)[start:], soft_out
+        found: dict = {}
 
-        state: dict = {"calls": 0}
-
-        def hook(mod, args, output):
-            state["calls"] += 1
-            if state["calls"] > 1:
-                raise ValueError(
-                    f"layers: expected layer {name!r} to run once per forward, got a second call; "
-                    "choose a module called once (a block, not a shared activation module)"
-                )
-            mixed, state["soft"] = self._mix(output, soft, generator, start, name)
+        def mix(hidden):
+            mixed, found["soft"] = self._mix(hidden, soft, generator, start, name)
             return mixed
 
-        handle = module.register_forward_hook(hook)
-        try:
+        with self.taps.armed(name, mix):
             out = self.model(inputs)
-        finally:
-            handle.remove()
-        if state["calls"] == 0:
-            raise ValueError(f"layers: expected layer {name!r} to run during the forward, got no call")
-        return out[start:], state["soft"]
+        return out[start:], found["soft"]
 
     def _mix(self, hidden, soft: Tensor, generator, start: int, name: str):
         if not isinstance(hidden, Tensor):
@@ -242,27 +299,39 @@ def intra_class_mix(features: Tensor, labels: Tensor, *, weights: Tensor | None 
 
     For every class c in ``labels``: ``h_c = sum_{i: y_i = c} w_i h_i / sum_{i: y_i = c} w_i``
     with raw weights ``w`` (B,) > 0, drawn ``1 - U[0, 1)`` (so in (0, 1]) from ``generator`` when
-    not given. Vectorised with segment sums (``index_add_``); no loop over classes. Returns
-    ``(mixed (K, D), classes (K,))`` with the K classes present in ascending order.
+    not given. Returns ``(mixed (K, D), classes (K,))`` with the K classes present in ascending
+    order. K depends on the labels, so on an accelerator this reads back one count;
+    ``intra_class_mix_dense`` (what ``SynerMix`` uses) has fixed shapes and reads nothing back.
     ``features``: (B, D) (flatten first); ``labels``: int (B,).
     """
+    classes = torch.unique(labels, sorted=True) if labels.numel() else labels.long()
+    num_classes = int(classes.max()) + 1 if classes.numel() else 0
+    mixed, _ = intra_class_mix_dense(features, labels, num_classes, weights=weights, generator=generator)
+    return mixed[classes], classes
+
+
+def intra_class_mix_dense(features: Tensor, labels: Tensor, num_classes: int, *,
+                          weights: Tensor | None = None,
+                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """``intra_class_mix`` with one row per class id: ``(mixed (num_classes, D), present
+    (num_classes,) bool)``; rows of absent classes are 0. Vectorised with segment sums
+    (``index_add``), no loop over classes and no data-dependent shape."""
     if features.ndim != 2 or labels.shape != (features.shape[0],):
         raise ValueError(f"features, labels: expected shapes (B, D) and (B,), got "
                          f"{tuple(features.shape)} and {tuple(labels.shape)}")
     b = features.shape[0]
     if weights is None:
         weights = 1.0 - torch.rand(b, generator=generator, device=features.device, dtype=torch.float32)
-    elif weights.shape != (b,) or bool((weights <= 0).any()):
+    elif weights.shape != (b,) or (host_readable(weights) and bool((weights <= 0).any())):
         raise ValueError(f"weights: expected {b} positive weights, got shape {tuple(weights.shape)}")
-    classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-    k = classes.shape[0]
+    labels = labels.long()
     work = torch.float64 if features.dtype == torch.float64 else torch.float32
     w = weights.to(device=features.device, dtype=work)
-    totals = torch.zeros(k, dtype=work, device=features.device).index_add_(0, inverse, w)
-    w = w / totals[inverse]
-    mixed = torch.zeros(k, features.shape[1], dtype=work, device=features.device)
-    mixed = mixed.index_add(0, inverse, features.to(work) * w[:, None])
-    return mixed.to(features.dtype), classes
+    totals = torch.zeros(num_classes, dtype=work, device=features.device).index_add_(0, labels, w)
+    w = w / totals[labels]
+    mixed = torch.zeros(num_classes, features.shape[1], dtype=work, device=features.device)
+    mixed = mixed.index_add(0, labels, features.to(work) * w[:, None])
+    return mixed.to(features.dtype), totals > 0
 
 
 class SynerMix:
@@ -338,6 +407,7 @@ class SynerMix:
                 raise ValueError(f"inter: expected num_classes={num_classes}, got a mixer with {found}")
         self.inter = inter
         self.single_pass = bool(single_pass)
+        self.taps = LayerTaps(model, [feature_layer], "feature_layer")
         self._terms: dict[str, Tensor | None] = {"intra": None, "inter": None}
 
     def __repr__(self) -> str:
@@ -396,17 +466,16 @@ class SynerMix:
 
     # -- parts -------------------------------------------------------------------------------
     def _capture(self, store: dict):
-        def hook(mod, args, output):
-            store["features"] = output
-        return self._feature_module.register_forward_hook(hook)
+        """Arm the feature layer to record its output in ``store`` (the output is kept as it is)."""
+        def keep(h):
+            store["features"] = h
+            return h
+        return self.taps.armed(self.feature_layer, keep)
 
     def _features(self, originals: Tensor) -> Tensor:
         store: dict = {}
-        handle = self._capture(store)
-        try:
+        with self._capture(store):
             self.model(originals)
-        finally:
-            handle.remove()
         return self._check_features(store, originals.shape[0])
 
     def _check_features(self, store: dict, batch: int) -> Tensor:
@@ -421,7 +490,9 @@ class SynerMix:
         return h.flatten(1)
 
     def _intra_term(self, features: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
-        mixed, classes = intra_class_mix(features, labels, weights=weights)
+        """Cross-entropy of the head on each present class's mixed feature, averaged over the
+        classes present; one row per class id, so nothing is read back from the device."""
+        mixed, present = intra_class_mix_dense(features, labels, self.num_classes, weights=weights)
         try:
             logits = self.head(mixed)
         except RuntimeError as err:
@@ -432,14 +503,15 @@ class SynerMix:
             got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ValueError(f"head: expected logits of shape ({mixed.shape[0]}, {self.num_classes}) "
                              f"for features of shape {tuple(mixed.shape)}, got {got}")
-        return F.cross_entropy(logits.float(), classes)
+        classes = torch.arange(self.num_classes, device=logits.device)
+        ce = F.cross_entropy(logits.float(), classes, reduction="none")
+        return torch.where(present, ce, 0.0).sum() / present.sum()
 
     def _inter_term(self, augmented: Tensor, labels: Tensor, generator, originals: Tensor | None):
         """L_inter; with ``originals`` (single pass) also the features of the joint forward."""
         b = augmented.shape[0]
         store: dict = {}
-        handle = self._capture(store) if originals is not None else None
-        try:
+        with self._capture(store) if originals is not None else contextlib.nullcontext():
             if isinstance(self.inter, ManifoldMixup):
                 soft = to_soft_labels(labels, self.num_classes)
                 if originals is None:
@@ -459,8 +531,5 @@ class SynerMix:
                 logits = self.model(inputs)[-b:]
                 l_inter = (F.cross_entropy(logits.float(), target) if self.inter is None
                            else soft_target_cross_entropy(logits, target))
-        finally:
-            if handle is not None:
-                handle.remove()
         features = self._check_features(store, 2 * b) if originals is not None else None
         return features, l_inter

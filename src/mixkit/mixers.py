@@ -21,9 +21,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .functional import masks as M
-from .functional import mixing as X
-from .functional import sampling as S
+from .functional import masks, mixing, sampling
 
 __all__ = ["MixParams", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix"]
 
@@ -113,10 +111,15 @@ class Mixer:
         return self.apply(inputs, labels, self.sample(inputs, generator=generator))
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> MixParams:
-        """Draw every random quantity for a batch shaped like ``inputs`` (not read otherwise)."""
+        """Draw every random quantity for a batch shaped like ``inputs`` (not read otherwise).
+
+        Everything is drawn on ``inputs``' device and nothing is read back to the host. A CPU
+        ``generator`` drives draws for inputs on any device (for an accelerator through a
+        device generator seeded from it); see ``mixkit.functional.sampling.device_generator``.
+        When the batch is not mixed (``p``), the parameters are the identity (lam = 1).
+        """
         self.check_inputs(inputs)
-        S.check_generator(generator, inputs.device)
-        return self._sample(inputs, generator)
+        return self._sample(inputs, sampling.device_generator(generator, inputs.device))
 
     def apply(self, inputs: Tensor, labels: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
         """Mix ``inputs`` and ``labels`` with ``params``; returns ``(mixed, soft_labels)``."""
@@ -149,11 +152,11 @@ class Mixer:
             raise ValueError("inputs: expected a batch of at least one sample, got an empty batch")
 
     def check_labels(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return X.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
+        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
 
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""
-        applied = S.sample_bernoulli(self.p, count, generator=generator, device=device)
+        applied = sampling.sample_bernoulli(self.p, count, generator=generator, device=device)
         return applied.expand(batch) if count == 1 else applied
 
     def _params_repr(self) -> str:
@@ -172,10 +175,6 @@ class Mixer:
 
     def _apply(self, inputs: Tensor, soft: Tensor, params: MixParams):  # pragma: no cover
         raise NotImplementedError
-
-
-def _identity_result(inputs: Tensor, soft: Tensor, inplace: bool):
-    return (inputs if inplace else inputs.clone()), soft.clone()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,17 +211,15 @@ class MixUp(Mixer):
         b, dev = inputs.shape[0], inputs.device
         count = 1 if self.mode == "batch" else b
         applied = self._draw_applied(count, b, generator, dev)
-        lam = S.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
+        lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
         if self.p < 1.0:
             lam = torch.where(applied, lam, torch.ones_like(lam))
-        index = S.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam.contiguous(), applied=applied.contiguous(), index=index)
 
     def _apply(self, inputs, soft, params):
-        if not bool(params.applied.any()):
-            return _identity_result(inputs, soft, self.inplace)
-        mixed = X.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
-        return mixed, X.mix_labels_pairs(soft, params.index, params.lam)
+        mixed = mixing.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
+        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
 
 class ZetaMixup(Mixer):
@@ -260,9 +257,9 @@ class ZetaMixup(Mixer):
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         applied = self._draw_applied(1, b, generator, dev)
-        weights, _ = S.zeta_weight_matrix(b, self.gamma, self.n_mix, generator=generator, device=dev)
-        if not bool(applied[0]):
-            weights = torch.eye(b, device=dev)
+        weights, _ = sampling.zeta_weight_matrix(b, self.gamma, self.n_mix, generator=generator, device=dev)
+        if self.p < 1.0:
+            weights = torch.where(applied[0], weights, torch.eye(b, device=dev))
         return MixParams(lam=weights.diagonal().clone(), applied=applied.contiguous(), weights=weights)
 
     def _apply(self, inputs, soft, params):
@@ -271,9 +268,7 @@ class ZetaMixup(Mixer):
                 f"params: expected a ({inputs.shape[0]}, {inputs.shape[0]}) weight matrix, got "
                 f"{None if params.weights is None else tuple(params.weights.shape)}"
             )
-        if not bool(params.applied.any()):
-            return _identity_result(inputs, soft, False)
-        return X.blend_matrix(inputs, params.weights), X.mix_labels_matrix(soft, params.weights)
+        return mixing.blend_matrix(inputs, params.weights), mixing.mix_labels_matrix(soft, params.weights)
 
 
 class _MaskMixer(Mixer):
@@ -318,12 +313,12 @@ class CutMix(_MaskMixer):
         spatial = tuple(inputs.shape[2:])
         count = 1 if self.mode == "batch" else b
         applied = self._draw_applied(count, b, generator, dev)
-        lam = S.sample_beta(self.alpha, size=count, generator=generator, device=dev)
-        boxes = M.sample_boxes(lam, spatial, generator=generator)
+        lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
+        boxes = masks.sample_boxes(lam, spatial, generator=generator)
         boxes = torch.where(applied[:count, None, None], boxes, torch.zeros_like(boxes))
-        lam = M.boxes_lambda(boxes, spatial) if self.correct_lam else torch.where(
+        lam = masks.boxes_lambda(boxes, spatial) if self.correct_lam else torch.where(
             applied[:count], lam, torch.ones_like(lam))
-        index = S.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam.expand(b).contiguous(), applied=applied.contiguous(), index=index,
                          boxes=boxes)
 
@@ -334,14 +329,12 @@ class CutMix(_MaskMixer):
                 f"params: expected boxes of shape (B or 1, {len(spatial)}, 2), got "
                 f"{None if params.boxes is None else tuple(params.boxes.shape)}"
             )
-        if not bool(params.applied.any()):
-            return _identity_result(inputs, soft, self.inplace)
         if params.boxes.shape[0] == 1:
-            mixed = X.paste_box(inputs, params.index, params.boxes[0], inplace=self.inplace)
+            mixed = mixing.paste_box(inputs, params.index, params.boxes[0], inplace=self.inplace)
         else:
-            keep = M.box_keep_mask(params.boxes, spatial)
-            mixed = X.blend_mask(inputs, params.index, keep, inplace=self.inplace)
-        return mixed, X.mix_labels_pairs(soft, params.index, params.lam)
+            keep = masks.box_keep_mask(params.boxes, spatial)
+            mixed = mixing.blend_mask(inputs, params.index, keep, inplace=self.inplace)
+        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
 
 class FMix(_MaskMixer):
@@ -394,13 +387,13 @@ class FMix(_MaskMixer):
         count = 1 if self.mode == "batch" else b
         applied = self._draw_applied(count, b, generator, dev)
         a, c = (self.alpha + 1.0, self.alpha) if self.reformulate else (self.alpha, self.alpha)
-        lam = S.sample_beta(a, c, size=count, generator=generator, device=dev)
-        mask = M.fourier_masks(lam, spatial, self.decay_power, max_soft=self.max_soft,
+        lam = sampling.sample_beta(a, c, size=count, generator=generator, device=dev)
+        mask = masks.fourier_masks(lam, spatial, self.decay_power, max_soft=self.max_soft,
                                generator=generator, spectrum=self.spectrum)
         keep_all = ~applied[:count].view((count,) + (1,) * len(spatial))
         mask = torch.where(keep_all, torch.ones_like(mask), mask)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
-        index = S.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam.expand(b).contiguous(), applied=applied.contiguous(), index=index,
                          mask=mask)
 
@@ -411,9 +404,7 @@ class FMix(_MaskMixer):
                 f"params: expected a mask of shape (B or 1, {', '.join(map(str, spatial))}), got "
                 f"{None if params.mask is None else tuple(params.mask.shape)}"
             )
-        if not bool(params.applied.any()):
-            return _identity_result(inputs, soft, self.inplace)
-        mixed = X.blend_mask(inputs, params.index, params.mask, inplace=self.inplace)
+        mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace)
         if self.reformulate:
             return mixed, soft
-        return mixed, X.mix_labels_pairs(soft, params.index, params.lam)
+        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)

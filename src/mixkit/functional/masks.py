@@ -45,15 +45,18 @@ def sample_boxes(
     """
     d = len(spatial)
     b = lam.shape[0]
-    device = lam.device
-    size = torch.tensor(spatial, device=device, dtype=torch.float64)
+    # Sizes enter as Python numbers (no host-to-device copy); one column per axis.
+    size = torch.empty(b, d, dtype=torch.float64, device=lam.device)
+    for axis, n in enumerate(spatial):
+        size[:, axis] = float(n)
     ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / d)  # (B,)
     side = torch.floor(size * ratio[:, None]).to(torch.int64)  # (B, d)
-    u = torch.rand(b, d, generator=generator, device=device, dtype=torch.float64)
-    centre = torch.floor(u * size).to(torch.int64).clamp_max(size.to(torch.int64) - 1)
+    u = torch.rand(b, d, generator=generator, device=lam.device, dtype=torch.float64)
+    limit = size.to(torch.int64)
+    centre = torch.floor(u * size).to(torch.int64)
+    centre = torch.minimum(centre, limit - 1)
     lo = centre - side // 2
     hi = lo + side
-    limit = size.to(torch.int64)
     lo = torch.minimum(lo.clamp_min(0), limit)
     hi = torch.minimum(hi.clamp_min(0), limit)
     return torch.stack([lo, hi], dim=-1)
@@ -113,8 +116,9 @@ def _spectrum_scale(spatial: tuple[int, ...], decay_power: float, spectrum: str,
         # Hermitian, averaging each entry with its mirror, which halves their expected power.
         # Scaling them by sqrt(2) gives every frequency the same expected power 2 * scale^2, so
         # the noise is isotropic (otherwise vertical frequencies are weaker than horizontal).
-        edge = [0] + ([spatial[-1] // 2] if spatial[-1] % 2 == 0 and spatial[-1] > 1 else [])
-        scale[..., edge] *= math.sqrt(2.0)
+        scale[..., 0] *= math.sqrt(2.0)
+        if spatial[-1] % 2 == 0 and spatial[-1] > 1:
+            scale[..., spatial[-1] // 2] *= math.sqrt(2.0)
     return scale.to(torch.float32)
 
 
@@ -142,7 +146,9 @@ def fourier_noise(
         raise ValueError(
             f"spectrum='official' needs at least 2 frequencies on the first axis, got shape {spatial}"
         )
-    scale = _spectrum_scale(tuple(spatial), float(decay_power), spectrum, str(torch.device(device)))
+    key = (tuple(spatial), float(decay_power), spectrum, str(torch.device(device)))
+    # The cache is a host-side shortcut; under torch.compile the scale is traced as computed.
+    scale = _spectrum_scale.__wrapped__(*key) if torch.compiler.is_compiling() else _spectrum_scale(*key)
     param = torch.randn(
         (batch, *scale.shape, 2), generator=generator, device=device, dtype=torch.float32
     )
@@ -178,10 +184,7 @@ def binarise_noise(
     up = torch.rand(b, generator=generator, device=noise.device) > 0.5
     k = torch.where(up, torch.ceil(lam64 * n), torch.floor(lam64 * n)).to(torch.int64).clamp(0, n)
     if max_soft > 0:
-        # The ramp needs every element's rank.
-        order = flat.argsort(dim=1, descending=True)
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(n, device=noise.device).expand(b, n))
+        ranks = _descending_ranks(flat)  # the ramp needs every element's rank
         eff = torch.minimum(torch.minimum(lam64, 1.0 - lam64), torch.full_like(lam64, max_soft))
         soft = torch.floor(n * eff).to(torch.int64)  # (B,)
         low = (k - soft)[:, None]
@@ -195,15 +198,31 @@ def binarise_noise(
 
 
 def top_k_mask(values: Tensor, k: Tensor) -> Tensor:
-    """Boolean ``(B, n)``: True at the ``k[b]`` largest entries of each row ``values[b]``.
+    """Boolean ``(B, n)``: True at the ``k[b]`` largest entries of each row ``values[b]``; ties
+    at the threshold are broken by position (the first equal entries are kept), so exactly
+    ``k[b]`` entries are kept in every row.
 
-    A selection, not a sort: rows are taken in up to four groups of similar k, and in each group
-    every row is padded with ``max(k) - k[b]`` copies of +inf (and -inf to a common length) so
-    that one ``kthvalue`` call finds every row's threshold at a common rank, in O(n). Ties at the
-    threshold are broken by position, so exactly ``k[b]`` entries are kept in every row.
+    CPU tensors in eager mode take a selection (``_top_k_by_selection``, O(n), reads ``k`` on the
+    host); elsewhere the rank of every entry comes from one stable sort, nothing read back.
     """
-    b, n = values.shape
     k = k.to(device=values.device, dtype=torch.int64)
+    if values.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _top_k_by_selection(values, k)
+    return _descending_ranks(values) < k[:, None]
+
+
+def _descending_ranks(values: Tensor) -> Tensor:
+    """Rank of each entry in its row, 0 = largest; equal values ranked by position."""
+    b, n = values.shape
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return torch.empty_like(order).scatter_(1, order, torch.arange(n, device=values.device).expand(b, n))
+
+
+def _top_k_by_selection(values: Tensor, k: Tensor) -> Tensor:
+    """``top_k_mask`` by selection: rows are taken in up to four groups of similar k, and in each
+    group every row is padded with ``max(k) - k[b]`` copies of +inf (and -inf to a common length)
+    so that one ``kthvalue`` call finds every row's threshold at a common rank."""
+    b, n = values.shape
     thr = torch.empty(b, 1, dtype=values.dtype, device=values.device)
     # Rows sorted by k and taken in a few groups keep the padding (the spread of k in a group)
     # small: about n / groups per row instead of up to n.

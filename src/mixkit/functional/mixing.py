@@ -13,8 +13,12 @@ temporaries of a fraction of the batch only, and give the same values as the out
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
+
+from .masks import box_keep_mask
 
 __all__ = [
     "to_soft_labels",
@@ -47,12 +51,7 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "num_classes: expected an int when labels are class ids (B,), got None; "
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
-        if labels.numel():
-            lo, hi = (int(v) for v in torch.aminmax(labels))
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(
-                    f"labels: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
-                )
+        check_class_ids(labels, num_classes)
         out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
         return out.scatter_(1, labels.long()[:, None], 1.0)
     if labels.ndim == 2 and labels.is_floating_point():
@@ -61,15 +60,7 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 f"labels: expected probabilities with {num_classes} columns, got {labels.shape[1]}"
             )
         probs = labels if labels.dtype in (torch.float32, torch.float64) else labels.float()
-        if probs.numel():
-            if bool((probs < 0).any()):
-                raise ValueError("labels: expected non-negative probabilities, got negative entries")
-            sums = probs.sum(dim=1)
-            if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
-                worst = float((sums - 1).abs().max())
-                raise ValueError(
-                    f"labels: expected probability rows summing to 1, got rows off by up to {worst:.3g}"
-                )
+        check_probabilities(probs)
         return probs
     raise ValueError(
         "labels: expected integer class ids of shape (B,) or float probabilities of shape (B, C), "
@@ -77,14 +68,69 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
     )
 
 
+def host_readable(t: Tensor) -> bool:
+    """True when reading ``t``'s values on the host is free: a CPU tensor, outside torch.compile.
+
+    Paths that read values (error checks with exact messages, row loops over a permutation, box
+    slicing) run only then; on an accelerator, and while compiling, the same results come from
+    tensor operations alone, so a call never waits for the device.
+    """
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def records_grad(t: Tensor) -> bool:
+    """True when autograd records operations on ``t`` (no ``out=`` paths then)."""
+    return t.requires_grad and torch.is_grad_enabled()
+
+
+def check_class_ids(labels: Tensor, num_classes: int) -> None:
+    """Class ids in [0, num_classes): a ValueError on the host, an async assert on a device."""
+    if not labels.numel():
+        return
+    if not host_readable(labels):
+        # On the device: an asynchronous assert, raised at the next synchronisation.
+        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(),
+                            f"labels: expected class ids in [0, {num_classes - 1}]")
+        return
+    lo, hi = (int(v) for v in torch.aminmax(labels))
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"labels: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+
+
+def check_probabilities(probs: Tensor) -> None:
+    """Non-negative rows summing to 1 (to 1e-3): a ValueError on the host, an async assert on a device."""
+    if not probs.numel():
+        return
+    sums = probs.sum(dim=1)
+    if not host_readable(probs):
+        ok = (probs >= 0).all() & ((sums - 1).abs() <= 1e-3).all()
+        torch._assert_async(ok, "labels: expected non-negative probability rows summing to 1")
+        return
+    if bool((probs < 0).any()):
+        raise ValueError("labels: expected non-negative probabilities, got negative entries")
+    worst = float((sums - 1).abs().max())
+    if not worst <= 1e-3:
+        raise ValueError(f"labels: expected probability rows summing to 1, got rows off by up to {worst:.3g}")
+
+
 def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
     """``lam * soft + (1 - lam) * soft[index]`` with lam per sample ``(B,)``."""
-    return soft[index].lerp_(soft, lam.to(soft.dtype)[:, None])
+    return torch.lerp(soft[index], soft, lam.to(soft.dtype)[:, None])
 
 
 def mix_labels_matrix(soft: Tensor, weights: Tensor) -> Tensor:
-    """``weights @ soft``: each row a convex combination of the batch's labels."""
-    return weights.to(soft.dtype) @ soft
+    """``weights @ soft``: each row a convex combination of the batch's labels (in soft's dtype,
+    also under autocast)."""
+    with no_autocast(soft):
+        return weights.to(soft.dtype) @ soft
+
+
+def no_autocast(t: Tensor):
+    """A context that turns autocast off for ``t``'s device type (mixing keeps the input's dtype)."""
+    kind = t.device.type
+    if torch.amp.is_autocast_available(kind):
+        return torch.autocast(kind, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _weight(lam: Tensor, x: Tensor) -> Tensor:
@@ -93,7 +139,7 @@ def _weight(lam: Tensor, x: Tensor) -> Tensor:
 
 
 def _cycles(index: Tensor) -> list[list[int]]:
-    """The cycles of the permutation ``index`` (fixed points left out)."""
+    """The cycles of the permutation ``index`` (fixed points left out); reads it on the host."""
     perm = index.tolist()
     if sorted(perm) != list(range(len(perm))):
         raise ValueError("index: expected a permutation of range(B) for inplace=True")
@@ -113,11 +159,17 @@ def _cycles(index: Tensor) -> list[list[int]]:
     return cycles
 
 
-# From this many elements per sample on, blends run row by row: one pass per row straight into
-# the output (or, in place, along the permutation's cycles), which avoids a gathered copy of the
-# batch. Below it, the per-call overhead of a row loop outweighs that, and a vectorised gather
-# (through a temporary when writing in place) is faster.
+# From this many elements per sample on, blends of CPU tensors run row by row: one pass per row
+# straight into the output (or, in place, along the permutation's cycles), which avoids a gathered
+# copy of the batch. Below it, the per-call overhead of a row loop outweighs that, and a vectorised
+# gather (through a temporary when writing in place) is faster. Row loops read the permutation on
+# the host and write with ``out=``, so they are used only where both are free: CPU tensors, eager
+# mode, and no autograd recording (``_rows_ok``).
 _WALK_MIN_NUMEL = 1 << 15
+
+
+def _rows_ok(x: Tensor) -> bool:
+    return x[0].numel() >= _WALK_MIN_NUMEL and host_readable(x) and not records_grad(x)
 
 
 def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
@@ -140,14 +192,15 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
 
 def _blend(x: Tensor, index: Tensor, weight: Tensor, row_weight, inplace: bool) -> Tensor:
     """``lerp(x[index], x, weight)``: ``weight`` broadcasts over x (per-sample or per-element
-    keep weights); ``row_weight(i)`` is its slice for row i."""
-    if x[0].numel() >= _WALK_MIN_NUMEL:
+    keep weights); ``row_weight(i)`` is its slice for row i (row loops only)."""
+    if _rows_ok(x):
         if inplace:
             return _walk_cycles(x, index, row_weight)
         out = torch.empty_like(x)
         for row, partner in enumerate(index.tolist()):
             torch.lerp(x[partner], x[row], row_weight(row), out=out[row])
         return out
+    # The gathered copy is a fresh tensor, so blending into it is safe under autograd too.
     out = _gather(x, index).lerp_(x, weight)
     return x.copy_(out) if inplace else out
 
@@ -155,11 +208,11 @@ def _blend(x: Tensor, index: Tensor, weight: Tensor, row_weight, inplace: bool) 
 def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False) -> Tensor:
     """``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
 
-    ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large samples it
+    ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large CPU samples it
     walks the permutation's cycles and needs one sample of scratch space per cycle.
     """
     w = _weight(lam, x)
-    if x[0].numel() >= _WALK_MIN_NUMEL:
+    if _rows_ok(x):
         values = lam.to(x.dtype).tolist()
         return _blend(x, index, w, lambda row: values[row], inplace)
     return _blend(x, index, w, None, inplace)
@@ -168,23 +221,24 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
 def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
     """``weights @ x`` over flattened samples: ``out[p] = sum_i weights[p, i] * x[i]``.
 
-    The output keeps ``x``'s memory format (channels-last stays channels-last).
+    The output keeps ``x``'s dtype (autocast is turned off for the product) and memory format
+    (channels-last stays channels-last).
     """
     b = x.shape[0]
     w = weights.to(device=x.device, dtype=x.dtype)
-    if x.is_contiguous():
-        # The common case, decided without dim_order() (a Python-level helper costing ~50 us).
-        return (w @ x.view(b, -1)).view(x.shape)
-    if x.ndim >= 2 and x.dim_order()[0] == 0:
-        # Batch dim outermost: view the samples as rows through a permutation that is contiguous.
-        order = x.dim_order()
-        xp = x.permute(order)
-        if xp.is_contiguous():
-            flat = xp.reshape(b, -1)
-            out = (w @ flat).view(xp.shape)
-            inverse = sorted(range(x.ndim), key=lambda i: order[i])
-            return out.permute(inverse)
-    return (w @ x.reshape(b, -1)).view(x.shape)
+    with no_autocast(x):
+        if x.is_contiguous():
+            # The common case, decided without dim_order() (a Python-level helper costing ~50 us).
+            return (w @ x.view(b, -1)).view(x.shape)
+        if x.ndim >= 2 and x.dim_order()[0] == 0:
+            # Batch dim outermost: view the samples as rows through a permutation that is contiguous.
+            order = x.dim_order()
+            xp = x.permute(order)
+            if xp.is_contiguous():
+                out = (w @ xp.reshape(b, -1)).view(xp.shape)
+                inverse = sorted(range(x.ndim), key=lambda i: order[i])
+                return out.permute(inverse)
+        return (w @ x.reshape(b, -1)).view(x.shape)
 
 
 def _mask_weight(mask: Tensor, x: Tensor) -> Tensor:
@@ -197,7 +251,7 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
     ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
 
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation) with one sample of
-    scratch space per permutation cycle for large samples.
+    scratch space per permutation cycle for large CPU samples.
     """
     m = _mask_weight(mask, x)
     if m.shape[0] == 1:
@@ -207,13 +261,23 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:
     """CutMix with one box for the whole batch: ``x[i]`` with the region ``box`` taken from
-    ``x[index[i]]``. ``box`` is int ``(d, 2)`` of ``[lo, hi)`` over the trailing d axes."""
+    ``x[index[i]]``. ``box`` is int ``(d, 2)`` of ``[lo, hi)`` over the trailing d axes.
+
+    CPU tensors in eager mode copy the region alone (the box is read on the host); elsewhere the
+    box becomes a keep mask and the batch is blended with it, so nothing is read back.
+    """
+    if not host_readable(box) or not host_readable(x):
+        keep = box_keep_mask(box[None], tuple(x.shape[2:]))
+        return blend_mask(x, index, keep, inplace=inplace)
     bounds = box.tolist()
     region = (Ellipsis,) + tuple(slice(lo, hi) for lo, hi in bounds)
     out = x if inplace else x.clone()
     if any(hi <= lo for lo, hi in bounds):
         return out
     index = index.to(x.device)
+    if records_grad(x):
+        out[region] = x[region].index_select(0, index)
+        return out
     if not inplace:
         # Gather the partners' regions straight into the output's region: no temporary.
         torch.index_select(x[region], 0, index, out=out[region])
@@ -227,3 +291,4 @@ def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -
         return x
     x[region] = x[region].index_select(0, index)
     return x
+

@@ -7,7 +7,6 @@ one seed and the global RNG stays untouched whenever a generator is given.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -15,6 +14,9 @@ from torch import Tensor
 
 __all__ = [
     "check_generator",
+    "device_generator",
+    "host_generator",
+    "host_uniform",
     "sample_beta",
     "sample_uniform",
     "sample_bernoulli",
@@ -31,16 +33,95 @@ ZETA_DOMINANCE_GAMMA = 1.7286472
 
 
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Raise if ``generator`` lives on another device type than the tensors it must draw."""
+    """Raise unless ``generator`` can drive draws for tensors on ``device``: None, a CPU generator
+    (for inputs on any device), or a generator on the inputs' device type."""
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-    if generator.device.type != torch.device(device).type:
+    kind = torch.device(device).type
+    if generator.device.type not in ("cpu", kind):
         raise ValueError(
-            f"generator: expected a generator on the inputs' device ({torch.device(device)}), "
-            f"got one on {generator.device}; create it with torch.Generator(device=inputs.device)"
+            f"generator: expected a CPU generator or one on the inputs' device ({torch.device(device)}), "
+            f"got one on {generator.device}; create it with torch.Generator() or "
+            "torch.Generator(device=inputs.device)"
         )
+
+
+# Generators on other devices made from a CPU generator, one per device, re-seeded before each use.
+_DERIVED: dict[str, torch.Generator] = {}
+# In a DataLoader worker: id(generator) -> the worker seed it was last re-seeded for.
+_WORKER_SEEDED: dict[int, int] = {}
+_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant (golden ratio) for mixing two seeds into one
+
+
+def _fork_for_worker(generator: torch.Generator) -> None:
+    """In a DataLoader worker, re-seed the worker's copy of ``generator`` once per worker seed.
+
+    Every worker starts with a copy of the main process's generator, so without this all workers
+    (and every epoch) would draw the same parameters. The new seed combines a draw from the copy
+    (the user's seed) with the worker's seed, which the DataLoader derives from its own generator,
+    the epoch and the worker id: different per worker and per epoch, and reproducible when both
+    seeds are fixed. The main process's generator is never touched.
+    """
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    if info is None or generator.device.type != "cpu" or _WORKER_SEEDED.get(id(generator)) == info.seed:
+        return
+    own = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    generator.manual_seed((own * _MIX + info.seed) % 2**63)
+    _WORKER_SEEDED[id(generator)] = info.seed
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device | str) -> torch.Generator | None:
+    """The generator for draws on ``device`` (the per-sample parameters of a mixer).
+
+    - None: None (torch's default generator of ``device``).
+    - A generator on ``device``'s type: itself.
+    - A CPU generator for tensors on another device: a generator on that device, re-seeded from
+      one 62-bit draw of ``generator`` (on the host, no device sync); same seed, same draws.
+
+    In a DataLoader worker the generator is first re-seeded for that worker (``_fork_for_worker``).
+    """
+    if generator is None:
+        return None
+    check_generator(generator, device)
+    _fork_for_worker(generator)
+    device = torch.device(device)
+    if generator.device.type == device.type:
+        return generator
+    if device.type == "meta":  # stands in for an accelerator in tests; it has no generators
+        torch.randint(0, 2**62, (1,), generator=generator)
+        return None
+    key = str(device)
+    derived = _DERIVED.get(key)
+    if derived is None:
+        derived = _DERIVED[key] = torch.Generator(device=device)
+    derived.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return derived
+
+
+def host_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """A CPU generator for choices made on the host (which mixer, which layer).
+
+    A CPU generator (or None, torch's default) is returned as it is. For a generator on an
+    accelerator, a CPU generator is seeded from its host-side state (seed and offset, read without
+    a device sync) and the device generator's offset is stepped, so successive calls differ and a
+    run replays from the same seed.
+    """
+    if generator is None or generator.device.type == "cpu":
+        if generator is not None:
+            _fork_for_worker(generator)
+        return generator
+    seed, offset = generator.initial_seed(), generator.get_offset()
+    generator.set_offset(offset + 4)
+    return torch.Generator().manual_seed((seed * _MIX + offset) % 2**63)
+
+
+def host_uniform(generator: torch.Generator | None) -> float:
+    """One U(0, 1) draw on the host, as a Python float (see ``host_generator``)."""
+    return float(torch.rand(1, generator=host_generator(generator), dtype=torch.float64))
 
 
 def sample_uniform(
@@ -82,18 +163,14 @@ def sample_beta(
     beta = alpha if beta is None else beta
     if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
         raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
-    conc, inv = _beta_constants(float(alpha), float(beta), int(size), str(torch.device(device)))
+    conc = torch.full((size, 2), alpha + 1.0, dtype=torch.float64, device=device)
+    conc[:, 1] = beta + 1.0
     g = torch._standard_gamma(conc, generator=generator)
-    u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64)
-    log_g = g.log_().add_(u.log_().mul_(inv))
+    log_u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64).log_()
+    log_u[:, 0] *= 1.0 / alpha
+    log_u[:, 1] *= 1.0 / beta
+    log_g = g.log_().add_(log_u)
     return torch.sigmoid(log_g[:, 0] - log_g[:, 1]).to(torch.float32)
-
-
-@functools.lru_cache(maxsize=32)
-def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[Tensor, Tensor]:
-    conc = torch.tensor([[alpha + 1.0, beta + 1.0]], dtype=torch.float64, device=device).expand(size, 2)
-    inv = torch.tensor([1.0 / alpha, 1.0 / beta], dtype=torch.float64, device=device)
-    return conc.contiguous(), inv
 
 
 def sample_pairing(
