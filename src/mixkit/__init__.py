@@ -6,6 +6,7 @@ part needs torch alone.
 """
 
 from . import functional
+from .collate import MixingCollate
 from .compose import Alternate, Compose, ComposedParams, RandomChoice
 from .hidden import ManifoldMixup, SynerMix, intra_class_mix
 from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, soft_target_cross_entropy
@@ -25,6 +26,7 @@ __all__ = [
     "MixParams",
     "MixUp",
     "Mixer",
+    "MixingCollate",
     "RandomChoice",
     "SoftTargetCrossEntropy",
     "SynerMix",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from .functional import mixing, sampling
 from .mixers import MixParams
@@ -107,6 +108,13 @@ class Alternate(_OneOf):
     """Apply ``mixers`` in turn, one per call: the FMix paper's MixUp+FMix alternates the two
     every other batch. ``state_dict``/``load_state_dict`` keep the position across a resume.
 
+    In a ``DataLoader`` ``collate_fn`` with ``num_workers > 0`` it still alternates per batch as
+    the loader yields them: worker w's k-th batch is batch ``k * num_workers + w`` of the epoch
+    (the loader's round-robin order), and that number picks the mixer. Workers are started anew
+    each epoch, so every epoch starts with the first mixer; with ``persistent_workers=True`` the
+    count runs on across epochs, exact while the number of batches per epoch is a multiple of
+    ``num_workers``.
+
     Example::
 
         >>> import mixkit
@@ -118,9 +126,13 @@ class Alternate(_OneOf):
         self.step = 0
 
     def _pick(self, inputs, generator) -> int:
-        i = self.step % len(self.mixers)
+        # In a DataLoader worker each worker holds its own copy, and the loader hands batch n of
+        # an epoch to worker n % num_workers: the copy's k-th call is that epoch's batch
+        # k * num_workers + id, so counting that way alternates per batch as the model sees them.
+        info = get_worker_info()
+        position = self.step if info is None else self.step * info.num_workers + info.id
         self.step += 1
-        return i
+        return position % len(self.mixers)
 
     def state_dict(self) -> dict:
         return {"step": self.step}
