@@ -52,6 +52,7 @@ HIDDEN_SHAPES = {
     "1d-64x1024": (4, 64, 1024),
     "3d-16x16x16x16": (2, 16, 16, 16, 16),
     "2d-small": (4, 3, 8, 8),
+    "2d-b16": (16, 4, 16, 16),
 }
 
 
@@ -79,6 +80,21 @@ def test_gradients_equal_the_reference_at_hidden_layer_sizes(name, shape):
     torch.testing.assert_close(mixed.detach().double(), ref.detach(), atol=1e-5, rtol=1e-5)
     (ref * upstream).sum().backward()
     torch.testing.assert_close(leaf.grad.double(), ref_leaf.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", HIDDEN_SHAPES.values(), ids=HIDDEN_SHAPES.keys())
+@pytest.mark.parametrize("name", FACTORIES)
+def test_host_fast_paths_equal_the_reference(name, shape):
+    # Without autograd, CPU tensors take the host paths (row loops, cycle walks, region copies).
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=g)
+    y = torch.randint(0, C, (shape[0],), generator=g)
+    mixer, params = _mixer_and_params(name, x, seed=3)
+    inp = x.clone()
+    mixed, _ = mixer.apply(inp, y, params)
+    torch.testing.assert_close(mixed.double(), reference_mix(x.double(), params), atol=1e-5, rtol=1e-5)
+    if name in INPLACE:
+        assert mixed.data_ptr() == inp.data_ptr()
 
 
 @pytest.mark.parametrize("shape", [(4, 64, 32, 32), (4, 3, 8, 8)], ids=["hidden", "small"])

@@ -329,11 +329,7 @@ class CutMix(_MaskMixer):
                 f"params: expected boxes of shape (B or 1, {len(spatial)}, 2), got "
                 f"{None if params.boxes is None else tuple(params.boxes.shape)}"
             )
-        if params.boxes.shape[0] == 1:
-            mixed = mixing.paste_box(inputs, params.index, params.boxes[0], inplace=self.inplace)
-        else:
-            keep = masks.box_keep_mask(params.boxes, spatial)
-            mixed = mixing.blend_mask(inputs, params.index, keep, inplace=self.inplace)
+        mixed = mixing.paste_boxes(inputs, params.index, params.boxes, inplace=self.inplace)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "blend_matrix",
     "blend_mask",
     "paste_box",
+    "paste_boxes",
 ]
 
 
@@ -138,9 +139,8 @@ def _weight(lam: Tensor, x: Tensor) -> Tensor:
     return lam.to(device=x.device, dtype=x.dtype).view((-1,) + (1,) * (x.ndim - 1))
 
 
-def _cycles(index: Tensor) -> list[list[int]]:
-    """The cycles of the permutation ``index`` (fixed points left out); reads it on the host."""
-    perm = index.tolist()
+def _cycles(perm: list[int]) -> list[list[int]]:
+    """The cycles of the permutation ``perm`` (fixed points left out)."""
     if sorted(perm) != list(range(len(perm))):
         raise ValueError("index: expected a permutation of range(B) for inplace=True")
     seen = [False] * len(perm)
@@ -168,8 +168,12 @@ def _cycles(index: Tensor) -> list[list[int]]:
 _WALK_MIN_NUMEL = 1 << 15
 
 
+def _sample_numel(x: Tensor) -> int:
+    return x.numel() // x.shape[0] if x.shape[0] else 0
+
+
 def _rows_ok(x: Tensor) -> bool:
-    return x[0].numel() >= _WALK_MIN_NUMEL and host_readable(x) and not records_grad(x)
+    return _sample_numel(x) >= _WALK_MIN_NUMEL and host_readable(x) and not records_grad(x)
 
 
 def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
@@ -177,7 +181,7 @@ def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
     permutation. Each cycle is walked forward, so a row's partner is still unwritten when read;
     the cycle's last row reads a saved copy of its first. Scratch space: one sample per cycle.
     Same formula as the out-of-place path, so the two agree bit for bit."""
-    for cyc in _cycles(index):
+    for cyc in _cycles(index.tolist()):
         first = x[cyc[0]].clone()
         for pos, row in enumerate(cyc):
             partner = x[cyc[pos + 1]] if pos + 1 < len(cyc) else first
@@ -261,15 +265,25 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:
     """CutMix with one box for the whole batch: ``x[i]`` with the region ``box`` taken from
-    ``x[index[i]]``. ``box`` is int ``(d, 2)`` of ``[lo, hi)`` over the trailing d axes.
+    ``x[index[i]]``. ``box`` is int ``(d, 2)`` of ``[lo, hi)`` over the trailing d axes."""
+    return paste_boxes(x, index, box[None], inplace=inplace)
 
-    CPU tensors in eager mode copy the region alone (the box is read on the host); elsewhere the
-    box becomes a keep mask and the batch is blended with it, so nothing is read back.
+
+def paste_boxes(x: Tensor, index: Tensor, boxes: Tensor, *, inplace: bool = False) -> Tensor:
+    """CutMix: ``x[i]`` with the region ``boxes[i]`` (or ``boxes[0]`` for all, when ``boxes`` is
+    ``(1, d, 2)``) taken from ``x[index[i]]``. ``boxes`` is int ``(B|1, d, 2)`` of ``[lo, hi)``
+    over the trailing d axes.
+
+    CPU tensors in eager mode copy the regions alone (the boxes are read on the host); elsewhere,
+    and when autograd records per-sample boxes, the boxes become keep masks and the batch is
+    blended with them, so nothing is read back and no ``out=`` is used.
     """
-    if not host_readable(box) or not host_readable(x):
-        keep = box_keep_mask(box[None], tuple(x.shape[2:]))
+    if not host_readable(boxes) or not host_readable(x) or (boxes.shape[0] > 1 and records_grad(x)):
+        keep = box_keep_mask(boxes, tuple(x.shape[2:]))
         return blend_mask(x, index, keep, inplace=inplace)
-    bounds = box.tolist()
+    if boxes.shape[0] > 1:
+        return _paste_regions(x, index.tolist(), boxes.tolist(), inplace)
+    bounds = boxes[0].tolist()
     region = (Ellipsis,) + tuple(slice(lo, hi) for lo, hi in bounds)
     out = x if inplace else x.clone()
     if any(hi <= lo for lo, hi in bounds):
@@ -282,13 +296,36 @@ def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -
         # Gather the partners' regions straight into the output's region: no temporary.
         torch.index_select(x[region], 0, index, out=out[region])
         return out
-    if x[0].numel() >= _WALK_MIN_NUMEL:
+    if _sample_numel(x) >= _WALK_MIN_NUMEL:
         # In place, large samples: walk the permutation's cycles, saving one region per cycle.
-        for cyc in _cycles(index):
+        for cyc in _cycles(index.tolist()):
             first = x[cyc[0]][region].clone()
             for pos, row in enumerate(cyc):
                 x[row][region] = x[cyc[pos + 1]][region] if pos + 1 < len(cyc) else first
         return x
     x[region] = x[region].index_select(0, index)
+    return x
+
+
+def _paste_regions(x: Tensor, perm: list[int], bounds: list, inplace: bool) -> Tensor:
+    """Per-sample boxes on the host: copy each row's region from its partner, nothing else.
+
+    Out of place: a copy of the batch, then one region copy per row. In place: along the
+    permutation's cycles, each row reads its partner before the partner is written; the cycle's
+    last row reads a saved copy of the first row's region (the last row's box). Scratch space:
+    one region per cycle.
+    """
+    regions = [(Ellipsis,) + tuple(slice(lo, hi) for lo, hi in box) for box in bounds]
+    if not inplace:
+        out = x.clone()
+        for row, partner in enumerate(perm):
+            if partner != row:
+                out[row][regions[row]] = x[partner][regions[row]]
+        return out
+    for cyc in _cycles(perm):
+        saved = x[cyc[0]][regions[cyc[-1]]].clone()
+        for pos, row in enumerate(cyc):
+            src = x[cyc[pos + 1]][regions[row]] if pos + 1 < len(cyc) else saved
+            x[row][regions[row]] = src
     return x
 

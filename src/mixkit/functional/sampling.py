@@ -7,6 +7,7 @@ one seed and the global RNG stays untouched whenever a generator is given.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -163,14 +164,25 @@ def sample_beta(
     beta = alpha if beta is None else beta
     if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
         raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
-    conc = torch.full((size, 2), alpha + 1.0, dtype=torch.float64, device=device)
-    conc[:, 1] = beta + 1.0
-    g = torch._standard_gamma(conc, generator=generator)
+    key = (float(alpha), float(beta), int(size), str(torch.device(device)))
+    # Cached on the host (the constants are filled on the device, no host-to-device copy);
+    # under torch.compile they are traced as computed.
+    conc, inv = _beta_constants.__wrapped__(*key) if torch.compiler.is_compiling() else _beta_constants(*key)
+    # Columns hold (beta, alpha): diff along them is log G_alpha - log G_beta.
+    log_g = torch._standard_gamma(conc, generator=generator).log_()
     log_u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64).log_()
-    log_u[:, 0] *= 1.0 / alpha
-    log_u[:, 1] *= 1.0 / beta
-    log_g = g.log_().add_(log_u)
-    return torch.sigmoid(log_g[:, 0] - log_g[:, 1]).to(torch.float32)
+    log_g = torch.addcmul(log_g, log_u, inv)
+    return torch.sigmoid(torch.diff(log_g, dim=1)).view(size).to(torch.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[Tensor, Tensor]:
+    """``[[beta + 1, alpha + 1]] * size`` and ``[1 / beta, 1 / alpha]``, float64 on ``device``."""
+    conc = torch.full((size, 2), beta + 1.0, dtype=torch.float64, device=device)
+    conc[:, 1] = alpha + 1.0
+    inv = torch.full((2,), 1.0 / beta, dtype=torch.float64, device=device)
+    inv[1] = 1.0 / alpha
+    return conc, inv
 
 
 def sample_pairing(
