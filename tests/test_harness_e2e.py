@@ -276,3 +276,21 @@ def test_realism_in_trained_feature_space(tmp_path):
     model.load_state_dict(torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)["model"])
     ref, _ = penultimate_features(model, [(data.test_x, data.test_y)], "pool")
     torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["manifold", "synermix-manifold"])
+def test_hidden_layer_methods_on_a_cifar_stem_resnet_at_32px(tmp_path, method, monkeypatch):
+    # layer1 of the CIFAR-stem ResNet-18 is 64x32x32 and layer2 128x16x16 per sample: mixing there
+    # runs with autograd on large samples
+    from test_datasets import write_cifar
+    from torchvision.datasets import cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    write_cifar(tmp_path / "data", per_batch=16)
+    out = str(tmp_path / method)
+    argv = ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--model", "resnet18",
+            "--method", method, "--epochs", "1", "--batch-size", "16", "--threads", "2", "--seed", "0",
+            "--out", out]
+    assert main(argv) == 0
+    assert math_finite(_final(out)["nll"])
