@@ -1,6 +1,12 @@
 """Smoke test of the benchmark's own code path (no timing assertions)."""
 
+import dataclasses
+import importlib.util
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +93,144 @@ def test_report_round_trips_through_json(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="expected a mixkit bench.json"):
         bench.report_from_json(tmp_path / "bad.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA-only paths, exercised without a GPU: the HBM floor, the bandwidth choice, the column,
+# and which errors are recorded (peers) or raised (mixkit's own entries).
+
+
+def test_hbm_floor_is_three_input_sizes_over_the_bandwidth():
+    assert bench.hbm_floor_ms(1e9, 1000.0) == pytest.approx(3.0)            # 3 GB at 1 TB/s: 3 ms
+    nbytes = 4 * math.prod(bench.LARGE)
+    assert bench.hbm_floor_ms(nbytes, bench.H200_HBM_GBS) == pytest.approx(3 * nbytes / 4.8e12 * 1e3)
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bandwidth_gbs"):
+            bench.hbm_floor_ms(1e6, bad)
+
+
+def test_bandwidth_choice_override_then_h200_datasheet(monkeypatch):
+    with pytest.raises(ValueError, match="expected a CUDA device"):
+        bench.measure_copy_bandwidth_gbs(torch.device("cpu"))
+    assert bench.device_bandwidth_gbs(torch.device("cuda"), 3350.0) == (3350.0, "given (--bandwidth-gbs)")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+
+    def no_measure(*a, **k):
+        raise AssertionError("an H200 takes the datasheet figure, nothing is measured")
+
+    monkeypatch.setattr(bench, "measure_copy_bandwidth_gbs", no_measure)
+    gbs, source = bench.device_bandwidth_gbs(torch.device("cuda"))
+    assert gbs == 4800.0 and "H200" in source
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(bench, "measure_copy_bandwidth_gbs", lambda device: 1700.0)
+    assert bench.device_bandwidth_gbs(torch.device("cuda")) == (1700.0, "NVIDIA A100-SXM4-80GB: "
+                                                                "measured device-to-device copy")
+
+
+def test_hbm_column_in_rows_and_markdown(tmp_path):
+    shape = (4, 1, 8, 8)
+    rows = bench.bench_shape(shape, torch.device("cpu"), 1, peers=False, memory=False, bandwidth_gbs=100.0)
+    floor = bench.hbm_floor_ms(4 * math.prod(shape), 100.0)
+    assert all(r.vs_hbm == pytest.approx(r.ms / floor) for r in rows)
+    meta = {"machine": "m", "device": "NVIDIA H200", "torch": "t", "threads": 1, "date": "d", "command": "c",
+            "hbm_gbs": 100.0, "hbm_source": "given (--bandwidth-gbs)"}
+    md = bench.to_markdown(bench.Report(rows=rows, meta=meta))
+    assert "| ms | × floor | × HBM | × best peer | mem | note |" in md
+    assert f"HBM floor: {floor:.4f} ms" in md and "at 100 GB/s (given (--bandwidth-gbs))" in md
+    mixup = next(r for r in rows if r.method == "mixup" and r.mode == "batch")
+    assert f"| {bench._fmt(mixup.vs_floor)} | {bench._fmt(mixup.vs_hbm)} | " in md
+    plain = bench.to_markdown(bench.Report(rows=rows, meta={k: v for k, v in meta.items() if "hbm" not in k}))
+    assert "× HBM" not in plain and "| ms | × floor | × best peer | mem | note |" in plain
+    (tmp_path / "bench.json").write_text(json.dumps(dataclasses.asdict(bench.Report(rows=rows, meta=meta))))
+    back = bench.report_from_json(tmp_path / "bench.json")
+    assert [r.vs_hbm for r in back.rows] == [r.vs_hbm for r in rows]
+
+
+def test_peers_failures_are_recorded_and_mixkits_raised(monkeypatch):
+    class Rejects:
+        def __call__(self, x, y):
+            raise TypeError("no such input")
+
+    monkeypatch.setattr(bench, "_peer_entries", lambda ndim, batch: [("mixup", "peer", "batch", Rejects())])
+    rows = bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, memory=False)
+    failed = next(r for r in rows if r.impl == "peer")
+    assert math.isnan(failed.ms) and failed.note == "failed: TypeError"
+
+    class Broken(bench.MixUp):
+        def __call__(self, x, y, generator=None):
+            raise RuntimeError("broken mixer")
+
+    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Broken())])
+    with pytest.raises(RuntimeError, match="broken mixer"):
+        bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
+
+    class WrongShape(bench.MixUp):
+        def __call__(self, x, y, generator=None):
+            return x[:1], torch.zeros(1, bench.NUM_CLASSES)
+
+    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", WrongShape())])
+    with pytest.raises(RuntimeError, match="mixkit mixup batch returned mixed"):
+        bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
+
+
+def test_mixkit_entries_get_a_cpu_generator(monkeypatch):
+    seen = []
+
+    class Spy(bench.MixUp):
+        def __call__(self, x, y, generator=None):
+            seen.append(generator.device)
+            return super().__call__(x, y, generator=generator)
+
+    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Spy(num_classes=10))])
+    bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
+    assert seen and all(d == torch.device("cpu") for d in seen)
+
+
+def test_cli_bandwidth_flag_and_device_checks(capsys):
+    args = bench.build_parser().parse_args(["--device", "cuda", "--bandwidth-gbs", "4800", "--quick"])
+    assert args.bandwidth_gbs == 4800.0 and args.device == "cuda"
+    assert bench.main(["--device", "cpu", "--bandwidth-gbs", "100"]) == 2
+    assert "--bandwidth-gbs applies to --device cuda" in capsys.readouterr().err
+    assert bench.main(["--device", "nonsense"]) == 2
+    if not torch.cuda.is_available():
+        assert bench.main(["--device", "cuda", "--quick"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            bench.run(shapes=[(4, 1, 8, 8)], device="cuda", repeats=1, extras=False)
+
+
+def _gpu_check():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpu_check_without_cuda_exits_non_zero_with_a_message(tmp_path):
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(path), "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "CUDA is not available" in proc.stderr
+    assert not (tmp_path / "cuda.md").exists()
+
+
+def test_gpu_check_reads_pytest_summaries_and_junit(tmp_path):
+    gc = _gpu_check()
+    out = "....s.\n=== warnings ===\nfoo\n1200 passed, 14 skipped, 2 warnings in 83.21s (0:01:23)\n"
+    assert gc.pytest_summary(out) == "1200 passed, 14 skipped, 2 warnings in 83.21s (0:01:23)"
+    assert gc.pytest_summary("== 3 failed, 1 passed in 0.50s ==") == "3 failed, 1 passed in 0.50s"
+    assert gc.pytest_summary("Traceback ...\nImportError: x") is None
+    (tmp_path / "j.xml").write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_cuda" name="test_mixers_make_no_sync_under_sync_debug_error[cpu-zeta]"/>'
+        '<testcase classname="tests.test_cuda" name="test_synermix_makes_no_sync_under_sync_debug_error[x]">'
+        '<failure message="boom"/></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_sync_debug_mode_is_restored_and_catches_a_sync">'
+        '<skipped message="no cuda"/></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_autocast_keeps_dtypes_on_cuda[zeta]"/>'
+        '<testcase classname="tests.test_mixers_contract" name="test_pickles[sync_debug]"/>'
+        '</testsuite></testsuites>')
+    assert gc.sync_debug_results(tmp_path / "j.xml") == {"passed": 1, "failed": 1, "skipped": 1}

@@ -1,4 +1,9 @@
-"""The contract every mixer keeps, parametrised over mixers, modes, data ranks, dtypes and sizes."""
+"""The contract every mixer keeps, parametrised over mixers, modes, data ranks, dtypes and sizes.
+
+Data is made on the CPU from a seeded CPU generator, then moved to the device of ``--device``
+(``pytest --device cuda``); the mixers get CPU generators there too (valid for inputs on any
+device).
+"""
 
 import pickle
 
@@ -47,8 +52,12 @@ SHAPES = {
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 
-def _labels(b, gen):
-    return torch.randint(0, C, (b,), generator=gen)
+def _labels(b, gen, device="cpu"):
+    return torch.randint(0, C, (b,), generator=gen).to(device)
+
+
+def _rand(shape, gen, device="cpu"):
+    return torch.rand(shape, generator=gen).to(device)
 
 
 def _run(name, x, y, seed):
@@ -58,15 +67,15 @@ def _run(name, x, y, seed):
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("name", FACTORIES)
-def test_shape_labels_and_no_write(name, shape, gen):
-    x = torch.rand(shape, generator=gen)
-    y = _labels(shape[0], gen)
+def test_shape_labels_and_no_write(name, shape, gen, device):
+    x = _rand(shape, gen, device)
+    y = _labels(shape[0], gen, device)
     before = x.clone()
     mixed, soft = _run(name, x, y, 0)
     assert mixed.shape == x.shape and mixed.dtype == x.dtype and mixed.device == x.device
     assert soft.shape == (shape[0], C) and soft.dtype == torch.float32
     assert bool((soft >= 0).all())
-    torch.testing.assert_close(soft.sum(1), torch.ones(shape[0]))
+    torch.testing.assert_close(soft.sum(1), torch.ones(shape[0], device=device))
     assert torch.isfinite(mixed).all()
     if name in INPLACE:
         assert mixed.data_ptr() == x.data_ptr()
@@ -78,9 +87,9 @@ def test_shape_labels_and_no_write(name, shape, gen):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("name", FACTORIES)
-def test_dtypes_kept_labels_not_cast(name, dtype, gen):
-    x = torch.rand(6, 3, 8, 8, generator=gen).to(dtype)
-    y = _labels(6, gen)
+def test_dtypes_kept_labels_not_cast(name, dtype, gen, device):
+    x = torch.rand(6, 3, 8, 8, generator=gen).to(device=device, dtype=dtype)
+    y = _labels(6, gen, device)
     ref, ref_soft = _run(name, x.double(), y, 3)
     mixed, soft = _run(name, x, y, 3)
     assert mixed.dtype == dtype
@@ -91,9 +100,9 @@ def test_dtypes_kept_labels_not_cast(name, dtype, gen):
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_sample_then_apply_equals_call(name, gen):
-    x = torch.rand(6, 3, 8, 8, generator=gen)
-    y = _labels(6, gen)
+def test_sample_then_apply_equals_call(name, gen, device):
+    x = _rand((6, 3, 8, 8), gen, device)
+    y = _labels(6, gen, device)
     direct = _run(name, x.clone(), y, 11)
     mixer = FACTORIES[name]()
     params = mixer.sample(x, generator=torch.Generator().manual_seed(11))
@@ -106,9 +115,9 @@ def test_sample_then_apply_equals_call(name, gen):
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_same_seed_same_output_and_global_rng_untouched(name, gen):
-    x = torch.rand(6, 3, 8, 8, generator=gen)
-    y = _labels(6, gen)
+def test_same_seed_same_output_and_global_rng_untouched(name, gen, device):
+    x = _rand((6, 3, 8, 8), gen, device)
+    y = _labels(6, gen, device)
     state = torch.get_rng_state()
     a = _run(name, x.clone(), y, 5)
     b = _run(name, x.clone(), y, 5)
@@ -119,8 +128,8 @@ def test_same_seed_same_output_and_global_rng_untouched(name, gen):
     assert not (torch.equal(a[0], c[0]) and torch.equal(a[0], d[0])), "seed has no effect"
 
 
-def test_default_generator_is_torch_global():
-    x, y = torch.rand(8, 3, 8, 8), torch.randint(0, C, (8,))
+def test_default_generator_is_torch_global(device):
+    x, y = torch.rand(8, 3, 8, 8).to(device), torch.randint(0, C, (8,)).to(device)
     torch.manual_seed(3)
     a = mixkit.FMix(num_classes=C, mode="elem")(x, y)
     torch.manual_seed(3)
@@ -130,15 +139,15 @@ def test_default_generator_is_torch_global():
 
 @pytest.mark.parametrize("walk", [False, True], ids=["copy-back", "cycle-walk"])
 @pytest.mark.parametrize("name", FACTORIES)
-def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch):
+def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch, device):
     from mixkit.functional import mixing
 
     if walk:
         if name not in INPLACE:
             pytest.skip("the cycle walk is an in-place path")
         monkeypatch.setattr(mixing, "_WALK_MIN_NUMEL", 0)
-    x = torch.rand(6, 3, 10, 8, generator=gen)
-    y = _labels(6, gen)
+    x = _rand((6, 3, 10, 8), gen, device)
+    y = _labels(6, gen, device)
     ref = _run(name, x.clone(), y, 2)
     cl = x.clone().to(memory_format=torch.channels_last)
     out_cl = _run(name, cl, y, 2)
@@ -146,7 +155,7 @@ def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch):
     torch.testing.assert_close(out_cl[1], ref[1])
     if name not in INPLACE:
         assert out_cl[0].is_contiguous(memory_format=torch.channels_last)
-    big = torch.zeros(6, 3, 10, 16)
+    big = torch.zeros(6, 3, 10, 16, device=device)
     big[..., ::2] = x
     view = big[..., ::2]
     assert not view.is_contiguous()
@@ -154,25 +163,25 @@ def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch):
     torch.testing.assert_close(out_nc[0], ref[0], atol=1e-6, rtol=0)
     if name in INPLACE:
         torch.testing.assert_close(big[..., ::2], ref[0], atol=1e-6, rtol=0)
-        assert torch.equal(big[..., 1::2], torch.zeros(6, 3, 10, 8))
+        assert torch.equal(big[..., 1::2], torch.zeros(6, 3, 10, 8, device=device))
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_soft_labels_in_soft_labels_out(name, gen):
-    x = torch.rand(6, 3, 8, 8, generator=gen)
-    probs = torch.rand(6, C, generator=gen).softmax(1).double()
+def test_soft_labels_in_soft_labels_out(name, gen, device):
+    x = _rand((6, 3, 8, 8), gen, device)
+    probs = torch.rand(6, C, generator=gen).softmax(1).double().to(device)
     mixed, soft = _run(name, x, probs, 4)
     assert soft.dtype == torch.float64
-    torch.testing.assert_close(soft.sum(1), torch.ones(6, dtype=torch.float64))
+    torch.testing.assert_close(soft.sum(1), torch.ones(6, dtype=torch.float64, device=device))
     hard = _run(name, x, probs.argmax(1), 4)
     assert torch.equal(mixed, hard[0])
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_pickles(name):
+def test_pickles(name, device):
     mixer = FACTORIES[name]()
     clone = pickle.loads(pickle.dumps(mixer))
-    x, y = torch.rand(4, 1, 8, 8), torch.arange(4)
+    x, y = torch.rand(4, 1, 8, 8).to(device), torch.arange(4).to(device)
     a = mixer(x, y, generator=torch.Generator().manual_seed(0))
     b = clone(x, y, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a[0], b[0])
@@ -180,16 +189,16 @@ def test_pickles(name):
 
 
 @pytest.mark.parametrize("name", ["mixup-batch", "zeta", "zeta-n3", "mixup-elem-inplace"])
-def test_any_input_rank_for_non_mask_mixers(name, gen):
+def test_any_input_rank_for_non_mask_mixers(name, gen, device):
     for shape in [(9, 2), (4, 5), (3, 2, 2, 2, 2, 2)]:
-        x = torch.randn(shape, generator=gen)
-        mixed, soft = _run(name, x.clone(), _labels(shape[0], gen), 0)
+        x = torch.randn(shape, generator=gen).to(device)
+        mixed, soft = _run(name, x.clone(), _labels(shape[0], gen, device), 0)
         assert mixed.shape == x.shape and soft.shape == (shape[0], C)
 
 
-def test_p_zero_is_identity(gen):
-    x = torch.rand(5, 3, 8, 8, generator=gen)
-    y = _labels(5, gen)
+def test_p_zero_is_identity(gen, device):
+    x = _rand((5, 3, 8, 8), gen, device)
+    y = _labels(5, gen, device)
     for m in [mixkit.MixUp(num_classes=C, p=0.0), mixkit.CutMix(num_classes=C, p=0.0, mode="elem"),
               mixkit.FMix(num_classes=C, p=0.0), mixkit.ZetaMixup(num_classes=C, p=0.0)]:
         mixed, soft = m(x, y, generator=gen)
@@ -197,9 +206,9 @@ def test_p_zero_is_identity(gen):
         assert torch.equal(soft, torch.nn.functional.one_hot(y, C).float())
 
 
-def test_p_elem_fraction_and_untouched_rows(gen):
-    x = torch.rand(400, 1, 4, 4, generator=gen)
-    y = torch.randint(0, C, (400,), generator=gen)
+def test_p_elem_fraction_and_untouched_rows(gen, device):
+    x = _rand((400, 1, 4, 4), gen, device)
+    y = _labels(400, gen, device)
     m = mixkit.MixUp(num_classes=C, mode="elem", p=0.3)
     params = m.sample(x, generator=gen)
     frac = params.applied.float().mean().item()
@@ -207,4 +216,4 @@ def test_p_elem_fraction_and_untouched_rows(gen):
     mixed, _ = m.apply(x, y, params)
     keep = ~params.applied
     assert torch.equal(mixed[keep], x[keep])
-    assert torch.equal(params.lam[keep], torch.ones(int(keep.sum())))
+    assert torch.equal(params.lam[keep], torch.ones(int(keep.sum()), device=params.lam.device))

@@ -7,7 +7,13 @@ Timings are medians of repeated calls after warm-up (CUDA: events with synchroni
 row reports the time, the ratio to the floor (one pre-allocated pass reading two batches and
 writing one), the ratio to the fastest peer for the same method, and the extra memory a call
 allocates relative to the input's size (CPU: from the profiler's allocation records; CUDA: peak
-allocator statistics).
+allocator statistics). On CUDA a row also reports the ratio to the HBM floor: the bytes of that
+pass (three times the input's size) over the device's memory bandwidth (``--bandwidth-gbs``;
+by default NVIDIA's figure for an H200, else a measured device-to-device copy).
+
+Inputs are made on the device; mixkit's mixers are called with a CPU ``torch.Generator`` (the
+recommended form for inputs on any device). A peer that rejects an input is recorded as failed
+with the exception's name; an error in mixkit's own entries is raised.
 
 Peers, when installed: timm ``Mixup`` (which mixes in place), torchvision v2 ``MixUp``/``CutMix``
 and kornia ``RandomMixUpV2``/``RandomCutMixV2``. "official-style" rows are written here from the
@@ -59,6 +65,7 @@ class Row:
     vs_floor: float | None = None
     vs_peer: float | None = None
     note: str = ""
+    vs_hbm: float | None = None  # time / HBM floor (CUDA only)
 
 
 @dataclass
@@ -131,6 +138,51 @@ def extra_memory_bytes(fn: Callable[[], object], device: torch.device) -> float 
         peak = max(peak, running)
     del out
     return float(peak)
+
+
+# The HBM floor on CUDA: a mix reads two batches and writes one, so no kernel can beat moving
+# three times the input's bytes at the memory bandwidth.
+H200_HBM_GBS = 4800.0  # NVIDIA H200 datasheet: 4.8 TB/s HBM3e
+
+
+def hbm_floor_ms(input_bytes: int | float, bandwidth_gbs: float) -> float:
+    """Milliseconds to read two inputs of ``input_bytes`` and write one at ``bandwidth_gbs``
+    (GB/s, 1e9 bytes per second)."""
+    if not (isinstance(bandwidth_gbs, (int, float)) and math.isfinite(bandwidth_gbs) and bandwidth_gbs > 0):
+        raise ValueError(f"bandwidth_gbs: expected a positive number of GB/s, got {bandwidth_gbs!r}")
+    if input_bytes < 0:
+        raise ValueError(f"input_bytes: expected >= 0, got {input_bytes!r}")
+    return 3.0 * input_bytes / (bandwidth_gbs * 1e9) * 1e3
+
+
+def measure_copy_bandwidth_gbs(device: torch.device, nbytes: int | None = None, repeats: int = 20) -> float:
+    """Memory bandwidth of ``device`` in GB/s from a large device-to-device copy: bytes read plus
+    bytes written over the median time of ``dst.copy_(src)`` (CUDA events)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"device: expected a CUDA device to measure, got {device}")
+    if nbytes is None:
+        free, _ = torch.cuda.mem_get_info(device)
+        nbytes = min(1 << 30, free // 8)  # 1 GiB, or less on a busy device (two buffers)
+    n = max(nbytes // 4, 1)
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), device, repeats=repeats, warmup=3)
+    if not ms > 0:
+        raise RuntimeError(f"bandwidth: a copy of {4 * n} bytes timed at {ms} ms")
+    return 2.0 * 4 * n / (ms * 1e-3) / 1e9
+
+
+def device_bandwidth_gbs(device: torch.device, override: float | None = None) -> tuple[float, str]:
+    """``(GB/s, where it comes from)`` for the HBM floor of ``device``: ``override`` when given,
+    NVIDIA's 4800 GB/s for an H200, else a measured device-to-device copy."""
+    if override is not None:
+        hbm_floor_ms(0, override)  # validates
+        return float(override), "given (--bandwidth-gbs)"
+    name = torch.cuda.get_device_name(device)
+    if "H200" in name:
+        return H200_HBM_GBS, f"{name}: datasheet HBM bandwidth"
+    return measure_copy_bandwidth_gbs(device), f"{name}: measured device-to-device copy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,41 +302,68 @@ def _official_entries(ndim: int):
     return out
 
 
-def bench_shape(shape, device, repeats, peers=True, memory=True) -> list[Row]:
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.rand(shape, generator=g, device=device)
-    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=g, device=device)
-    x2 = torch.rand(shape, generator=g, device=device)
+def _check_mix_output(out, x: torch.Tensor, what: str) -> None:
+    """A mixkit entry's ``(mixed, soft)`` has the input's shape and device (else a broken entry
+    would be timed as if it worked)."""
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise RuntimeError(f"bench: {what} returned {type(out).__name__}, expected (mixed, soft)")
+    mixed, soft = out
+    if mixed.shape != x.shape or mixed.device != x.device or soft.device != x.device \
+            or soft.shape != (x.shape[0], NUM_CLASSES):
+        raise RuntimeError(f"bench: {what} returned mixed {tuple(mixed.shape)} on {mixed.device} and "
+                           f"soft {tuple(soft.shape)} on {soft.device} for input {tuple(x.shape)} "
+                           f"on {x.device}")
+
+
+def bench_shape(shape, device, repeats, peers=True, memory=True, bandwidth_gbs=None) -> list[Row]:
+    """Rows for one input shape: the floor, every mixkit entry, the peers and official-style
+    entries. Inputs are made on ``device``; mixkit entries get a CPU generator. ``bandwidth_gbs``
+    (GB/s) adds the ratio to the HBM floor to every row."""
+    device = torch.device(device)
+    data = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand(shape, generator=data, device=device)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],), generator=data, device=device)
+    x2 = torch.rand(shape, generator=data, device=device)
     buf = torch.empty_like(x)
+    g = torch.Generator().manual_seed(0)  # CPU: drives the device draws of mixkit's mixers
     in_bytes = x.numel() * x.element_size()
     rows = []
 
-    def add(method, impl, mode, fn, note=""):
-        try:
+    def add(method, impl, mode, fn, note="", may_fail=False):
+        if may_fail:
+            try:
+                ms = time_ms(fn, device, repeats)
+                mem = extra_memory_bytes(fn, device) if memory else None
+            except Exception as exc:  # a peer that rejects this input
+                rows.append(Row(shape, method, impl, mode, float("nan"),
+                                note=f"failed: {type(exc).__name__}"))
+                return
+        else:  # mixkit's own entries, the floor and official-style: an error is raised
             ms = time_ms(fn, device, repeats)
             mem = extra_memory_bytes(fn, device) if memory else None
-        except Exception as exc:  # a peer that rejects this input
-            rows.append(Row(shape, method, impl, mode, float("nan"), note=f"failed: {type(exc).__name__}"))
-            return
         rows.append(Row(shape, method, impl, mode, ms, None if mem is None else mem / in_bytes, note=note))
 
     add("floor", "read 2 write 1", "preallocated", lambda: torch.add(x, x2, out=buf))
     add("floor", "read 2 write 1", "in place", lambda: buf.add_(x2))
     add("floor", "read 2 write 1", "fresh output", lambda: torch.add(x, x2))
     for method, impl, mode, mixer in _mixkit_entries(x.ndim):
+        _check_mix_output(mixer(x, y, generator=g), x, f"mixkit {method} {mode}")
         add(method, impl, mode, lambda m=mixer: m(x, y, generator=g))
     if peers:
         for method, impl, mode, peer in _peer_entries(x.ndim, shape[0]):
             if impl.startswith("timm"):
-                add(method, impl, mode, lambda p=peer: p(x, y), "mixes its input in place")
+                add(method, impl, mode, lambda p=peer: p(x, y), "mixes its input in place", may_fail=True)
             else:
-                add(method, impl, mode, lambda p=peer: p(x, y))
+                add(method, impl, mode, lambda p=peer: p(x, y), may_fail=True)
         if device.type == "cpu":
             for method, impl, mode, fn in _official_entries(x.ndim):
                 add(method, impl, mode, lambda f=fn: f(x, y))
     floor = next(r.ms for r in rows if r.method == "floor" and r.mode == "preallocated")
+    hbm = hbm_floor_ms(in_bytes, bandwidth_gbs) if bandwidth_gbs is not None else None
     for r in rows:
         r.vs_floor = r.ms / floor if floor > 0 else None
+        if hbm:
+            r.vs_hbm = r.ms / hbm
         if r.impl == "mixkit":
             peer = [p.ms for p in rows if p.method == r.method and p.impl != "mixkit" and math.isfinite(p.ms)]
             r.vs_peer = r.ms / min(peer) if peer else None
@@ -295,7 +374,7 @@ def bench_masks(device, repeats) -> list[dict]:
     """FMix masks per second: per-sample batched masks against the official one-per-batch."""
     out = []
     for spatial, batch in [((32, 32), 128), ((224, 224), 64), ((16000,), 64), ((32, 32, 32), 16)]:
-        g = torch.Generator(device=device).manual_seed(0)
+        g = torch.Generator(device=device).manual_seed(0)  # the functional API draws on lam's device
         lam = torch.rand(batch, generator=g, device=device)
         ms = time_ms(lambda s=spatial, l=lam, g=g: F.fourier_masks(l, s, 3.0, generator=g), device, repeats)
         row = {"shape": list(spatial), "batch": batch, "mixkit_masks_per_s": batch / ms * 1e3}
@@ -315,7 +394,7 @@ def bench_train_step(device, repeats) -> list[dict]:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = _fashion_batch(128, device)
     y = torch.randint(0, NUM_CLASSES, (128,), device=device)
-    g = torch.Generator(device=device).manual_seed(0)
+    g = torch.Generator().manual_seed(0)  # CPU generator, as recommended for any device
 
     def step(mixer=None):
         xb, target = (x, y) if mixer is None else mixer(x, y, generator=g)
@@ -343,9 +422,15 @@ def bench_train_step(device, repeats) -> list[dict]:
         model.load_state_dict(start[0])
         opt.load_state_dict(start[1])
         _sync(device)
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize(device)
+            return a.elapsed_time(b)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
         return (time.perf_counter() - t0) * 1e3
 
     out = []
@@ -375,7 +460,7 @@ def _small_cnn() -> torch.nn.Module:
         from .models import build_model
 
         return build_model("small-cnn", num_classes=NUM_CLASSES, in_channels=1)
-    except Exception:
+    except ImportError:  # a trimmed install without mixkit.models
         nn = torch.nn
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
@@ -400,7 +485,7 @@ def _fashion_batch(batch: int, device) -> torch.Tensor:
 def bench_zeta_scaling(device, repeats) -> dict:
     """How zeta-mixup's cost grows with batch size, input size and N (mixkit vs official-style)."""
     res = {"batch": [], "size": [], "n_mix": []}
-    g = torch.Generator(device=device).manual_seed(0)
+    g = torch.Generator().manual_seed(0)  # CPU generator, as recommended for any device
     for b in [16, 32, 64, 128, 256, 512]:
         x = torch.rand(b, 3, 32, 32, device=device)
         y = torch.randint(0, NUM_CLASSES, (b,), device=device)
@@ -541,18 +626,31 @@ def to_markdown(rep: Report) -> str:
         "*mem*: extra bytes allocated per call over the input's size.",
         "",
     ]
+    hbm = m.get("hbm_gbs")
+    if hbm:
+        lines += [f"*× HBM*: time over the HBM floor, three times the input's bytes (read two batches, "
+                  f"write one) at {hbm:g} GB/s ({m.get('hbm_source', 'bandwidth')}).", ""]
     checks = target_checks(rep)
     if checks:
         lines += _targets_markdown(checks)
     for shape in _shapes(rep):
-        lines += [f"## {_shape_name(shape)}", "",
-                  "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
+        if hbm:
+            nbytes = 4 * math.prod(shape)  # float32 inputs
+            lines += [f"## {_shape_name(shape)}", "",
+                      f"HBM floor: {hbm_floor_ms(nbytes, hbm):.4f} ms (3 × {nbytes / 1e6:.2f} MB at "
+                      f"{hbm:g} GB/s).", "",
+                      "| method | implementation | mode | ms | × floor | × HBM | × best peer | mem | note |",
+                      "|---|---|---|---:|---:|---:|---:|---:|---|"]
+        else:
+            lines += [f"## {_shape_name(shape)}", "",
+                      "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
+                      "|---|---|---|---:|---:|---:|---:|---|"]
         for r in rep.rows:
             if tuple(r.shape) == shape:
+                hbm_cell = f"{_fmt(r.vs_hbm)} | " if hbm else ""
                 lines.append(
                     f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
-                    f"{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
+                    f"{hbm_cell}{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
                 )
         lines.append("")
     if rep.masks:
@@ -619,8 +717,15 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=True,
-        out: str | Path | None = None, command: str = "") -> Report:
+        out: str | Path | None = None, command: str = "", bandwidth_gbs: float | None = None) -> Report:
+    """Measure, and write bench.md and bench.json into ``out`` when given. On CUDA each row also
+    gets its ratio to the HBM floor at ``bandwidth_gbs`` (default: see ``device_bandwidth_gbs``)."""
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device}: CUDA is not available on this machine "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+    if bandwidth_gbs is not None and device.type != "cuda":
+        raise ValueError(f"bandwidth_gbs: the HBM floor is for CUDA devices, got device {device}")
     torch.set_num_threads(threads)
     rep = Report()
     rep.meta = {
@@ -630,9 +735,13 @@ def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=Tru
         "date": time.strftime("%Y-%m-%d %H:%M"), "command": command or " ".join(sys.argv),
         "python": platform.python_version(),
     }
+    if device.type == "cuda":
+        bandwidth_gbs, source = device_bandwidth_gbs(device, bandwidth_gbs)
+        rep.meta.update(cuda=torch.version.cuda, hbm_gbs=bandwidth_gbs, hbm_source=source)
+        print(f"bench: HBM floor at {bandwidth_gbs:.0f} GB/s ({source})", file=sys.stderr, flush=True)
     for shape in shapes or DEFAULT_SHAPES:
         print(f"bench: {shape}", file=sys.stderr, flush=True)
-        rep.rows += bench_shape(tuple(shape), device, repeats, peers=peers)
+        rep.rows += bench_shape(tuple(shape), device, repeats, peers=peers, bandwidth_gbs=bandwidth_gbs)
     if extras:
         print("bench: FMix masks", file=sys.stderr, flush=True)
         rep.masks = bench_masks(device, repeats)
@@ -682,6 +791,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-peers", action="store_true", help="skip peers and official-style")
     p.add_argument("--quick", action="store_true", help="only the shape tables")
     p.add_argument("--out", default=None, help="directory for bench.md, bench.json, zeta_scaling.png")
+    p.add_argument("--bandwidth-gbs", type=float, default=None, metavar="GB/S",
+                   help="CUDA: memory bandwidth for the HBM floor column (default: 4800 on an H200, "
+                   "else measured from a large device-to-device copy)")
     return p
 
 
@@ -691,8 +803,27 @@ def main(argv=None, args=None) -> int:
     if args.threads < 1:
         print(f"mixkit bench: --threads expected >= 1, got {args.threads}", file=sys.stderr)
         return 2
-    rep = run(args.shapes, args.device, args.threads, args.repeats, peers=not args.no_peers,
-              extras=not args.quick, out=args.out, command="mixkit bench " + " ".join(argv or sys.argv[1:]))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        print(f"mixkit bench: --device expected cpu, cuda or cuda:N, got {args.device!r}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"mixkit bench: --device {args.device}: CUDA is not available on this machine (torch "
+              f"{torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
+        return 2
+    bandwidth = getattr(args, "bandwidth_gbs", None)
+    if bandwidth is not None:
+        if device.type != "cuda":
+            print("mixkit bench: --bandwidth-gbs applies to --device cuda (the HBM floor)", file=sys.stderr)
+            return 2
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
+            print(f"mixkit bench: --bandwidth-gbs expected a positive number, got {bandwidth}",
+                  file=sys.stderr)
+            return 2
+    rep = run(args.shapes, device, args.threads, args.repeats, peers=not args.no_peers,
+              extras=not args.quick, out=args.out, command="mixkit bench " + " ".join(argv or sys.argv[1:]),
+              bandwidth_gbs=bandwidth)
     print(to_markdown(rep))
     return 0
 
