@@ -243,3 +243,41 @@ class _FakeGen(torch.Generator):
     @property
     def device(self):
         return torch.device("cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Host shortcuts for one batch-level draw on CPU: the same draws and formula on Python numbers,
+# checked against the tensor path that accelerators and torch.compile take.
+
+
+def _tensor_path(monkeypatch):
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+
+
+@pytest.mark.parametrize("alpha, beta", [(1.0, 1.0), (0.2, 0.2), (2.0, 1.0), (0.05, 0.05), (8.0, 0.5)])
+def test_host_beta_equals_tensor_beta(monkeypatch, alpha, beta):
+    from mixkit.functional import sampling
+
+    host = [sampling.sample_beta(alpha, beta, generator=torch.Generator().manual_seed(s)) for s in range(300)]
+    _tensor_path(monkeypatch)
+    tensor = [sampling.sample_beta(alpha, beta, generator=torch.Generator().manual_seed(s)) for s in range(300)]
+    torch.testing.assert_close(torch.cat(host), torch.cat(tensor), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("spatial", [(37,), (32, 32), (7, 9), (224, 224), (5, 6, 7)], ids=str)
+def test_host_box_equals_tensor_box(monkeypatch, spatial):
+    from mixkit.functional import masks
+
+    lams = torch.rand(2000, generator=torch.Generator().manual_seed(0))
+    lams[:3] = torch.tensor([0.0, 1.0, 0.5])
+
+    def draw():
+        boxes = [masks.sample_boxes(lams[i:i + 1], spatial, generator=torch.Generator().manual_seed(i))
+                 for i in range(len(lams))]
+        return torch.cat(boxes), torch.cat([masks.boxes_lambda(b, spatial) for b in boxes])
+
+    host_boxes, host_lam = draw()
+    _tensor_path(monkeypatch)
+    tensor_boxes, tensor_lam = draw()
+    assert torch.equal(host_boxes, tensor_boxes)
+    assert torch.equal(host_lam, tensor_lam)

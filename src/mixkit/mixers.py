@@ -156,8 +156,10 @@ class Mixer:
 
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""
+        if self.p >= 1.0:
+            return torch.ones(batch, dtype=torch.bool, device=device)
         applied = sampling.sample_bernoulli(self.p, count, generator=generator, device=device)
-        return applied.expand(batch) if count == 1 else applied
+        return applied.expand(batch).contiguous() if count == 1 else applied
 
     def _params_repr(self) -> str:
         return ""
@@ -215,7 +217,7 @@ class MixUp(Mixer):
         if self.p < 1.0:
             lam = torch.where(applied, lam, torch.ones_like(lam))
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.contiguous(), applied=applied.contiguous(), index=index)
+        return MixParams(lam=lam.contiguous(), applied=applied, index=index)
 
     def _apply(self, inputs, soft, params):
         mixed = mixing.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
@@ -260,7 +262,7 @@ class ZetaMixup(Mixer):
         weights, _ = sampling.zeta_weight_matrix(b, self.gamma, self.n_mix, generator=generator, device=dev)
         if self.p < 1.0:
             weights = torch.where(applied[0], weights, torch.eye(b, device=dev))
-        return MixParams(lam=weights.diagonal().clone(), applied=applied.contiguous(), weights=weights)
+        return MixParams(lam=weights.diagonal().clone(), applied=applied, weights=weights)
 
     def _apply(self, inputs, soft, params):
         if params.weights is None or params.weights.shape != (inputs.shape[0],) * 2:
@@ -315,11 +317,13 @@ class CutMix(_MaskMixer):
         applied = self._draw_applied(count, b, generator, dev)
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         boxes = masks.sample_boxes(lam, spatial, generator=generator)
-        boxes = torch.where(applied[:count, None, None], boxes, torch.zeros_like(boxes))
-        lam = masks.boxes_lambda(boxes, spatial) if self.correct_lam else torch.where(
-            applied[:count], lam, torch.ones_like(lam))
+        if self.p < 1.0:
+            boxes = torch.where(applied[:count, None, None], boxes, torch.zeros_like(boxes))
+            lam = torch.where(applied[:count], lam, torch.ones_like(lam))
+        if self.correct_lam:
+            lam = masks.boxes_lambda(boxes, spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.expand(b).contiguous(), applied=applied.contiguous(), index=index,
+        return MixParams(lam=lam.expand(b).contiguous(), applied=applied, index=index,
                          boxes=boxes)
 
     def _apply(self, inputs, soft, params):
@@ -390,7 +394,7 @@ class FMix(_MaskMixer):
         mask = torch.where(keep_all, torch.ones_like(mask), mask)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.expand(b).contiguous(), applied=applied.contiguous(), index=index,
+        return MixParams(lam=lam.expand(b).contiguous(), applied=applied, index=index,
                          mask=mask)
 
     def _apply(self, inputs, soft, params):

@@ -45,6 +45,8 @@ def sample_boxes(
     """
     d = len(spatial)
     b = lam.shape[0]
+    if b == 1 and lam.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _sample_box_on_host(float(lam[0]), spatial, generator)
     # Sizes enter as Python numbers (no host-to-device copy); one column per axis.
     size = torch.empty(b, d, dtype=torch.float64, device=lam.device)
     for axis, n in enumerate(spatial):
@@ -62,8 +64,25 @@ def sample_boxes(
     return torch.stack([lo, hi], dim=-1)
 
 
+def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tensor:
+    """``sample_boxes`` for one CPU box: the same draw and formula on Python numbers."""
+    d = len(spatial)
+    (u,) = torch.rand(1, d, generator=generator, dtype=torch.float64).tolist()
+    ratio = min(max(1.0 - lam, 0.0), 1.0) ** (1.0 / d)
+    box = []
+    for n, u_axis in zip(spatial, u, strict=True):
+        side = math.floor(n * ratio)
+        lo = min(math.floor(u_axis * n), n - 1) - side // 2
+        hi = lo + side
+        box.append([min(max(lo, 0), n), min(max(hi, 0), n)])
+    return torch.tensor([box], dtype=torch.int64)
+
+
 def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """The realised own-sample weight ``1 - box volume / total volume`` per box, float32."""
+    if boxes.shape[0] == 1 and boxes.device.type == "cpu" and not torch.compiler.is_compiling():
+        volume = math.prod(max(hi - lo, 0) for lo, hi in boxes[0].tolist())
+        return torch.tensor([1.0 - volume / math.prod(spatial)], dtype=torch.float32)
     extent = (boxes[..., 1] - boxes[..., 0]).clamp_min(0).to(torch.float64)
     return (1.0 - extent.prod(dim=-1) / math.prod(spatial)).to(torch.float32)
 
