@@ -281,3 +281,8 @@ def test_host_box_equals_tensor_box(monkeypatch, spatial):
     tensor_boxes, tensor_lam = draw()
     assert torch.equal(host_boxes, tensor_boxes)
     assert torch.equal(host_lam, tensor_lam)
+
+
+def test_labels_on_another_device_than_the_inputs_is_an_error():
+    with pytest.raises(ValueError, match=r"labels: expected a tensor on the inputs' device \(cpu\), got one on meta"):
+        mixkit.CutMix(num_classes=C)(torch.rand(4, 3, 8, 8), torch.empty(4, dtype=torch.long, device="meta"))

@@ -48,7 +48,8 @@ class _Combination:
         self.num_classes = num_classes
 
     def _soft(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
+        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
+                                     device=inputs.device)
 
     def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
         return self.apply(inputs, labels, self.sample(inputs, generator=generator))
@@ -129,7 +130,7 @@ class Alternate(_OneOf):
         # In a DataLoader worker each worker holds its own copy, and the loader hands batch n of
         # an epoch to worker n % num_workers: the copy's k-th call is that epoch's batch
         # k * num_workers + id, so counting that way alternates per batch as the model sees them.
-        info = get_worker_info()
+        info = None if torch.compiler.is_compiling() else get_worker_info()
         position = self.step if info is None else self.step * info.num_workers + info.id
         self.step += 1
         return position % len(self.mixers)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional.mixing import check_class_ids, host_readable, to_soft_labels
-from .functional.sampling import host_generator
+from .functional.sampling import device_generator, host_generator
 from .losses import soft_target_cross_entropy
 from .mixers import MixUp
 
@@ -238,7 +238,7 @@ class ManifoldMixup:
         """One forward of the model with mixing at a random layer: ``(logits, soft_labels)``."""
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
-        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
+        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device)
         return self._forward(inputs, soft, generator, start=0)
 
     def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -438,9 +438,8 @@ class SynerMix:
 
         weights = None
         if want_intra:
-            dev = generator.device if generator is not None else originals.device
-            weights = 1.0 - torch.rand(b, generator=generator, device=dev, dtype=torch.float32)
-            weights = weights.to(originals.device)
+            gen = device_generator(generator, originals.device)
+            weights = 1.0 - torch.rand(b, generator=gen, device=originals.device, dtype=torch.float32)
 
         if self.single_pass and want_intra and want_inter:
             if augmented.shape[1:] != originals.shape[1:]:

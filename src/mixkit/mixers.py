@@ -152,7 +152,8 @@ class Mixer:
             raise ValueError("inputs: expected a batch of at least one sample, got an empty batch")
 
     def check_labels(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0])
+        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
+                                     device=inputs.device)
 
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""

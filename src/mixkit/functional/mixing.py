@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 
-def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: int | None = None) -> Tensor:
+def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: int | None = None,
+                   device: torch.device | None = None) -> Tensor:
     """Class ids ``(B,)`` or probabilities ``(B, C)`` -> float probabilities ``(B, C)``.
 
     Class ids need ``num_classes`` and become one-hot float32 (never the images' dtype: a bf16
@@ -41,6 +42,9 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
     """
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels: expected a torch.Tensor, got {type(labels).__name__}")
+    if device is not None and labels.device != device:
+        raise ValueError(f"labels: expected a tensor on the inputs' device ({device}), got one on "
+                         f"{labels.device}; move them with labels.to(inputs.device)")
     if batch_size is not None and (labels.ndim == 0 or labels.shape[0] != batch_size):
         got = "a scalar" if labels.ndim == 0 else labels.shape[0]
         raise ValueError(f"labels: expected {batch_size} labels (one per input), got {got}")

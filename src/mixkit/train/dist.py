@@ -47,6 +47,13 @@ def setup(device: torch.device) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local)
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (before a normal exit: a rank that tears its group down while another
+    still works makes gloo abort the process)."""
+    if info.enabled and tdist.is_initialized():
+        tdist.barrier()
+
+
 def teardown(info: DistInfo) -> None:
     if info.enabled and tdist.is_initialized():
         tdist.destroy_process_group()

@@ -325,6 +325,7 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
                       "train_loss": history[-1]["train_loss"] if history else float("nan")})
         if is_main:
             atomic_write_json(final_path, final)
+        dist.barrier(info)
         return final
     finally:
         dist.teardown(info)
