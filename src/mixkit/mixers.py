@@ -218,7 +218,7 @@ class MixUp(Mixer):
         if self.p < 1.0:
             lam = torch.where(applied, lam, torch.ones_like(lam))
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.contiguous(), applied=applied, index=index)
+        return MixParams(lam=lam, applied=applied, index=index)
 
     def _apply(self, inputs, soft, params):
         mixed = mixing.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
@@ -324,7 +324,7 @@ class CutMix(_MaskMixer):
         if self.correct_lam:
             lam = masks.boxes_lambda(boxes, spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.expand(b).contiguous(), applied=applied, index=index,
+        return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          boxes=boxes)
 
     def _apply(self, inputs, soft, params):
@@ -395,7 +395,7 @@ class FMix(_MaskMixer):
         mask = torch.where(keep_all, torch.ones_like(mask), mask)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
-        return MixParams(lam=lam.expand(b).contiguous(), applied=applied, index=index,
+        return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          mask=mask)
 
     def _apply(self, inputs, soft, params):

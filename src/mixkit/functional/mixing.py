@@ -14,6 +14,7 @@ temporaries of a fraction of the batch only, and give the same values as the out
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 from torch import Tensor
@@ -57,8 +58,10 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
         check_class_ids(labels, num_classes)
-        out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
-        return out.scatter_(1, labels.long()[:, None], 1.0)
+        if torch.compiler.is_compiling():
+            out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
+            return out.scatter_(1, labels.long()[:, None], 1.0)
+        return _identity(num_classes, str(labels.device)).index_select(0, labels)
     if labels.ndim == 2 and labels.is_floating_point():
         if num_classes is not None and labels.shape[1] != num_classes:
             raise ValueError(
@@ -71,6 +74,12 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
         "labels: expected integer class ids of shape (B,) or float probabilities of shape (B, C), "
         f"got {labels.dtype} of shape {tuple(labels.shape)}"
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _identity(num_classes: int, device: str) -> Tensor:
+    """The one-hot rows of ``num_classes`` classes, float32, kept per device (never written)."""
+    return torch.eye(num_classes, dtype=torch.float32, device=device)
 
 
 def host_readable(t: Tensor) -> bool:
@@ -120,7 +129,9 @@ def check_probabilities(probs: Tensor) -> None:
 
 def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
     """``lam * soft + (1 - lam) * soft[index]`` with lam per sample ``(B,)``."""
-    return torch.lerp(soft[index], soft, lam.to(soft.dtype)[:, None])
+    if lam.stride(0) == 0 and host_readable(lam):  # one lam for the batch, on the host
+        return torch.lerp(soft.index_select(0, index), soft, float(lam[0]))
+    return torch.lerp(soft.index_select(0, index), soft, lam.to(soft.dtype)[:, None])
 
 
 def mix_labels_matrix(soft: Tensor, weights: Tensor) -> Tensor:
@@ -136,11 +147,6 @@ def no_autocast(t: Tensor):
     if torch.amp.is_autocast_available(kind):
         return torch.autocast(kind, enabled=False)
     return contextlib.nullcontext()
-
-
-def _weight(lam: Tensor, x: Tensor) -> Tensor:
-    """Per-sample weight shaped to broadcast over ``x``'s trailing dims, in x's dtype."""
-    return lam.to(device=x.device, dtype=x.dtype).view((-1,) + (1,) * (x.ndim - 1))
 
 
 def _cycles(perm: list[int]) -> list[list[int]]:
@@ -181,7 +187,7 @@ def _rows_ok(x: Tensor) -> bool:
 
 
 def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
-    """In place: ``x[i] = lerp(x[index[i]], x[i], weight(i))`` for every i, with ``index`` a
+    """In place: ``x[i] = lerp(x[i], x[index[i]], weight(i))`` for every i, with ``index`` a
     permutation. Each cycle is walked forward, so a row's partner is still unwritten when read;
     the cycle's last row reads a saved copy of its first. Scratch space: one sample per cycle.
     Same formula as the out-of-place path, so the two agree bit for bit."""
@@ -189,7 +195,7 @@ def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
         first = x[cyc[0]].clone()
         for pos, row in enumerate(cyc):
             partner = x[cyc[pos + 1]] if pos + 1 < len(cyc) else first
-            torch.lerp(partner, x[row], weight(row), out=x[row])
+            torch.lerp(x[row], partner, weight(row), out=x[row])
     return x
 
 
@@ -199,18 +205,26 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
 
 
 def _blend(x: Tensor, index: Tensor, weight: Tensor, row_weight, inplace: bool) -> Tensor:
-    """``lerp(x[index], x, weight)``: ``weight`` broadcasts over x (per-sample or per-element
-    keep weights); ``row_weight(i)`` is its slice for row i (row loops only)."""
+    """``lerp(x, x[index], weight)``, ``weight`` the partner's share: it broadcasts over x
+    (per-sample or per-element); ``row_weight(i)`` is its slice for row i (row loops only).
+
+    Every path evaluates the same ``lerp`` with the own sample as start, so in place and out of
+    place agree bit for bit, and writing in place needs only the gathered partners as scratch.
+    """
     if _rows_ok(x):
         if inplace:
             return _walk_cycles(x, index, row_weight)
         out = torch.empty_like(x)
         for row, partner in enumerate(index.tolist()):
-            torch.lerp(x[partner], x[row], row_weight(row), out=out[row])
+            torch.lerp(x[row], x[partner], row_weight(row), out=out[row])
         return out
-    # The gathered copy is a fresh tensor, so blending into it is safe under autograd too.
-    out = _gather(x, index).lerp_(x, weight)
-    return x.copy_(out) if inplace else out
+    partners = _gather(x, index)
+    if inplace:
+        return x.lerp_(partners, weight)
+    if records_grad(x) or (isinstance(weight, Tensor) and records_grad(weight)):
+        return torch.lerp(x, partners, weight)
+    # The gathered copy is a fresh tensor: the result can overwrite it.
+    return torch.lerp(x, partners, weight, out=partners)
 
 
 def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False) -> Tensor:
@@ -219,11 +233,16 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large CPU samples it
     walks the permutation's cycles and needs one sample of scratch space per cycle.
     """
-    w = _weight(lam, x)
+    if lam.stride(0) == 0 and x.dtype in (torch.float32, torch.float64) and host_readable(lam):
+        # One lam for the batch (an expanded view), on the host: blend with a Python weight. The
+        # same number as the tensor path: 1 - lam is exact in double, rounded once to x's dtype.
+        weight = 1.0 - float(lam[0])
+        return _blend(x, index, weight, lambda row: weight, inplace)
+    share = 1.0 - lam.to(device=x.device, dtype=x.dtype)
     if _rows_ok(x):
-        values = lam.to(x.dtype).tolist()
-        return _blend(x, index, w, lambda row: values[row], inplace)
-    return _blend(x, index, w, None, inplace)
+        values = share.tolist()
+        return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), lambda row: values[row], inplace)
+    return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), None, inplace)
 
 
 def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
@@ -249,11 +268,6 @@ def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
         return (w @ x.reshape(b, -1)).view(x.shape)
 
 
-def _mask_weight(mask: Tensor, x: Tensor) -> Tensor:
-    """Keep mask ``(B|1, *spatial)`` shaped to broadcast over ``x`` ``(B, C, *spatial)``."""
-    return mask.to(device=x.device, dtype=x.dtype).unsqueeze(1)
-
-
 def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False) -> Tensor:
     """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
     ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
@@ -261,10 +275,10 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False)
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation) with one sample of
     scratch space per permutation cycle for large CPU samples.
     """
-    m = _mask_weight(mask, x)
-    if m.shape[0] == 1:
-        return _blend(x, index, m, lambda row: m[0], inplace)
-    return _blend(x, index, m, lambda row: m[row], inplace)
+    share = (1.0 - mask.to(device=x.device, dtype=x.dtype)).unsqueeze(1)  # the partner's weight
+    if share.shape[0] == 1:
+        return _blend(x, index, share, lambda row: share[0], inplace)
+    return _blend(x, index, share, lambda row: share[row], inplace)
 
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:

@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 __all__ = [
     "check_generator",
@@ -65,8 +66,6 @@ def _fork_for_worker(generator: torch.Generator) -> None:
     the epoch and the worker id: different per worker and per epoch, and reproducible when both
     seeds are fixed. The main process's generator is never touched.
     """
-    from torch.utils.data import get_worker_info
-
     info = get_worker_info()
     if info is None or generator.device.type != "cpu" or _WORKER_SEEDED.get(id(generator)) == info.seed:
         return
@@ -184,7 +183,7 @@ def _sample_beta_one_on_host(alpha: float, beta: float, conc: Tensor, generator)
     (u_b, u_a), = torch.rand(1, 2, generator=generator, dtype=torch.float64).tolist()
     z = (_log(g_a) + _log(u_a) / alpha) - (_log(g_b) + _log(u_b) / beta)
     lam = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-    return torch.tensor([lam], dtype=torch.float32)
+    return torch.full((1,), lam, dtype=torch.float32)
 
 
 def _log(v: float) -> float:
