@@ -234,3 +234,12 @@ def test_gpu_check_reads_pytest_summaries_and_junit(tmp_path):
         '<testcase classname="tests.test_mixers_contract" name="test_pickles[sync_debug]"/>'
         '</testsuite></testsuites>')
     assert gc.sync_debug_results(tmp_path / "j.xml") == {"passed": 1, "failed": 1, "skipped": 1}
+
+
+def test_training_step_benchmark_builds_the_harness_small_cnn():
+    from mixkit.bench import _small_cnn
+    from mixkit.models.small import SmallCNN
+
+    model = _small_cnn()
+    assert isinstance(model, SmallCNN)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
