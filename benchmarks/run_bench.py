@@ -9,7 +9,7 @@ Run it on a quiet machine: the figures are medians of wall-clock timings.
 import os
 import sys
 
-from mixkit.bench import main
+from mixkit.harness.bench import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

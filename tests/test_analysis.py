@@ -1,4 +1,4 @@
-"""mixkit.analysis: realism distances, scatter ratios, calibration, gallery (against slow loops)."""
+"""mixkit.harness.analysis: realism distances, scatter ratios, calibration, gallery (against slow loops)."""
 
 import math
 import os
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import mixkit
-from mixkit.analysis import (
+from mixkit.harness.analysis import (
     expected_calibration_error,
     half_moons_realism,
     image_realism,
@@ -249,7 +249,7 @@ def test_expected_calibration_error_matches_loop_and_limits(gen):
 
 def test_gallery_smoke(tmp_path, gen):
     pytest.importorskip("matplotlib")
-    from mixkit.analysis import gallery
+    from mixkit.harness.analysis import gallery
 
     images = torch.rand(24, 1, 12, 12, generator=gen)
     labels = torch.arange(24) % 10
@@ -263,7 +263,7 @@ def test_gallery_smoke(tmp_path, gen):
 
 
 def test_gallery_main_arguments(tmp_path):
-    from mixkit.analysis import gallery
+    from mixkit.harness.analysis import gallery
 
     with pytest.raises(SystemExit):
         gallery.main(["--help"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixkit import bench
+from mixkit.harness import bench
 
 
 def test_bench_runs_and_writes_reports(tmp_path):
@@ -237,8 +237,8 @@ def test_gpu_check_reads_pytest_summaries_and_junit(tmp_path):
 
 
 def test_training_step_benchmark_builds_the_harness_small_cnn():
-    from mixkit.bench import _small_cnn
-    from mixkit.models.small import SmallCNN
+    from mixkit.harness.bench import _small_cnn
+    from mixkit.harness.models.small import SmallCNN
 
     model = _small_cnn()
     assert isinstance(model, SmallCNN)

@@ -1,4 +1,4 @@
-"""Tests for mixkit.data.datasets: IDX parsing, the named loaders on tiny fake files, and subsetting."""
+"""Tests for mixkit.harness.data.datasets: IDX parsing, the named loaders on tiny fake files, and subsetting."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mixkit.data import datasets as ds
-from mixkit.data.datasets import DATASETS, DataBundle, DatasetError, load_dataset, read_idx
+from mixkit.harness.data import datasets as ds
+from mixkit.harness.data.datasets import DATASETS, DataBundle, DatasetError, load_dataset, read_idx
 
 # --------------------------------------------------------------------------------------------------------
 # helpers

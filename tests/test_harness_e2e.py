@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from mixkit.cli import main
-from mixkit.train.config import METHODS
+from mixkit.harness.cli import main
+from mixkit.harness.train.config import METHODS
 
 TINY = ["--dataset", "digits", "--train-size", "240", "--test-size", "120", "--batch-size", "32",
         "--model", "small-cnn", "--threads", "1"]
@@ -227,7 +227,7 @@ def test_show_and_bench_are_wired(tmp_path, capsys):
 def test_help_lists_every_config_field(capsys):
     from dataclasses import fields
 
-    from mixkit.train.config import TrainConfig
+    from mixkit.harness.train.config import TrainConfig
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
@@ -236,7 +236,7 @@ def test_help_lists_every_config_field(capsys):
 
 
 def test_paper_column_for_recipe_presets():
-    from mixkit.train.compare import markdown_table
+    from mixkit.harness.train.compare import markdown_table
     summary = {m: {"n": 1, "test_error": (e, float("nan")), "by_seed": {0: e}}
                for m, e in (("erm", 0.05), ("fmix", 0.04))}
     table = markdown_table(summary, ["erm", "fmix"], [("fmix", "erm")], paper={"erm": 4.30, "fmix": 3.64})
@@ -259,10 +259,10 @@ def _write_fashion(d, n_train=60, n_test=20, seed=0):
 
 
 def test_realism_in_trained_feature_space(tmp_path):
-    from mixkit.analysis.cohesion import penultimate_features
-    from mixkit.analysis.realism import trained_feature_fn
-    from mixkit.data.datasets import load_dataset
-    from mixkit.models import build_model
+    from mixkit.harness.analysis.cohesion import penultimate_features
+    from mixkit.harness.analysis.realism import trained_feature_fn
+    from mixkit.harness.data.datasets import load_dataset
+    from mixkit.harness.models import build_model
     data_dir = tmp_path / "fm"
     _write_fashion(data_dir)
     run = str(tmp_path / "run")

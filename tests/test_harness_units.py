@@ -7,12 +7,17 @@ import os
 import pytest
 import torch
 
-from mixkit.analysis.cohesion import expected_calibration_error
-from mixkit.data.augment import augment_batch, random_crop, random_flip
-from mixkit.train.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
-from mixkit.train.config import TrainConfig, config_from_dict, resolve_config
-from mixkit.train.loop import lr_at
-from mixkit.train.metrics import MetricState
+from mixkit.harness.analysis.cohesion import expected_calibration_error
+from mixkit.harness.data.augment import augment_batch, random_crop, random_flip
+from mixkit.harness.train.checkpoint import (
+    CheckpointError,
+    atomic_write_json,
+    load_checkpoint,
+    save_checkpoint,
+)
+from mixkit.harness.train.config import TrainConfig, config_from_dict, resolve_config
+from mixkit.harness.train.loop import lr_at
+from mixkit.harness.train.metrics import MetricState
 
 # --- augmentation -------------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ def test_corrupt_and_truncated_checkpoints(tmp_path):
 
 
 def test_paired_difference_interval():
-    from mixkit.train.compare import paired_difference
+    from mixkit.harness.train.compare import paired_difference
 
     d = paired_difference({0: 0.10, 1: 0.12, 2: 0.11}, {0: 0.12, 1: 0.13, 2: 0.14})
     diffs = [-0.02, -0.01, -0.03]
@@ -182,7 +187,7 @@ def test_paired_difference_interval():
 
 
 def test_report_cohesion_table_from_runs():
-    from mixkit.train.compare import aggregate, markdown_table
+    from mixkit.harness.train.compare import aggregate, markdown_table
 
     def run(method, seed, err, within, between):
         return {"method": method, "seed": seed, "curve": [],

@@ -1,4 +1,4 @@
-"""Tests of the mixkit model zoo (``mixkit.models``): shapes, parameter counts against
+"""Tests of the mixkit model zoo (``mixkit.harness.models``): shapes, parameter counts against
 torchvision references, the ``mixing_layers`` / ``feature_layer`` / ``head`` contract, the
 hidden-layer methods on every model, gradient flow, and argument errors.
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import mixkit
-from mixkit.models import MODELS, build_model, count_parameters
+from mixkit.harness.models import MODELS, build_model, count_parameters
 
 K = 10
 # The smallest typical input of each model: (input_shape, batch).
@@ -305,7 +305,7 @@ def test_bad_arguments(kwargs, match):
 def test_docstring_example():
     import doctest
 
-    import mixkit.models
+    import mixkit.harness.models
 
-    result = doctest.testmod(mixkit.models, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(mixkit.harness.models, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0

@@ -1,4 +1,4 @@
-"""PairedViews (mixkit.data.paired), and its use with the sampler and SynerMix."""
+"""PairedViews (mixkit.paired), and its use with the sampler and SynerMix."""
 
 import pytest
 import torch
@@ -6,8 +6,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from mixkit import MixUp
-from mixkit.data.paired import PairedViews
 from mixkit.hidden import SynerMix
+from mixkit.paired import PairedViews
 from mixkit.samplers import BalancedBatchSampler
 
 

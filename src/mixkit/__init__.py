@@ -1,8 +1,10 @@
 """mixkit: mixed-sample data augmentation for PyTorch.
 
 Input-space mixers (MixUp, ZetaMixup, CutMix, FMix), their combinations (RandomChoice, Alternate,
-Compose), hidden-layer mixing (ManifoldMixup, SynerMix) and the losses they need. The library
-part needs torch alone.
+Compose), hidden-layer mixing (ManifoldMixup, SynerMix), the losses they need, and the data
+pieces around them (MixingCollate, PairedViews, BalancedBatchSampler). This library needs torch
+alone; ``mixkit.harness`` (training, comparisons, benchmark, analyses, the ``mixkit`` command) is
+the second wing and may use numpy, scikit-learn, matplotlib and torchvision.
 """
 
 from . import functional
@@ -11,6 +13,7 @@ from .compose import Alternate, Compose, ComposedParams, RandomChoice
 from .hidden import ManifoldMixup, SynerMix, intra_class_mix
 from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, soft_target_cross_entropy
 from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ZetaMixup
+from .paired import PairedViews
 from .samplers import BalancedBatchSampler
 
 __version__ = "0.1.0"
@@ -27,6 +30,7 @@ __all__ = [
     "MixUp",
     "Mixer",
     "MixingCollate",
+    "PairedViews",
     "RandomChoice",
     "SoftTargetCrossEntropy",
     "SynerMix",

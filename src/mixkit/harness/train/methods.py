@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..compose import Alternate, Compose
-from ..hidden import ManifoldMixup, SynerMix
-from ..losses import soft_target_cross_entropy
-from ..mixers import CutMix, FMix, MixUp, ZetaMixup
+from mixkit.compose import Alternate, Compose
+from mixkit.hidden import ManifoldMixup, SynerMix
+from mixkit.losses import soft_target_cross_entropy
+from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
+
 from .config import TrainConfig
 
 __all__ = ["build_method", "Method"]

@@ -25,7 +25,7 @@ synthetic sample's own source is in the real set by default (as in training), so
 barely moves its samples scores well: ``shift`` (distance from the dominant parent) is reported
 next to the realism numbers so the trade-off is visible.
 
-Run ``python -m mixkit.analysis.realism`` to print the tables of docs/analysis.md.
+Run ``python -m mixkit.harness.analysis.realism`` to print the tables of docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _synthesize(
 
 
 def _default_mixers(gammas: Sequence[float], alpha: float) -> dict:
-    from ..mixers import MixUp, ZetaMixup
+    from mixkit.mixers import MixUp, ZetaMixup
 
     mixers = {f"mixup (alpha={alpha:g})": MixUp(alpha=alpha)}
     for g in gammas:
@@ -467,8 +467,8 @@ def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mixkit.analysis.realism [--moons-draws 20] [--images 5000] [--skip-images]``"""
-    parser = argparse.ArgumentParser(prog="python -m mixkit.analysis.realism",
+    """``python -m mixkit.harness.analysis.realism [--moons-draws 20] [--images 5000] [--skip-images]``"""
+    parser = argparse.ArgumentParser(prog="python -m mixkit.harness.analysis.realism",
                                      description="Realism of mixup vs zeta-mixup samples.")
     parser.add_argument("--gammas", type=float, nargs="+", default=[2.0, 2.8, 4.0])
     parser.add_argument("--moons-draws", type=int, default=20)
@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images, labels = load_fashion_mnist("train", args.images, args.data_root)
     mixers = _default_mixers(tuple(args.gammas), 1.0)
     if args.with_masks:
-        from ..mixers import CutMix, FMix
+        from mixkit.mixers import CutMix, FMix
 
         mixers["CutMix (alpha=1)"] = CutMix(alpha=1.0)
         mixers["FMix (alpha=1, delta=3)"] = FMix(alpha=1.0, decay_power=3.0)

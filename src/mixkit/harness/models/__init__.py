@@ -26,7 +26,7 @@ Kaiming-normal initialisation, batch norms weight 1 and bias 0, linear layers Py
 Example::
 
     >>> import torch, mixkit
-    >>> from mixkit.models import build_model
+    >>> from mixkit.harness.models import build_model
     >>> net = build_model("small-cnn", num_classes=10, input_shape=(1, 28, 28))
     >>> net(torch.randn(2, 1, 28, 28)).shape
     torch.Size([2, 10])

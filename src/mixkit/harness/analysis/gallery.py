@@ -1,6 +1,6 @@
 """The gallery: pictures of what each mixer does, written as PNGs (docs/gallery by default).
 
-``python -m mixkit.analysis.gallery --out docs/gallery`` (or ``mixkit show`` once wired) writes:
+``python -m mixkit.harness.analysis.gallery --out docs/gallery`` (or ``mixkit show`` once wired) writes:
 
 - ``mixed_batch.png``: eight Fashion-MNIST test images mixed by MixUp, zeta-mixup (gamma 2.8),
   CutMix, FMix, MixUp+FMix (both of its alternating batches) and CutMix then zeta-mixup, each
@@ -42,8 +42,8 @@ def _plt():
 
 def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
     """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
-    from ..compose import Alternate, Compose
-    from ..mixers import CutMix, FMix, MixUp, ZetaMixup
+    from mixkit.compose import Alternate, Compose
+    from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
 
     alternate = Alternate([MixUp(alpha=1.0), FMix(alpha=1.0, decay_power=3.0)])
     return [
@@ -111,7 +111,7 @@ def plot_fmix_masks(path, *, generator: torch.Generator, size: int = 32, length:
                     count: int = 6, decay_power: float = 3.0, lam: float = 0.5) -> str:
     """FMix keep masks at ``lam``: 2-D (``size`` x ``size``) and 1-D (``length``), the paper's
     isotropic spectrum beside the official code's (``spectrum="official"``)."""
-    from ..functional import fourier_masks
+    from mixkit.functional import fourier_masks
 
     plt = _plt()
     lam_t = torch.full((count,), float(lam))
@@ -146,7 +146,7 @@ def plot_zeta_weights(path, *, n: int = 32,
                       gammas: Sequence[float] = (1.0, 1.7286, 2.0, 2.8, 4.0)) -> str:
     """The normalised p-series ``k^-gamma / C_n(gamma)`` against rank k, log-log, one line per
     gamma, with the rank-1 (own-sample) weight in the legend."""
-    from ..functional import zeta_weights
+    from mixkit.functional import zeta_weights
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))

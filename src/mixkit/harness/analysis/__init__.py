@@ -5,13 +5,13 @@ scikit-learn, always imported lazily inside the functions that need them).
   on the half-moons (with the exact noise-free manifold) and on images.
 - ``cohesion``: within/between-class scatter of penultimate features (SynerMix's claim),
   feature extraction by forward hook, expected calibration error.
-- ``gallery``: the figures under docs/gallery (``python -m mixkit.analysis.gallery --out DIR``).
+- ``gallery``: the figures under docs/gallery (``python -m mixkit.harness.analysis.gallery --out DIR``).
 """
 
 import importlib
 
-# Names are resolved on first use, so ``python -m mixkit.analysis.realism`` (or ``.gallery``)
-# does not import its own module twice and ``import mixkit.analysis`` stays light.
+# Names are resolved on first use, so ``python -m mixkit.harness.analysis.realism`` (or ``.gallery``)
+# does not import its own module twice and ``import mixkit.harness.analysis`` stays light.
 _HOME = {
     "expected_calibration_error": "cohesion",
     "penultimate_features": "cohesion",

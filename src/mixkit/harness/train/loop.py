@@ -27,10 +27,11 @@ import time
 import numpy as np
 import torch
 
+from mixkit.samplers import BalancedBatchSampler
+
 from ..data.augment import augment_batch
 from ..data.datasets import load_dataset
 from ..models import build_model, count_parameters
-from ..samplers import BalancedBatchSampler
 from . import dist
 from .checkpoint import (
     CheckpointError,

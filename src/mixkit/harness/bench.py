@@ -1,7 +1,7 @@
 """Speed benchmark: every mixer against the memory-traffic floor, the peer libraries and
 re-implementations of the official algorithms, on the same tensors, in one run.
 
-    python -m mixkit.bench --out docs/bench            # or: mixkit bench --out docs/bench
+    python -m mixkit.harness.bench --out docs/bench            # or: mixkit bench --out docs/bench
 
 Timings are medians of repeated calls after warm-up (CUDA: events with synchronisation). Each
 row reports the time, the ratio to the floor (one pre-allocated pass reading two batches and
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from . import functional as F
-from .compose import Alternate, Compose
-from .mixers import CutMix, FMix, MixUp, ZetaMixup
+from mixkit import functional as F
+from mixkit.compose import Alternate, Compose
+from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
 
 NUM_CLASSES = 10
 

@@ -31,7 +31,7 @@ class PairedViews(Dataset):
 
         >>> import torch
         >>> from torch.utils.data import TensorDataset
-        >>> from mixkit.data.paired import PairedViews
+        >>> from mixkit.paired import PairedViews
         >>> data = TensorDataset(torch.rand(10, 1, 8, 8), torch.arange(10) % 2)
         >>> pairs = PairedViews(data, augment=lambda x: x.flip(-1))
         >>> original, augmented, label = pairs[3]
