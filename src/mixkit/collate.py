@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import default_collate
 
+from .reprs import init_repr
+
 __all__ = ["MixingCollate"]
 
 
@@ -68,7 +70,8 @@ class MixingCollate:
         return (mixed, soft, *rest)
 
     def __repr__(self) -> str:
-        return f"MixingCollate({self.mixer!r})"
+        gen = None if self.generator is None else f"torch.Generator(seed={self.generator.initial_seed()})"
+        return init_repr(self, **({} if gen is None else {"generator": gen}))
 
     # A generator travels as its state: torch's shared-memory pickling of it breaks under spawn.
     def __getstate__(self) -> dict:

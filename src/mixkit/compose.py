@@ -19,6 +19,7 @@ from torch.utils.data import get_worker_info
 
 from .functional import mixing, sampling
 from .mixers import MixParams
+from .reprs import init_repr
 
 __all__ = ["ComposedParams", "RandomChoice", "Alternate", "Compose"]
 
@@ -55,8 +56,7 @@ class _Combination:
         return self.apply(inputs, labels, self.sample(inputs, generator=generator))
 
     def __repr__(self) -> str:
-        inner = ", ".join(repr(m) for m in self.mixers)
-        return f"{type(self).__name__}([{inner}])"
+        return init_repr(self)
 
 
 class _OneOf(_Combination):

@@ -37,6 +37,7 @@ from .functional.mixing import check_class_ids, host_readable, to_soft_labels
 from .functional.sampling import device_generator, host_generator
 from .losses import soft_target_cross_entropy
 from .mixers import MixUp
+from .reprs import init_repr
 
 __all__ = ["LayerTaps", "ManifoldMixup", "SynerMix", "intra_class_mix", "intra_class_mix_dense"]
 
@@ -231,27 +232,29 @@ class ManifoldMixup:
         self.taps = LayerTaps(model, [n for n in self.layers if n != ""], "layers")
 
     def __repr__(self) -> str:
-        return (f"ManifoldMixup(model={type(self.model).__name__}, layers={self.layers!r}, "
-                f"mixer={self.mixer!r}, num_classes={self.num_classes})")
+        return init_repr(self)
 
     def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
         """One forward of the model with mixing at a random layer: ``(logits, soft_labels)``."""
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
         soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device)
-        return self._forward(inputs, soft, generator, start=0)
+        return self.forward_mixed(inputs, soft, generator)
 
     def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Soft-target cross-entropy of one mixed forward (the Manifold Mixup objective)."""
         logits, soft = self(inputs, labels, generator=generator)
         return soft_target_cross_entropy(logits, soft)
 
-    def _forward(self, inputs: Tensor, soft: Tensor, generator, start: int):
-        """Forward ``inputs``; mix only rows ``start:`` (``soft`` holds their labels).
+    def forward_mixed(self, inputs: Tensor, soft: Tensor, generator: torch.Generator | None = None, *,
+                      unmixed_rows: int = 0):
+        """Forward ``inputs`` with mixing at a layer drawn from ``layers``; ``soft`` are the labels
+        as probabilities. The first ``unmixed_rows`` rows go through the model unmixed (SynerMix's
+        single pass puts the originals there) and are left out of the result.
 
-        Returns the logits of rows ``start:`` and their mixed labels. SynerMix's single pass uses
-        ``start = B`` to keep the originals in the first rows unmixed.
+        Returns the logits of the mixed rows and their mixed labels.
         """
+        start = unmixed_rows
         if soft.shape[0] != inputs.shape[0] - start:
             raise ValueError(f"labels: expected {inputs.shape[0] - start} labels, got {soft.shape[0]}")
         if not self.model.training:
@@ -412,9 +415,7 @@ class SynerMix:
 
     def __repr__(self) -> str:
         head = self.head_name if self.head_name is not None else getattr(self.head, "__name__", "callable")
-        return (f"SynerMix(model={type(self.model).__name__}, feature_layer={self.feature_layer!r}, "
-                f"head={head!r}, beta={self.beta}, inter={self.inter!r}, num_classes={self.num_classes}, "
-                f"single_pass={self.single_pass})")
+        return init_repr(self, head=repr(head))
 
     @property
     def last_terms(self) -> dict[str, float]:
@@ -514,10 +515,10 @@ class SynerMix:
             if isinstance(self.inter, ManifoldMixup):
                 soft = to_soft_labels(labels, self.num_classes)
                 if originals is None:
-                    logits, soft = self.inter._forward(augmented, soft, generator, start=0)
+                    logits, soft = self.inter.forward_mixed(augmented, soft, generator)
                 else:
-                    logits, soft = self.inter._forward(torch.cat([originals, augmented]), soft,
-                                                       generator, start=b)
+                    logits, soft = self.inter.forward_mixed(torch.cat([originals, augmented]), soft,
+                                                            generator, unmixed_rows=b)
                 l_inter = soft_target_cross_entropy(logits, soft)
             else:
                 target: Tensor = labels

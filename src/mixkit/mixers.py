@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .functional import masks, mixing, sampling
+from .reprs import init_repr
 
 __all__ = ["MixParams", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix"]
 
@@ -162,15 +163,17 @@ class Mixer:
         applied = sampling.sample_bernoulli(self.p, count, generator=generator, device=device)
         return applied.expand(batch).contiguous() if count == 1 else applied
 
-    def _params_repr(self) -> str:
-        return ""
+    def _where_applied(self, applied: Tensor, value: Tensor, identity) -> Tensor:
+        """``value`` where the batch (or sample) is mixed, else ``identity``: the parameters that
+        leave it unchanged (lam = 1, an empty box, an all-ones mask, the identity matrix). The one
+        place ``p`` acts: unmixed samples go through the same arithmetic, so no branch depends on
+        a random draw (nothing is read back from the device)."""
+        if self.p >= 1.0:
+            return value
+        return torch.where(applied.view(applied.shape + (1,) * (value.ndim - applied.ndim)), value, identity)
 
     def __repr__(self) -> str:
-        extra = self._params_repr()
-        base = f"num_classes={self.num_classes}, p={self.p}"
-        if self.inplace:
-            base += ", inplace=True"
-        return f"{type(self).__name__}({extra}{', ' if extra else ''}{base})"
+        return init_repr(self)
 
     # subclasses
     def _sample(self, inputs: Tensor, generator) -> MixParams:  # pragma: no cover - abstract
@@ -207,16 +210,12 @@ class MixUp(Mixer):
         self.alpha = _positive("alpha", alpha)
         self.mode = _mode(mode)
 
-    def _params_repr(self):
-        return f"alpha={self.alpha}, mode={self.mode!r}"
-
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         count = 1 if self.mode == "batch" else b
         applied = self._draw_applied(count, b, generator, dev)
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
-        if self.p < 1.0:
-            lam = torch.where(applied, lam, torch.ones_like(lam))
+        lam = self._where_applied(applied, lam, 1.0)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam, applied=applied, index=index)
 
@@ -254,15 +253,11 @@ class ZetaMixup(Mixer):
             raise ValueError(f"n_mix: expected None or an integer >= 1, got {n_mix!r}")
         self.n_mix = n_mix
 
-    def _params_repr(self):
-        return f"gamma={self.gamma}, n_mix={self.n_mix}"
-
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         applied = self._draw_applied(1, b, generator, dev)
         weights, _ = sampling.zeta_weight_matrix(b, self.gamma, self.n_mix, generator=generator, device=dev)
-        if self.p < 1.0:
-            weights = torch.where(applied[0], weights, torch.eye(b, device=dev))
+        weights = self._where_applied(applied[:1], weights, torch.eye(b, device=dev))
         return MixParams(lam=weights.diagonal().clone(), applied=applied, weights=weights)
 
     def _apply(self, inputs, soft, params):
@@ -308,9 +303,6 @@ class CutMix(_MaskMixer):
         self.mode = _mode(mode)
         self.correct_lam = bool(correct_lam)
 
-    def _params_repr(self):
-        return f"alpha={self.alpha}, mode={self.mode!r}, correct_lam={self.correct_lam}"
-
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         spatial = tuple(inputs.shape[2:])
@@ -318,9 +310,8 @@ class CutMix(_MaskMixer):
         applied = self._draw_applied(count, b, generator, dev)
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         boxes = masks.sample_boxes(lam, spatial, generator=generator)
-        if self.p < 1.0:
-            boxes = torch.where(applied[:count, None, None], boxes, torch.zeros_like(boxes))
-            lam = torch.where(applied[:count], lam, torch.ones_like(lam))
+        boxes = self._where_applied(applied[:count], boxes, 0)
+        lam = self._where_applied(applied[:count], lam, 1.0)
         if self.correct_lam:
             lam = masks.boxes_lambda(boxes, spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
@@ -375,10 +366,6 @@ class FMix(_MaskMixer):
             raise ValueError(f"spectrum: expected 'paper' or 'official', got {spectrum!r}")
         self.spectrum = spectrum
 
-    def _params_repr(self):
-        return (f"alpha={self.alpha}, decay_power={self.decay_power}, max_soft={self.max_soft}, "
-                f"reformulate={self.reformulate}, mode={self.mode!r}, spectrum={self.spectrum!r}")
-
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         spatial = tuple(inputs.shape[2:])
@@ -391,8 +378,7 @@ class FMix(_MaskMixer):
         lam = sampling.sample_beta(a, c, size=count, generator=generator, device=dev)
         mask = masks.fourier_masks(lam, spatial, self.decay_power, max_soft=self.max_soft,
                                generator=generator, spectrum=self.spectrum)
-        keep_all = ~applied[:count].view((count,) + (1,) * len(spatial))
-        mask = torch.where(keep_all, torch.ones_like(mask), mask)
+        mask = self._where_applied(applied[:count], mask, 1.0)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
         index = sampling.sample_pairing(b, generator=generator, device=dev)
         return MixParams(lam=lam.expand(b), applied=applied, index=index,

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from .reprs import init_repr
+
 __all__ = ["PairedViews"]
 
 
@@ -76,4 +78,4 @@ class PairedViews(Dataset):
                              "'targets' or 'labels', got neither")
 
     def __repr__(self) -> str:
-        return f"PairedViews({self.dataset!r}, augment={self.augment!r}, base={self.base!r})"
+        return init_repr(self)

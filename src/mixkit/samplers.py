@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from .reprs import init_repr
+
 __all__ = ["BalancedBatchSampler"]
 
 
@@ -250,8 +252,4 @@ class BalancedBatchSampler(Sampler[list[int]]):
         return batches
 
     def __repr__(self) -> str:
-        mode = (f"min_per_class={self.min_per_class}" if self.mode == "balanced"
-                else f"classes_per_batch={self.classes_per_batch}, per_class={self.per_class}")
-        return (f"BalancedBatchSampler(n={self.labels.numel()}, batch_size={self.batch_size}, {mode}, "
-                f"drop_last={self.drop_last}, seed={self.seed}, rank={self.rank}, "
-                f"world_size={self.world_size})")
+        return init_repr(self)
