@@ -267,7 +267,7 @@ def test_gallery_main_arguments(tmp_path):
 
     with pytest.raises(SystemExit):
         gallery.main(["--help"])
-    if not os.path.exists(os.path.join(gallery.FASHION_MNIST_ROOT, "t10k-images-idx3-ubyte.gz")):
+    if not os.path.exists(os.path.join(gallery.FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("Fashion-MNIST IDX files not installed")
     assert gallery.main(["--out", str(tmp_path / "g"), "--moon-draws", "1"]) == 0
     assert sorted(os.listdir(tmp_path / "g")) == ["fmix_masks.png", "half_moons.png", "mixed_batch.png",

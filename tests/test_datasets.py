@@ -1,4 +1,4 @@
-"""Tests for mixkit.harness.data.datasets: IDX parsing, the named loaders on tiny fake files, and subsetting."""
+"""Tests for mixkit.harness.data (datasets, idx): IDX parsing, the named loaders on tiny fake files, and subsetting."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mixkit.harness.data import datasets as ds
-from mixkit.harness.data.datasets import DATASETS, DataBundle, DatasetError, load_dataset, read_idx
+from mixkit.harness.data.datasets import DATASETS, DataBundle, DatasetError, load_dataset, load_fashion_mnist
+from mixkit.harness.data.idx import read_idx
 
 # --------------------------------------------------------------------------------------------------------
 # helpers
@@ -56,27 +57,29 @@ def test_read_idx_round_trips_uint8(tmp_path, suffix):
     path = tmp_path / f"x-idx3-ubyte{suffix}"
     write_idx(path, array)
     out = read_idx(path)
-    assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
-    np.testing.assert_array_equal(out, array)
-    out[0, 0, 0] = 7  # returned arrays are writable copies
-    assert out.flags.writeable
+    assert out.dtype == torch.uint8 and out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out.numpy(), array)
+    out[0, 0, 0] = 7  # returned tensors own writable memory
+    assert out[0, 0, 0] == 7
 
 
-@pytest.mark.parametrize("code,dtype", [(0x0C, np.int32), (0x0D, np.float32), (0x0B, np.int16)])
-def test_read_idx_multibyte_types_are_native_endian(tmp_path, code, dtype):
-    array = (np.arange(6).reshape(3, 2) * [[1, -1]] * 1000).astype(dtype)
+@pytest.mark.parametrize("code,dtype,torch_dtype", [(0x0C, np.int32, torch.int32), (0x0D, np.float32, torch.float32),
+                                                    (0x0B, np.int16, torch.int16), (0x0E, np.float64, torch.float64),
+                                                    (0x09, np.int8, torch.int8)])
+def test_read_idx_multibyte_types_are_native_endian(tmp_path, code, dtype, torch_dtype):
+    array = (np.arange(6).reshape(3, 2) * [[1, -1]] * (10 if code == 0x09 else 1000)).astype(dtype)
     path = tmp_path / "m.idx"
     write_idx(path, array, code)
     out = read_idx(path)
-    assert out.dtype == np.dtype(dtype) and out.dtype.isnative
-    np.testing.assert_array_equal(out, array)
+    assert out.dtype == torch_dtype
+    np.testing.assert_array_equal(out.numpy(), array)
 
 
 def test_read_idx_detects_gzip_by_content(tmp_path):
     array = np.arange(5, dtype=np.uint8)
     path = tmp_path / "labels-no-suffix"
     path.write_bytes(gzip.compress(idx_bytes(array)))
-    np.testing.assert_array_equal(read_idx(path), array)
+    np.testing.assert_array_equal(read_idx(path).numpy(), array)
 
 
 def test_read_idx_truncated_payload(tmp_path):
@@ -190,6 +193,21 @@ def test_fashion_mnist_missing_files(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing train-labels-idx1-ubyte \(raw or \.gz\)"):
         load_dataset("fashion-mnist", data_dir=tmp_path)
+
+
+def test_load_fashion_mnist_reads_one_split_as_pixels(tmp_path):
+    arrays = make_fashion_dir(tmp_path)
+    images, labels = load_fashion_mnist("test", 7, tmp_path)
+    assert images.shape == (7, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    np.testing.assert_allclose(images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"][:7] / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(labels.numpy(), arrays["t10k-labels-idx1-ubyte"][:7])
+    assert load_fashion_mnist("train", None, tmp_path)[0].shape == (30, 1, 28, 28)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()  # only the split's own files are needed
+    assert load_fashion_mnist("test", None, tmp_path)[1].shape == (20,)
+    with pytest.raises(FileNotFoundError, match=r"missing train-labels-idx1-ubyte \(raw or \.gz\)"):
+        load_fashion_mnist("train", None, tmp_path)
+    with pytest.raises(ValueError, match="split: expected 'train' or 'test'"):
+        load_fashion_mnist("val", None, tmp_path)
 
 
 def test_fashion_mnist_image_size_resizes(tmp_path):

@@ -3,11 +3,11 @@ atomic checkpoints."""
 
 import math
 import os
+import re
 
 import pytest
 import torch
 
-from mixkit.harness.analysis.cohesion import expected_calibration_error
 from mixkit.harness.data.augment import augment_batch, random_crop, random_flip
 from mixkit.harness.train.checkpoint import (
     CheckpointError,
@@ -17,7 +17,7 @@ from mixkit.harness.train.checkpoint import (
 )
 from mixkit.harness.train.config import TrainConfig, config_from_dict, resolve_config
 from mixkit.harness.train.loop import lr_at
-from mixkit.harness.train.metrics import MetricState
+from mixkit.harness.train.metrics import MetricState, expected_calibration_error
 
 # --- augmentation -------------------------------------------------------------------------------
 
@@ -172,6 +172,36 @@ def test_corrupt_and_truncated_checkpoints(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    from mixkit.harness.files import atomic_write, atomic_write_text
+
+    path = tmp_path / "sub" / "a.txt"
+    atomic_write_text(path, "old")  # parents are created
+    assert path.read_text() == "old"
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fail)
+    assert path.read_text() == "old" and os.listdir(path.parent) == ["a.txt"]
+
+
+# --- argument checks ----------------------------------------------------------------------------
+
+
+def test_positive_int_wording_and_types():
+    import numpy as np
+
+    from mixkit.harness.checks import positive_int
+
+    assert positive_int("n", 3) == 3 and positive_int("n", np.int64(2)) == 2
+    for bad in (0, -1, True, 2.0, "3", None):
+        with pytest.raises(ValueError, match=rf"^n: expected an integer >= 1, got {re.escape(repr(bad))}$"):
+            positive_int("n", bad)
 
 
 def test_paired_difference_interval():

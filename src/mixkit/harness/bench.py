@@ -43,6 +43,8 @@ from mixkit import functional as F
 from mixkit.compose import Alternate, Compose
 from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
 
+from .files import atomic_write_text
+
 NUM_CLASSES = 10
 
 DEFAULT_SHAPES = [
@@ -463,15 +465,15 @@ def _small_cnn() -> torch.nn.Module:
 
 
 def _fashion_batch(batch: int, device) -> torch.Tensor:
-    """A real Fashion-MNIST batch when the Debian package is installed, else random pixels."""
-    path = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-    if path.exists():
-        import gzip
+    """The first ``batch`` Fashion-MNIST test images in [0, 1] when the Debian package is installed,
+    else random pixels."""
+    from .data.datasets import load_fashion_mnist
 
-        raw = gzip.open(path, "rb").read()
-        imgs = torch.frombuffer(bytearray(raw[16 : 16 + batch * 784]), dtype=torch.uint8)
-        return (imgs.view(batch, 1, 28, 28).float() / 255.0).to(device)
-    return torch.rand(batch, 1, 28, 28, device=device)
+    try:
+        images, _ = load_fashion_mnist("test", batch)
+    except FileNotFoundError:
+        return torch.rand(batch, 1, 28, 28, device=device)
+    return images.to(device)
 
 
 def bench_zeta_scaling(device, repeats) -> dict:
@@ -702,12 +704,6 @@ def plot_zeta_scaling(scaling: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=True,
         out: str | Path | None = None, command: str = "", bandwidth_gbs: float | None = None) -> Report:
     """Measure, and write bench.md and bench.json into ``out`` when given. On CUDA each row also
@@ -744,8 +740,8 @@ def run(shapes=None, device="cpu", threads=2, repeats=15, peers=True, extras=Tru
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "bench.md", to_markdown(rep))
-        _atomic_write(out / "bench.json", json.dumps(asdict(rep), indent=1, default=str))
+        atomic_write_text(out / "bench.md", to_markdown(rep))
+        atomic_write_text(out / "bench.json", json.dumps(asdict(rep), indent=1, default=str))
         if rep.zeta_scaling:
             plot_zeta_scaling(rep.zeta_scaling, out / "zeta_scaling.png")
     return rep

@@ -22,12 +22,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .realism import FASHION_MNIST_ROOT, half_moons_realism, load_fashion_mnist, mix_with_weights
+from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
+from .realism import half_moons_realism, mix_with_weights
 
 __all__ = ["plot_mixed_batch", "plot_fmix_masks", "plot_zeta_weights", "make_gallery", "main"]
 
-FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Boot")
 DPI = 80
 
 
@@ -83,7 +82,8 @@ def plot_mixed_batch(images: Tensor, labels: Tensor, path, *, generator: torch.G
     for j in range(show):
         ax = axes[0][j]
         ax.imshow(x[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        name = FASHION_CLASSES[int(y[j])] if int(y[j]) < len(FASHION_CLASSES) else str(int(y[j]))
+        label = int(y[j])
+        name = FASHION_MNIST_CLASSES[label] if label < len(FASHION_MNIST_CLASSES) else str(label)
         ax.set_title(name, fontsize=8)
     axes[0][0].set_ylabel("original", fontsize=8, rotation=0, ha="right", va="center")
     for r, (title, mixer, skip) in enumerate(rows, start=1):
@@ -169,7 +169,7 @@ def plot_zeta_weights(path, *, n: int = 32,
 
 
 def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = None, seed: int = 0,
-                 data_root: str = FASHION_MNIST_ROOT, moon_draws: int = 4,
+                 data_root: str = FASHION_MNIST_DIR, moon_draws: int = 4,
                  gammas: Sequence[float] = (2.0, 2.8, 4.0), batch: int = 128) -> list[str]:
     """Write every gallery PNG into ``out`` and return their paths. ``images``/``labels``
     (``(N, 1, H, W)`` in [0, 1]) default to the first 1,000 Fashion-MNIST test images."""
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mixkit show", description="Write the gallery PNGs.")
     parser.add_argument("--out", default="docs/gallery", help="folder for the PNGs")
     parser.add_argument("--seed", type=int, default=0, help="torch.Generator seed")
-    parser.add_argument("--data-root", default=FASHION_MNIST_ROOT,
+    parser.add_argument("--data-root", default=FASHION_MNIST_DIR,
                         help="folder with the Fashion-MNIST IDX .gz files")
     parser.add_argument("--moon-draws", type=int, default=4,
                         help="passes over the 512 half-moon points per method")

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
-import math
 import os
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from ..data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 __all__ = [
     "nearest_real_distance",
@@ -48,12 +48,9 @@ __all__ = [
     "half_moons_realism",
     "plot_half_moons",
     "image_realism",
-    "read_idx",
-    "load_fashion_mnist",
+    "trained_feature_fn",
     "main",
 ]
-
-FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,42 +374,6 @@ def image_realism(
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-
-
-def read_idx(path: str | os.PathLike) -> Tensor:
-    """An IDX file (``.gz`` or plain) as a uint8 tensor: images ``(N, H, W)``, labels ``(N,)``."""
-    import numpy as np
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic = int.from_bytes(data[0:4], "big")
-    if magic >> 8 != 0x08:
-        raise ValueError(f"{path}: expected an unsigned-byte IDX file, got magic {magic:#x}")
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim  # 16 bytes for images, 8 for labels
-    arr = np.frombuffer(data, dtype=np.uint8, count=math.prod(dims), offset=offset)
-    return torch.from_numpy(arr.reshape(dims).copy())
-
-
-def load_fashion_mnist(
-    split: str = "train", limit: int | None = None, root: str | os.PathLike = FASHION_MNIST_ROOT
-) -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST images as float32 ``(N, 1, 28, 28)`` in [0, 1] and int64 labels, the first
-    ``limit`` of ``split`` ("train" or "test"), read from the IDX files under ``root``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    prefix = "train" if split == "train" else "t10k"
-    images = read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"))
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    return images.unsqueeze(1).to(torch.float32) / 255.0, labels.to(torch.int64)
-
-
-# ---------------------------------------------------------------------------------------------
 # Command line: prints the tables of docs/analysis.md
 
 
@@ -437,6 +398,7 @@ def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
     """``images in [0, 1] (B, 1, 28, 28) -> (B, D)`` penultimate features of the model trained in
     ``run_dir`` (its ``config.yaml`` and ``checkpoint.pt``), with the run's own normalisation."""
     from ..data.datasets import load_dataset
+    from ..features import LayerCapture
     from ..models import build_model
     from ..train.checkpoint import load_checkpoint
     from ..train.config import config_from_dict, read_yaml
@@ -451,17 +413,11 @@ def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
     model.eval()
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
-    layer = dict(model.named_modules())[model.feature_layer]
+    capture = LayerCapture(model, model.feature_layer)
 
     @torch.no_grad()
     def features(images: Tensor) -> Tensor:
-        store = []
-        handle = layer.register_forward_hook(lambda m, i, o: store.append(o.reshape(o.shape[0], -1)))
-        try:
-            model((images.float() - mean) / std)
-        finally:
-            handle.remove()
-        return store[0]
+        return capture((images.float() - mean) / std)
 
     return features
 
@@ -475,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=5000, help="Fashion-MNIST training images")
     parser.add_argument("--image-batch", type=int, default=128)
-    parser.add_argument("--data-root", default=FASHION_MNIST_ROOT)
+    parser.add_argument("--data-root", default=FASHION_MNIST_DIR)
     parser.add_argument("--skip-images", action="store_true")
     parser.add_argument("--with-masks", action="store_true",
                         help="add CutMix and FMix rows to the image table")

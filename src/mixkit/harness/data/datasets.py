@@ -9,8 +9,9 @@ Supported names (:data:`DATASETS`):
 
 ``fashion-mnist``
     The four IDX files (raw or ``.gz``) in ``data_dir``, by default ``/usr/share/datasets/fashion-mnist``
-    where the Debian package ``dataset-fashion-mnist`` installs them.  Every file is validated by
-    :func:`read_idx`.  Inputs are ``(N, 1, 28, 28)``.
+    where the Debian package ``dataset-fashion-mnist`` installs them (:data:`FASHION_MNIST_DIR`).  Every
+    file is validated by :func:`~mixkit.harness.data.idx.read_idx`.  Inputs are ``(N, 1, 28, 28)``.
+    :func:`load_fashion_mnist` reads one split as pixels in [0, 1] for the analyses and the benchmark.
 ``digits``
     scikit-learn's 8x8 handwritten digits (16 grey levels), split 75/25 per class with a fixed internal seed,
     so the split never changes.  Inputs are ``(N, 1, 8, 8)``.
@@ -35,13 +36,10 @@ found; missing files raise :class:`FileNotFoundError` explaining how to provide 
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import math
 import os
 import pickle
 import random
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -53,13 +51,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_positive_int
+from ..files import atomic_write
+from .errors import DatasetError
+from .idx import read_idx
+
 __all__ = [
     "DATASETS",
+    "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "DataBundle",
     "DatasetError",
     "load_dataset",
-    "read_idx",
+    "load_fashion_mnist",
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
@@ -67,6 +71,7 @@ DATASETS: tuple[str, ...] = ("fashion-mnist", "digits", "mnist1d", "cifar10", "c
 #: Where the Debian package ``dataset-fashion-mnist`` installs the gzipped IDX files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+#: The ten Fashion-MNIST classes, in label order.
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
@@ -80,13 +85,6 @@ _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".
 # MNIST-1D generation settings (the package defaults, pinned here so the cache name stays truthful).
 _MNIST1D_SETTINGS = {"num_samples": 5000, "train_split": 0.8, "final_seq_length": 40, "seed": 42}
 _MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
-
-
-class DatasetError(ValueError):
-    """A data file is malformed, corrupt or truncated, or the files of a data set disagree with each other.
-
-    The message names the file, what was expected and what was found.
-    """
 
 
 @dataclass
@@ -133,79 +131,6 @@ class _Raw(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------------------
-# IDX files
-
-
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read and validate an IDX file (the MNIST/Fashion-MNIST format), gzipped or raw.
-
-    The file is treated as gzip when its name ends in ``.gz`` or it starts with the gzip magic bytes.
-    The header must be two zero bytes, a known type code (``0x08`` uint8, ``0x09`` int8, ``0x0B`` int16,
-    ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64), the number of dimensions and then one big-endian
-    uint32 per dimension; the payload must hold exactly the product of the dimensions in elements.
-
-    Returns a writable native-endian array of the stored shape.  Raises :class:`DatasetError` for corrupt
-    gzip data, a bad magic number, a truncated file or trailing bytes, and :class:`FileNotFoundError` when
-    the file does not exist.
-    """
-    path = Path(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if path.name.endswith(".gz") or raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DatasetError(
-                f"file {path} is not a valid gzip file (corrupt or incomplete download): "
-                f"expected a complete gzip stream, found {type(exc).__name__}: {exc}"
-            ) from None
-    if len(raw) < 4:
-        raise DatasetError(
-            f"file {path} is too short to be an IDX file: expected at least a 4-byte magic number, "
-            f"found {len(raw)} bytes"
-        )
-    code, ndim = raw[2], raw[3]
-    if raw[0] != 0 or raw[1] != 0 or code not in _IDX_DTYPES or ndim == 0:
-        codes = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
-        raise DatasetError(
-            f"file {path} has a bad IDX magic number: expected two zero bytes, a type code in ({codes}) "
-            f"and at least one dimension, found 0x{raw[:4].hex().upper()}"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(
-            f"file {path} is truncated: expected a {header}-byte header for {ndim} dimensions, "
-            f"found {len(raw)} bytes"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[code]
-    count = math.prod(dims)
-    expected, found = count * dtype.itemsize, len(raw) - header
-    if found < expected:
-        raise DatasetError(
-            f"file {path} is truncated: expected {expected} bytes of data, found {found} "
-            f"(shape {dims}, {dtype.name})"
-        )
-    if found > expected:
-        raise DatasetError(
-            f"file {path} has {found - expected} trailing bytes: expected {expected} bytes of data, "
-            f"found {found} (shape {dims}, {dtype.name})"
-        )
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
-    return data.astype(dtype.newbyteorder("="), copy=True)
-
-
-# --------------------------------------------------------------------------------------------------------
 # Loaders: each returns a _Raw with channel-first arrays and labels in [0, len(classes)).
 
 
@@ -217,12 +142,17 @@ _FASHION_FILES = {
 }
 
 
-def _load_fashion_mnist(data_dir: str | os.PathLike[str] | None) -> _Raw:
+def _fashion_paths(data_dir: str | os.PathLike[str] | None, splits: tuple[str, ...]) -> dict[str, Path]:
+    """The IDX files (``train_x``, ``train_y``, ...) of ``splits`` in ``data_dir`` (default
+    :data:`FASHION_MNIST_DIR`) or in torchvision's layout below it; FileNotFoundError naming every missing
+    file."""
     root = Path(data_dir) if data_dir is not None else Path(FASHION_MNIST_DIR)
     search = [root, root / "FashionMNIST" / "raw"]  # the second is torchvision's download layout
     found: dict[str, Path] = {}
     missing = []
     for key, base in _FASHION_FILES.items():
+        if key.split("_")[0] not in splits:
+            continue
         for directory in search:
             hits = [directory / n for n in (base, base + ".gz") if (directory / n).is_file()]
             if hits:
@@ -237,29 +167,56 @@ def _load_fashion_mnist(data_dir: str | os.PathLike[str] | None) -> _Raw:
             f"{FASHION_MNIST_DIR}), or pass --data-dir (data_dir=) a directory holding the four IDX files "
             f"{', '.join(_FASHION_FILES.values())}."
         )
+    return found
+
+
+def _read_fashion_split(x_path: Path, y_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 images ``(N, 28, 28)`` and labels ``(N,)`` of one split, validated."""
+    images, labels = read_idx(x_path).numpy(), read_idx(y_path).numpy()
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DatasetError(
+            f"file {x_path} does not hold Fashion-MNIST images: expected uint8 data of shape "
+            f"(N, 28, 28), found {images.dtype} data of shape {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DatasetError(
+            f"file {y_path} does not hold Fashion-MNIST labels: expected uint8 data of shape (N,), "
+            f"found {labels.dtype} data of shape {labels.shape}"
+        )
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"image/label count mismatch: {x_path} holds {len(images)} images but {y_path} holds "
+            f"{len(labels)} labels"
+        )
+    _check_labels(labels, len(FASHION_MNIST_CLASSES), y_path)
+    return images, labels
+
+
+def _load_fashion_mnist(data_dir: str | os.PathLike[str] | None) -> _Raw:
+    found = _fashion_paths(data_dir, ("train", "test"))
     splits = []
-    for x_key, y_key in (("train_x", "train_y"), ("test_x", "test_y")):
-        x_path, y_path = found[x_key], found[y_key]
-        images, labels = read_idx(x_path), read_idx(y_path)
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise DatasetError(
-                f"file {x_path} does not hold Fashion-MNIST images: expected uint8 data of shape "
-                f"(N, 28, 28), found {images.dtype} data of shape {images.shape}"
-            )
-        if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise DatasetError(
-                f"file {y_path} does not hold Fashion-MNIST labels: expected uint8 data of shape (N,), "
-                f"found {labels.dtype} data of shape {labels.shape}"
-            )
-        if len(images) != len(labels):
-            raise DatasetError(
-                f"image/label count mismatch: {x_path} holds {len(images)} images but {y_path} holds "
-                f"{len(labels)} labels"
-            )
-        _check_labels(labels, len(FASHION_MNIST_CLASSES), y_path)
+    for split in ("train", "test"):
+        images, labels = _read_fashion_split(found[f"{split}_x"], found[f"{split}_y"])
         splits.append((images[:, None], labels.astype(np.int64)))
     (train_x, train_y), (test_x, test_y) = splits
     return _Raw(train_x, train_y, test_x, test_y, list(FASHION_MNIST_CLASSES), "image", 255.0)
+
+
+def load_fashion_mnist(
+    split: str = "train", limit: int | None = None, root: str | os.PathLike[str] | None = FASHION_MNIST_DIR
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` (default: all) images of Fashion-MNIST's ``split`` ("train" or "test") as
+    float32 ``(N, 1, 28, 28)`` pixels in [0, 1] (not normalised) and their int64 labels ``(N,)``.
+
+    The IDX files are found and validated as by ``load_dataset("fashion-mnist", data_dir=root)``
+    (``root=None``: :data:`FASHION_MNIST_DIR`), but only the split's two files are read.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    found = _fashion_paths(root, (split,))
+    images, labels = _read_fashion_split(found[f"{split}_x"], found[f"{split}_y"])
+    images, labels = torch.from_numpy(images[:limit]), torch.from_numpy(labels[:limit])
+    return images.unsqueeze(1).to(torch.float32) / 255.0, labels.to(torch.int64)
 
 
 def _load_digits() -> _Raw:
@@ -322,17 +279,8 @@ def _read_mnist1d_cache(path: Path) -> tuple[dict[str, np.ndarray] | None, str]:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` as .npz through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``arrays`` to ``path`` as .npz, atomically."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_mnist1d(data_dir: str | os.PathLike[str] | None) -> _Raw:
@@ -580,7 +528,7 @@ def _channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, to
 def _check_count(name: str, value: int | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_positive_int(value):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
 
 

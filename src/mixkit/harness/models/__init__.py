@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..checks import positive_int
 from .resnet import BasicBlock, Bottleneck, PreActResNet, ResNet
 from .small import CNN1d, SmallCNN
 
@@ -50,12 +51,6 @@ _SIGNAL_MODELS = ("cnn1d",)
 _MIN_SIZE = {"small-cnn": 4}
 
 
-def _check_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what}: expected an integer >= 1, got {value!r}")
-    return value
-
-
 def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """A freshly initialised model of ``MODELS`` for inputs of shape (B, *input_shape).
 
@@ -64,7 +59,7 @@ def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...]) ->
     """
     if name not in MODELS:
         raise ValueError(f"name: expected one of {', '.join(repr(m) for m in MODELS)}, got {name!r}")
-    _check_int(num_classes, "num_classes")
+    positive_int("num_classes", num_classes)
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -77,7 +72,7 @@ def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...]) ->
         raise ValueError(f"input_shape: model {name!r} expected {layout}, got {shape!r} "
                          f"({len(shape)} dimension{'s' if len(shape) != 1 else ''})")
     for s in shape:
-        _check_int(s, f"input_shape {shape!r}")
+        positive_int(f"input_shape {shape!r}", s)
     low = _MIN_SIZE.get(name, 1)
     if any(s < low for s in shape[1:]):
         raise ValueError(f"input_shape: model {name!r} expected spatial sizes >= {low}, got {shape!r}")

@@ -1,18 +1,18 @@
-"""Atomic files: checkpoints, JSON and text written to a temporary file and renamed.
+"""Checkpoints of a training run, written atomically (see ``mixkit.harness.files``).
 
-A reader never sees a half-written file: ``os.replace`` is atomic on POSIX, so after a crash
-(``kill -9`` included) the file is either the old one or the new one. Checkpoints hold tensors,
-numbers, strings, lists and dicts only, so they load with ``torch.load(weights_only=True)``.
+A reader never sees a half-written checkpoint: after a crash (``kill -9`` included) the file is
+either the old one or the new one. Checkpoints hold tensors, numbers, strings, lists and dicts
+only, so they load with ``torch.load(weights_only=True)``. The atomic writers of text and JSON are
+re-exported here for the training loop.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from typing import Any
 
 import torch
+
+from ..files import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "save_checkpoint", "load_checkpoint", "CHECKPOINT_VERSION"]
@@ -24,37 +24,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not belong to the run."""
 
 
-def _atomic(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    _atomic(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def save_checkpoint(path: str, state: dict) -> None:
     state = dict(state, version=CHECKPOINT_VERSION)
-    _atomic(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str) -> dict:

@@ -132,7 +132,8 @@ def evaluate(model, x, y, num_classes, cfg, device, info, amp_dtype) -> dict[str
 
 def feature_scatter(model, x, y, cfg, device) -> dict[str, float]:
     """Within/between-class scatter of the test set's penultimate features (SynerMix's claim)."""
-    from ..analysis.cohesion import penultimate_features, scatter_ratios
+    from ..features import penultimate_features
+    from .metrics import scatter_ratios
 
     batches = [(x[i:i + cfg.eval_batch_size].to(device), y[i:i + cfg.eval_batch_size])
                for i in range(0, x.shape[0], cfg.eval_batch_size)]
