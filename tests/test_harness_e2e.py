@@ -74,13 +74,35 @@ def _run(args, env_extra=None, check=True):
     return p
 
 
+# Runs the command in a fresh process with an epoch-end hook that SIGKILLs it (kill -9: no
+# cleanup, no finally) once the given epoch's checkpoint is on disk.
+_KILL_AFTER_EPOCH = """
+import os, signal, sys
+from mixkit.harness.cli import main
+from mixkit.harness.train.loop import EPOCH_END_HOOKS
+
+def kill(epoch, info):
+    if epoch == {epoch} and info.is_main:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+EPOCH_END_HOOKS.append(kill)
+sys.exit(main({argv!r}))
+"""
+
+
+def _run_killed_after_epoch(epoch, args):
+    code = _KILL_AFTER_EPOCH.format(epoch=int(epoch), argv=list(args))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("method", ["mixup+fmix", "synermix"])
 def test_resume_after_kill_matches_uninterrupted(tmp_path, method):
     args = [*TINY, "--method", method, "--epochs", "3", "--seed", "5"]
     whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
     _run(["train", *args, "--out", whole])
-    p = _run(["train", *args, "--out", cut], {"MIXKIT_KILL_AFTER_EPOCH": "1"}, check=False)
+    p = _run_killed_after_epoch(1, ["train", *args, "--out", cut])
     assert p.returncode == -9, p.stderr                    # SIGKILL after epoch 1's checkpoint
+    assert "epoch   1/3" in p.stderr and "epoch   2/3" not in p.stderr
     assert not os.path.exists(os.path.join(cut, "final.json"))
     assert len(open(os.path.join(cut, "metrics.jsonl")).readlines()) == 1
     p = _run(["train", "--out", cut, "--resume"])

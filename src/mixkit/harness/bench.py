@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -405,7 +406,19 @@ def bench_train_step(device, repeats) -> list[dict]:
         loss.backward()
         opt.step()
 
-    mixers = {
+    mixers = _train_step_mixers()
+    time_from_start = _step_timer(model, opt, device)
+    out = []
+    for name, mixer in mixers.items():
+        plain, mixed = _paired_step_times(time_from_start, step, functools.partial(step, mixer), repeats)
+        ratio = statistics.median(m / p for m, p in zip(mixed, plain, strict=True))
+        out.append({"method": name, "plain_ms": statistics.median(plain),
+                    "mixed_ms": statistics.median(mixed), "overhead_pct": 100 * (ratio - 1)})
+    return out
+
+
+def _train_step_mixers() -> dict:
+    return {
         "mixup": MixUp(num_classes=NUM_CLASSES),
         "zeta": ZetaMixup(num_classes=NUM_CLASSES),
         "cutmix": CutMix(num_classes=NUM_CLASSES),
@@ -414,13 +427,14 @@ def bench_train_step(device, repeats) -> list[dict]:
         "mixup+fmix": Alternate([MixUp(), FMix()], num_classes=NUM_CLASSES),
         "cutmix+zeta": Compose([CutMix(), ZetaMixup()], num_classes=NUM_CLASSES),
     }
-    # Paired single steps: each pair starts both steps from the same weights and optimiser state
-    # (hundreds of plain steps on one fixed batch would otherwise drive its loss towards zero, a
-    # state mixed steps never reach), the order within a pair alternates, and the overhead is
-    # the median of the per-pair ratios, so slow drifts in machine load cancel.
+
+
+def _step_timer(model: torch.nn.Module, opt: torch.optim.Optimizer, device) -> Callable:
+    """``timed(fn)``: ms of one call of ``fn`` started from the weights and optimiser state that
+    ``model`` and ``opt`` have now."""
     start = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
 
-    def one(fn) -> float:
+    def timed(fn) -> float:
         model.load_state_dict(start[0])
         opt.load_state_dict(start[1])
         _sync(device)
@@ -435,26 +449,28 @@ def bench_train_step(device, repeats) -> list[dict]:
         fn()
         return (time.perf_counter() - t0) * 1e3
 
-    out = []
-    for name, mixer in mixers.items():
-        def mixed_step(m=mixer):
-            step(m)
+    return timed
 
-        for _ in range(3):                      # warm-up, both kinds
-            one(step)
-            one(mixed_step)
-        plain, mixed = [], []
-        for i in range(3 * repeats):
-            if i % 2:
-                mixed.append(one(mixed_step))
-                plain.append(one(step))
-            else:
-                plain.append(one(step))
-                mixed.append(one(mixed_step))
-        ratio = statistics.median(m / p for m, p in zip(mixed, plain, strict=True))
-        out.append({"method": name, "plain_ms": statistics.median(plain),
-                    "mixed_ms": statistics.median(mixed), "overhead_pct": 100 * (ratio - 1)})
-    return out
+
+def _paired_step_times(timed, plain_step, mixed_step, repeats) -> tuple[list[float], list[float]]:
+    """Plain and mixed step times in pairs.
+
+    Each pair starts both steps from the same weights and optimiser state (hundreds of plain
+    steps on one fixed batch would otherwise drive its loss towards zero, a state mixed steps
+    never reach), the order within a pair alternates, and the overhead is the median of the
+    per-pair ratios, so slow drifts in machine load cancel."""
+    for _ in range(3):                      # warm-up, both kinds
+        timed(plain_step)
+        timed(mixed_step)
+    plain, mixed = [], []
+    for i in range(3 * repeats):
+        if i % 2:
+            mixed.append(timed(mixed_step))
+            plain.append(timed(plain_step))
+        else:
+            plain.append(timed(plain_step))
+            mixed.append(timed(mixed_step))
+    return plain, mixed
 
 
 def _small_cnn() -> torch.nn.Module:
@@ -538,60 +554,95 @@ def target_checks(rep: Report) -> list[dict]:
     ratio, percentage or memory), ``limit`` and ``met``. Targets whose entries are missing from the
     report (a quick run, no peers) are left out.
     """
+    return (_fastest_vs_peer_checks(rep) + _elem_vs_timm_checks(rep) + _fmix_mask_checks(rep)
+            + _zeta_vs_official_checks(rep) + _train_step_checks(rep) + _extra_memory_checks(rep))
+
+
+def _rows(rep: Report, shape, method, impl=None, modes=None) -> list[Row]:
+    """The report's timed rows (finite time) of one shape and method, optionally one
+    implementation and some modes."""
+    return [r for r in rep.rows if tuple(r.shape) == shape and r.method == method
+            and (impl is None or r.impl == impl) and (modes is None or r.mode in modes)
+            and math.isfinite(r.ms)]
+
+
+def _check(target, where, value, limit, *, at_most=True, unit="×") -> list[dict]:
+    """One checked target, or none when the value is missing or not finite."""
+    if value is None or not math.isfinite(value):
+        return []
+    return [{"target": target, "where": where, "value": value, "limit": limit, "unit": unit,
+             "at_most": at_most, "met": value <= limit if at_most else value >= limit}]
+
+
+def _fastest_vs_peer_checks(rep: Report) -> list[dict]:
     out = []
-
-    def rows(shape, method, impl=None, modes=None):
-        return [r for r in rep.rows if tuple(r.shape) == shape and r.method == method
-                and (impl is None or r.impl == impl) and (modes is None or r.mode in modes)
-                and math.isfinite(r.ms)]
-
-    def add(target, where, value, limit, *, at_most=True, unit="×"):
-        if value is None or not math.isfinite(value):
-            return
-        out.append({"target": target, "where": where, "value": value, "limit": limit, "unit": unit,
-                    "at_most": at_most, "met": value <= limit if at_most else value >= limit})
-
     fastest = {"mixup": ("batch", "batch inplace"), "cutmix": ("batch", "batch inplace"),
                "fmix": ("batch", "batch inplace"), "zeta": ("N=B",)}
     for shape, limit in ((SMALL, 1.0), (LARGE, 0.5)):
         for method, modes in fastest.items():
-            mine = rows(shape, method, "mixkit", modes)
-            peers = [r for r in rows(shape, method) if r.impl != "mixkit"]
+            mine = _rows(rep, shape, method, "mixkit", modes)
+            peers = [r for r in _rows(rep, shape, method) if r.impl != "mixkit"]
             if mine and peers:
                 best, peer = min(mine, key=lambda r: r.ms), min(peers, key=lambda r: r.ms)
-                add(f"{method}: fastest mode vs fastest peer", f"{_shape_name(shape)} "
-                    f"({best.mode} {best.ms:.3g} ms vs {peer.impl} {peer.mode} {peer.ms:.3g} ms)",
-                    best.ms / peer.ms, limit)
+                out += _check(f"{method}: fastest mode vs fastest peer", f"{_shape_name(shape)} "
+                              f"({best.mode} {best.ms:.3g} ms vs {peer.impl} {peer.mode} {peer.ms:.3g} ms)",
+                              best.ms / peer.ms, limit)
+    return out
+
+
+def _elem_vs_timm_checks(rep: Report) -> list[dict]:
+    out = []
     for shape in (SMALL, LARGE):
         for method in ("mixup", "cutmix"):
-            mine = rows(shape, method, "mixkit", ("elem", "elem inplace"))
-            timm = [r for r in rows(shape, method) if r.impl.startswith("timm") and r.mode == "elem"]
+            mine = _rows(rep, shape, method, "mixkit", ("elem", "elem inplace"))
+            timm = [r for r in _rows(rep, shape, method) if r.impl.startswith("timm") and r.mode == "elem"]
             if mine and timm:
                 best = min(mine, key=lambda r: r.ms)
-                add(f"{method} elem vs timm elem", f"{_shape_name(shape)} ({best.mode} "
-                    f"{best.ms:.3g} ms vs {timm[0].ms:.3g} ms)", best.ms / timm[0].ms, 0.25)
+                out += _check(f"{method} elem vs timm elem", f"{_shape_name(shape)} ({best.mode} "
+                              f"{best.ms:.3g} ms vs {timm[0].ms:.3g} ms)", best.ms / timm[0].ms, 0.25)
+    return out
+
+
+def _fmix_mask_checks(rep: Report) -> list[dict]:
+    out = []
     for r in rep.masks:
         limit = {(32, 32): 10.0, (224, 224): 3.0}.get(tuple(r["shape"]))
         if limit is not None and r.get("ratio") is not None:
-            add("FMix masks/s vs official", _shape_name(r["shape"]), r["ratio"], limit,
-                at_most=False)
+            out += _check("FMix masks/s vs official", _shape_name(r["shape"]), r["ratio"], limit,
+                          at_most=False)
+    return out
+
+
+def _zeta_vs_official_checks(rep: Report) -> list[dict]:
+    out = []
     for shape in _shapes(rep):
-        mine, official = rows(shape, "zeta", "mixkit", ("N=B",)), rows(shape, "zeta", "official-style")
+        mine = _rows(rep, shape, "zeta", "mixkit", ("N=B",))
+        official = _rows(rep, shape, "zeta", "official-style")
         if mine and official:
-            add("zeta N=B vs official-style", _shape_name(shape), mine[0].ms / official[0].ms, 1.0)
+            out += _check("zeta N=B vs official-style", _shape_name(shape), mine[0].ms / official[0].ms, 1.0)
+    return out
+
+
+def _train_step_checks(rep: Report) -> list[dict]:
+    out = []
     for r in rep.train_step:
-        add("training-step overhead", r["method"], r["overhead_pct"], 3.0, unit="%")
-    for r in rows(LARGE, "mixup", "mixkit") + rows(LARGE, "cutmix", "mixkit") + \
-            rows(LARGE, "fmix", "mixkit") + rows(LARGE, "zeta", "mixkit"):
+        out += _check("training-step overhead", r["method"], r["overhead_pct"], 3.0, unit="%")
+    return out
+
+
+def _extra_memory_checks(rep: Report) -> list[dict]:
+    out = []
+    mine = [r for method in ("mixup", "cutmix", "fmix", "zeta") for r in _rows(rep, LARGE, method, "mixkit")]
+    for r in mine:
         if r.extra_mem is None:
             continue
         # Allowed: one output (none in place) plus the parameters; per-sample masks (CutMix and
         # FMix elem) are one (H, W) plane per sample, 1/C of the input; 0.1 of slack for the rest.
         inplace = "inplace" in r.mode
         masks = 1 / LARGE[1] if r.method in ("cutmix", "fmix") and r.mode.startswith("elem") else 0.0
-        add("extra memory " + ("in place: masks only" if inplace else "out of place: one output + masks"),
-            f"{r.method} {r.mode}, {_shape_name(LARGE)}", r.extra_mem,
-            round((0.0 if inplace else 1.0) + masks + 0.1, 2), unit="× input")
+        kind = "in place: masks only" if inplace else "out of place: one output + masks"
+        out += _check("extra memory " + kind, f"{r.method} {r.mode}, {_shape_name(LARGE)}", r.extra_mem,
+                      round((0.0 if inplace else 1.0) + masks + 0.1, 2), unit="× input")
     return out
 
 
@@ -606,7 +657,23 @@ def _targets_markdown(checks: list[dict]) -> list[str]:
 
 
 def to_markdown(rep: Report) -> str:
-    m = rep.meta
+    hbm = rep.meta.get("hbm_gbs")
+    lines = _header_markdown(rep.meta)
+    checks = target_checks(rep)
+    if checks:
+        lines += _targets_markdown(checks)
+    for shape in _shapes(rep):
+        lines += _shape_markdown(rep, shape, hbm)
+    if rep.masks:
+        lines += _masks_markdown(rep.masks)
+    if rep.train_step:
+        lines += _train_step_markdown(rep.train_step)
+    if rep.zeta_scaling:
+        lines += _zeta_scaling_markdown(rep.zeta_scaling)
+    return "\n".join(lines)
+
+
+def _header_markdown(m: dict) -> list[str]:
     lines = [
         "# mixkit speed benchmark",
         "",
@@ -624,56 +691,62 @@ def to_markdown(rep: Report) -> str:
     if hbm:
         lines += [f"*× HBM*: time over the HBM floor, three times the input's bytes (read two batches, "
                   f"write one) at {hbm:g} GB/s ({m.get('hbm_source', 'bandwidth')}).", ""]
-    checks = target_checks(rep)
-    if checks:
-        lines += _targets_markdown(checks)
-    for shape in _shapes(rep):
-        if hbm:
-            nbytes = 4 * math.prod(shape)  # float32 inputs
-            lines += [f"## {_shape_name(shape)}", "",
-                      f"HBM floor: {hbm_floor_ms(nbytes, hbm):.4f} ms (3 × {nbytes / 1e6:.2f} MB at "
-                      f"{hbm:g} GB/s).", "",
-                      "| method | implementation | mode | ms | × floor | × HBM | × best peer | mem | note |",
-                      "|---|---|---|---:|---:|---:|---:|---:|---|"]
-        else:
-            lines += [f"## {_shape_name(shape)}", "",
-                      "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
-                      "|---|---|---|---:|---:|---:|---:|---|"]
-        for r in rep.rows:
-            if tuple(r.shape) == shape:
-                hbm_cell = f"{_fmt(r.vs_hbm)} | " if hbm else ""
-                lines.append(
-                    f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
-                    f"{hbm_cell}{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
-                )
-        lines.append("")
-    if rep.masks:
-        lines += ["## FMix masks per second (per-sample, batched) vs the official one-per-batch", "",
-                  "| shape | batch | mixkit masks/s | official-style masks/s | ratio |",
-                  "|---|---:|---:|---:|---:|"]
-        for r in rep.masks:
-            shape = _shape_name(r["shape"])
-            lines.append(f"| {shape} | {r['batch']} | {r['mixkit_masks_per_s']:.0f} | "
-                         f"{_fmt(r.get('official_masks_per_s'), 0)} | {_fmt(r.get('ratio'), 1)} |")
-        lines.append("")
-    if rep.train_step:
-        lines += ["## Training step of a small CNN, batch 128×1×28×28", "",
-                  "Plain and mixed steps timed in pairs from the same model state; overhead = "
-                  "median over pairs of mixed / plain − 1.", "",
-                  "| mixer | plain ms | with mixer ms | overhead % |", "|---|---:|---:|---:|"]
-        for r in rep.train_step:
-            lines.append(f"| {r['method']} | {r['plain_ms']:.2f} | {r['mixed_ms']:.2f} | "
-                         f"{r['overhead_pct']:.1f} |")
-        lines.append("")
-    if rep.zeta_scaling:
-        lines += ["## ζ-mixup cost growth", "", "| axis | value | mixkit ms | official-style ms |",
-                  "|---|---:|---:|---:|"]
-        for axis, rows in rep.zeta_scaling.items():
-            for r in rows:
-                official = _fmt(r.get("official_ms"), 3)
-                lines.append(f"| {axis} | {r['x']} | {r['mixkit_ms']:.3f} | {official} |")
-        lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def _shape_markdown(rep: Report, shape: tuple, hbm: float | None) -> list[str]:
+    """One shape's table; with ``hbm`` (GB/s) its HBM floor and a × HBM column."""
+    if hbm:
+        nbytes = 4 * math.prod(shape)  # float32 inputs
+        lines = [f"## {_shape_name(shape)}", "",
+                 f"HBM floor: {hbm_floor_ms(nbytes, hbm):.4f} ms (3 × {nbytes / 1e6:.2f} MB at "
+                 f"{hbm:g} GB/s).", "",
+                 "| method | implementation | mode | ms | × floor | × HBM | × best peer | mem | note |",
+                 "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    else:
+        lines = [f"## {_shape_name(shape)}", "",
+                 "| method | implementation | mode | ms | × floor | × best peer | mem | note |",
+                 "|---|---|---|---:|---:|---:|---:|---|"]
+    for r in rep.rows:
+        if tuple(r.shape) == shape:
+            hbm_cell = f"{_fmt(r.vs_hbm)} | " if hbm else ""
+            lines.append(
+                f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
+                f"{hbm_cell}{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
+            )
+    return lines + [""]
+
+
+def _masks_markdown(masks: list[dict]) -> list[str]:
+    lines = ["## FMix masks per second (per-sample, batched) vs the official one-per-batch", "",
+             "| shape | batch | mixkit masks/s | official-style masks/s | ratio |",
+             "|---|---:|---:|---:|---:|"]
+    for r in masks:
+        shape = _shape_name(r["shape"])
+        lines.append(f"| {shape} | {r['batch']} | {r['mixkit_masks_per_s']:.0f} | "
+                     f"{_fmt(r.get('official_masks_per_s'), 0)} | {_fmt(r.get('ratio'), 1)} |")
+    return lines + [""]
+
+
+def _train_step_markdown(train_step: list[dict]) -> list[str]:
+    lines = ["## Training step of a small CNN, batch 128×1×28×28", "",
+             "Plain and mixed steps timed in pairs from the same model state; overhead = "
+             "median over pairs of mixed / plain − 1.", "",
+             "| mixer | plain ms | with mixer ms | overhead % |", "|---|---:|---:|---:|"]
+    for r in train_step:
+        lines.append(f"| {r['method']} | {r['plain_ms']:.2f} | {r['mixed_ms']:.2f} | "
+                     f"{r['overhead_pct']:.1f} |")
+    return lines + [""]
+
+
+def _zeta_scaling_markdown(scaling: dict) -> list[str]:
+    lines = ["## ζ-mixup cost growth", "", "| axis | value | mixkit ms | official-style ms |",
+             "|---|---:|---:|---:|"]
+    for axis, rows in scaling.items():
+        for r in rows:
+            official = _fmt(r.get("official_ms"), 3)
+            lines.append(f"| {axis} | {r['x']} | {r['mixkit_ms']:.3f} | {official} |")
+    return lines + [""]
 
 
 def plot_zeta_scaling(scaling: dict, path: Path) -> None:

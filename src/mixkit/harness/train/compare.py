@@ -97,36 +97,16 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     if log is None:
         def log(msg):
             print(msg, file=sys.stderr, flush=True)
-    if not methods:
-        raise ValueError("methods: expected at least one method, got none")
-    if not seeds:
-        raise ValueError("seeds: expected at least one seed, got none")
-    if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"methods, seeds: expected distinct entries, got {methods} and {seeds}")
-    for m in methods:
-        method_overrides(m)          # raises for an unknown name before anything runs
+    _check_request(methods, seeds, jobs)
     if progress is None:
         progress = sys.stderr.isatty()
-    if jobs < 1:
-        raise ValueError(f"jobs: expected a positive number of parallel runs, got {jobs}")
     pending = [(m, s) for m in methods for s in seeds]
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(pending), desc="compare", dynamic_ncols=True, file=sys.stderr)
     finals: dict[tuple[str, int], dict] = {}
-    todo = []
-    for m, s in pending:
-        cfg = _run_config(base, m, s)
-        run_dir = os.path.join(out, m, f"seed{s}")
-        final = _finished(cfg, run_dir)
-        if final is not None:
-            log(f"{run_dir}: finished earlier, skipped")
-            finals[m, s] = final
-            if bar is not None:
-                bar.update(1)
-        else:
-            todo.append((m, s, cfg, run_dir))
+    todo = _skip_finished(base, pending, out, finals, bar, log)
 
     def done(m, s, final):
         finals[m, s] = final
@@ -140,34 +120,72 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
         for m, s, cfg, run_dir in todo:
             done(m, s, _train_job(cfg, run_dir, progress=progress, log=None if progress else log))
     else:
-        # Parallel runs in fresh processes; each gets 1 thread unless the config names a count, so
-        # ``jobs`` processes share the cores instead of oversubscribing them.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
-            futures = {}
-            for m, s, cfg, run_dir in todo:
-                if cfg.threads is None:
-                    cfg = replace(cfg, threads=1)
-                futures[pool.submit(_train_job, cfg, run_dir)] = (m, s)
-            for fut in as_completed(futures):
-                m, s = futures[fut]
-                done(m, s, fut.result())
-    runs = []
-    for m, s in pending:
-        curve = []
-        mpath = os.path.join(out, m, f"seed{s}", METRICS)
-        if os.path.exists(mpath):
-            with open(mpath, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f if line.strip()]
-                curve = [(r["epoch"], r["test_error"]) for r in records if "test_error" in r]
-        runs.append({"method": m, "seed": s, "final": finals[m, s], "curve": curve})
+        _train_in_parallel(todo, jobs, done)
+    runs = [{"method": m, "seed": s, "final": finals[m, s], "curve": _test_error_curve(out, m, s)}
+            for m, s in pending]
     if bar is not None:
         bar.close()
     summary = aggregate(runs, methods)
     write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper)
     return summary
+
+
+def _check_request(methods: list[str], seeds: list[int], jobs: int) -> None:
+    if not methods:
+        raise ValueError("methods: expected at least one method, got none")
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed, got none")
+    if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"methods, seeds: expected distinct entries, got {methods} and {seeds}")
+    for m in methods:
+        method_overrides(m)          # raises for an unknown name before anything runs
+    if jobs < 1:
+        raise ValueError(f"jobs: expected a positive number of parallel runs, got {jobs}")
+
+
+def _skip_finished(base: TrainConfig, pending, out: str, finals: dict, bar, log) -> list[tuple]:
+    """Collect the runs finished earlier into ``finals``; return ``(method, seed, cfg, run_dir)``
+    of the others."""
+    todo = []
+    for m, s in pending:
+        cfg = _run_config(base, m, s)
+        run_dir = os.path.join(out, m, f"seed{s}")
+        final = _finished(cfg, run_dir)
+        if final is not None:
+            log(f"{run_dir}: finished earlier, skipped")
+            finals[m, s] = final
+            if bar is not None:
+                bar.update(1)
+        else:
+            todo.append((m, s, cfg, run_dir))
+    return todo
+
+
+def _train_in_parallel(todo: list[tuple], jobs: int, done) -> None:
+    """Parallel runs in fresh processes; each gets 1 thread unless the config names a count, so
+    ``jobs`` processes share the cores instead of oversubscribing them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+        futures = {}
+        for m, s, cfg, run_dir in todo:
+            if cfg.threads is None:
+                cfg = replace(cfg, threads=1)
+            futures[pool.submit(_train_job, cfg, run_dir)] = (m, s)
+        for fut in as_completed(futures):
+            m, s = futures[fut]
+            done(m, s, fut.result())
+
+
+def _test_error_curve(out: str, method: str, seed: int) -> list[tuple[int, float]]:
+    """``(epoch, test error)`` of every evaluated epoch of one run."""
+    mpath = os.path.join(out, method, f"seed{seed}", METRICS)
+    if not os.path.exists(mpath):
+        return []
+    with open(mpath, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [(r["epoch"], r["test_error"]) for r in records if "test_error" in r]
 
 
 def _train_job(cfg: TrainConfig, run_dir: str, progress: bool = False, log=None) -> dict:
@@ -300,6 +318,12 @@ def _plots(out: str, runs, summary, methods) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is in the harness extra
         return
+    _plot_error_bars(plt, out, summary, methods)
+    _plot_cohesion_calibration(plt, out, summary, methods)
+    _plot_curves(plt, out, runs, methods)
+
+
+def _plot_error_bars(plt, out: str, summary, methods) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(methods) + 1.5), 3.6))
     means = [summary[m]["test_error"][0] * 100 for m in methods]
     stds = [0.0 if math.isnan(summary[m]["test_error"][1]) else summary[m]["test_error"][1] * 100
@@ -315,22 +339,27 @@ def _plots(out: str, runs, summary, methods) -> None:
     _save_fig(fig, os.path.join(out, "error_bars.png"))
     plt.close(fig)
 
+
+def _plot_cohesion_calibration(plt, out: str, summary, methods) -> None:
     panels = [("scatter_ratio", 1.0, "S_b / S_w of test features (higher: more separable)"),
               ("ece", 100.0, "expected calibration error (%)")]
     panels = [p for p in panels if all(p[0] in summary[m] for m in methods)]
-    if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.8 * len(methods) + 1.5) * len(panels),
-                                                          3.6), squeeze=False)
-        for ax, (key, scale, title) in zip(axes[0], panels, strict=True):
-            vals = [summary[m][key][0] * scale for m in methods]
-            errs = [0.0 if math.isnan(summary[m][key][1]) else summary[m][key][1] * scale for m in methods]
-            ax.bar(range(len(methods)), vals, yerr=errs, capsize=3, color="#55a868")
-            ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
-            ax.set_title(title, fontsize=9)
-        fig.tight_layout()
-        _save_fig(fig, os.path.join(out, "cohesion_calibration.png"))
-        plt.close(fig)
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.8 * len(methods) + 1.5) * len(panels),
+                                                      3.6), squeeze=False)
+    for ax, (key, scale, title) in zip(axes[0], panels, strict=True):
+        vals = [summary[m][key][0] * scale for m in methods]
+        errs = [0.0 if math.isnan(summary[m][key][1]) else summary[m][key][1] * scale for m in methods]
+        ax.bar(range(len(methods)), vals, yerr=errs, capsize=3, color="#55a868")
+        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save_fig(fig, os.path.join(out, "cohesion_calibration.png"))
+    plt.close(fig)
 
+
+def _plot_curves(plt, out: str, runs, methods) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
         curves = [r["curve"] for r in runs if r["method"] == m and r["curve"]]

@@ -18,11 +18,14 @@ rate is a function of the step count.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,12 +47,14 @@ from .config import TrainConfig, config_diff, config_from_dict, config_to_dict, 
 from .methods import build_method
 from .metrics import MetricState
 
-__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE"]
+__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE",
+           "EPOCH_END_HOOKS"]
 
 FINAL, CHECKPOINT, CONFIG, METRICS = "final.json", "checkpoint.pt", "config.yaml", "metrics.jsonl"
-# Fault injection for the resume tests: SIGKILL this process right after the checkpoint of the
-# given epoch (1-based) is on disk.
-_KILL_ENV = "MIXKIT_KILL_AFTER_EPOCH"
+# Called on every process at the end of every epoch, once its checkpoint is on disk and its line
+# logged, as ``hook(epoch=<epochs finished, 1-based>, info=<the process's DistInfo>)``. The
+# harness never adds one: tests do (the resume tests SIGKILL the process after an epoch).
+EPOCH_END_HOOKS: list[Callable[..., None]] = []
 # Settings that may change between a run and its resume (or a finished run and a comparison that
 # reuses it) without changing its results.
 RESULT_FREE = ("threads", "eval_batch_size", "eval_every")
@@ -173,161 +178,268 @@ def _check_run_dir(cfg: TrainConfig, out: str, resume: bool) -> dict | None:
     return load_checkpoint(ckpt_path)
 
 
+# ---------------------------------------------------------------------------------------------
+# The run, top to bottom.
+
+
 def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | None = None,
           log=None) -> dict:
     """Train one run into ``out`` and return its final metrics (see the module docstring)."""
-    import yaml
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    env_local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg.device, env_local)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)       # nccl collectives and all_gather_object use it
+    device = _set_up_device(cfg)
     info = dist.setup(device)
     try:
-        is_main = info.is_main
-        if log is None:
-            def log(msg):
-                if is_main:
-                    print(msg, file=sys.stderr, flush=True)
-        if progress is None:
-            progress = sys.stderr.isatty()
-        progress = progress and is_main
-
-        final_path = os.path.join(out, FINAL)
-        if resume and os.path.exists(final_path):
-            import json
-            _check_run_dir(cfg, out, resume=True)
-            log(f"{out}: already finished")
-            with open(final_path, encoding="utf-8") as f:
-                return json.load(f)
-        ckpt = _check_run_dir(cfg, out, resume)
-        if is_main:
-            os.makedirs(out, exist_ok=True)
-            atomic_write_text(os.path.join(out, CONFIG),
-                              yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-        # -- data ------------------------------------------------------------------------------
-        data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
-                            test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
-        k = data.num_classes
-        store = device if device.type == "cuda" else torch.device("cpu")
-        train_x, train_y = data.train_x.to(store), data.train_y.to(store)
-        test_x, test_y = data.test_x.to(store), data.test_y.to(store)
-
-        # -- model, method, optimiser ----------------------------------------------------------
-        torch.manual_seed(_seed(cfg.seed, 0))
-        model = build_model(cfg.model, num_classes=k, input_shape=data.input_shape).to(device)
-        if device.type == "cuda" and cfg.channels_last and train_x.ndim == 4:
-            model = model.to(memory_format=torch.channels_last)
-        dist.broadcast_model(model, info)
-        method = build_method(cfg, model, k)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-        amp_dtype = None
-        if device.type == "cuda" and cfg.amp:
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        gen = torch.Generator(device=device).manual_seed(_seed(cfg.seed, 2, info.rank))
-        sampler = None
-        if method.needs_originals:
-            sampler = BalancedBatchSampler(train_y.cpu(), cfg.batch_size, seed=_seed(cfg.seed, 3),
-                                           rank=info.rank, world_size=info.world_size)
-
-        start_epoch, history, elapsed = 0, [], 0.0
+        log = log if log is not None else _main_process_log(info)
+        progress = (sys.stderr.isatty() if progress is None else progress) and info.is_main
+        if resume and os.path.exists(os.path.join(out, FINAL)):
+            return _already_finished(cfg, out, log)
+        ckpt = _prepare_run_dir(cfg, out, resume, info)
+        data = _load_data(cfg, device)
+        run = _build_run(cfg, out, data, device, info, log, progress)
         if ckpt is not None:
-            if ckpt["world_size"] != info.world_size:
-                raise CheckpointError(f"resume: the run used {ckpt['world_size']} processes, "
-                                      f"this one has {info.world_size}")
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scaler.load_state_dict(ckpt["scaler"])
-            gen.set_state(ckpt["generators"][info.rank])
-            method.load_state_dict(ckpt["method"])
-            start_epoch, history, elapsed = ckpt["epoch"], list(ckpt["history"]), ckpt["elapsed"]
-            log(f"{out}: resuming after epoch {start_epoch}/{cfg.epochs}")
-
-        n_params = count_parameters(model)
-        log(f"{out}: {cfg.method} on {data.name} ({train_x.shape[0]} train, {test_x.shape[0]} test), "
-            f"{cfg.model} ({n_params / 1e6:.2f} M parameters), {cfg.epochs} epochs, device {device}"
-            + (f", {info.world_size} processes" if info.enabled else ""))
-
-        kill_after = int(os.environ.get(_KILL_ENV, "0"))
-        metrics: dict = history[-1] if history else {}
-        for epoch in range(start_epoch, cfg.epochs):
+            _resume(run, ckpt)
+        _log_start(run)
+        for epoch in range(run.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            model.train()
-            batches = _epoch_batches(cfg, train_x.shape[0], train_y, epoch, info, sampler)
-            bar = _progress(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", progress)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for i, idx in enumerate(batches):
-                lr = lr_at(cfg, epoch + i / len(batches))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                idx = idx.to(store)
-                originals = train_x[idx].to(device, non_blocking=True)
-                labels = train_y[idx].to(device, non_blocking=True)
-                if device.type == "cuda" and cfg.channels_last and originals.ndim == 4:
-                    originals = originals.contiguous(memory_format=torch.channels_last)
-                augmented = augment_batch(originals, cfg.augment, cfg.crop_padding, gen)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = method.loss(model, originals, augmented, labels, gen)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch + 1}, step {i}: the loss is {float(loss)}; "
-                                             f"lower the learning rate (lr={cfg.lr})")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                dist.average_gradients(model, info)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach().double()
-                if bar is not None:
-                    bar.update(1)
-                    if i % 10 == 0:
-                        bar.set_postfix(loss=f"{float(loss):.3f}")
-            if bar is not None:
-                bar.close()
-            train_loss = dist.all_reduce_sum(
-                torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64)]),
-                info, device)
-            # Evaluation reads the model in eval mode without gradients or random draws, so how
-            # often it runs does not change the training; the last epoch is always evaluated.
-            evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-            if evaluated:
-                metrics = evaluate(model, test_x, test_y, k, cfg, device, info, amp_dtype)
-            elapsed += time.perf_counter() - t0
-            record = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch + 1 - 1e-9),
-                      "train_loss": float(train_loss[0] / train_loss[1]),
-                      **(metrics if evaluated else {}), "elapsed_s": round(elapsed, 3)}
-            history.append(record)
-            generators = dist.gather_objects(gen.get_state(), info)
-            if is_main:
-                save_checkpoint(os.path.join(out, CHECKPOINT), {
-                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "generators": generators,
-                    "method": method.state_dict(), "history": history, "elapsed": elapsed,
-                    "world_size": info.world_size})
-                import json
-                atomic_write_text(os.path.join(out, METRICS),
-                                  "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
-            log(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
-                + (f"test error {metrics['test_error']:.4f}  nll {metrics['nll']:.4f}  "
-                   f"ece {metrics['ece']:.4f}  " if evaluated else "")
-                + f"({elapsed:.1f} s)")
-            if kill_after == epoch + 1 and is_main:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        final = {k2: v for k2, v in metrics.items() if k2 not in ("epoch", "lr", "elapsed_s")}
-        if is_main and hasattr(model, "feature_layer"):
-            final.update(feature_scatter(model, test_x, test_y, cfg, device))
-        final.update({"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed,
-                      "epochs": cfg.epochs, "train_time_s": round(elapsed, 3), "parameters": n_params,
-                      "world_size": info.world_size,
-                      "train_loss": history[-1]["train_loss"] if history else float("nan")})
-        if is_main:
-            atomic_write_json(final_path, final)
-        dist.barrier(info)
-        return final
+            train_loss = _train_one_epoch(run, epoch)
+            evaluated = _evaluate_if_due(run, epoch)
+            run.elapsed += time.perf_counter() - t0
+            record = _record_epoch(run, epoch, train_loss, evaluated)
+            _save_checkpoint(run, epoch + 1)
+            _log_epoch(run, record, evaluated)
+            for hook in EPOCH_END_HOOKS:
+                hook(epoch=epoch + 1, info=info)
+        return _finish(run)
     finally:
         dist.teardown(info)
+
+
+@dataclass
+class _Data:
+    """The dataset's tensors on ``store`` (the device on CUDA, else the CPU)."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple
+    store: torch.device
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+@dataclass
+class _Run:
+    """What the steps of one run share: where it runs, its data, what it trains, its history."""
+
+    cfg: TrainConfig
+    out: str
+    device: torch.device
+    info: dist.DistInfo
+    log: Callable[[str], None]
+    progress: bool
+    data: _Data
+    model: torch.nn.Module
+    method: Any
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    gen: torch.Generator                 # this process's draws (augmentation, mixing)
+    sampler: BalancedBatchSampler | None
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0
+    metrics: dict = field(default_factory=dict)   # the last evaluation's test metrics
+
+
+def _set_up_device(cfg: TrainConfig) -> torch.device:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)       # nccl collectives and all_gather_object use it
+    return device
+
+
+def _main_process_log(info: dist.DistInfo) -> Callable[[str], None]:
+    def log(msg):
+        if info.is_main:
+            print(msg, file=sys.stderr, flush=True)
+    return log
+
+
+def _already_finished(cfg: TrainConfig, out: str, log) -> dict:
+    _check_run_dir(cfg, out, resume=True)
+    log(f"{out}: already finished")
+    with open(os.path.join(out, FINAL), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _prepare_run_dir(cfg: TrainConfig, out: str, resume: bool, info: dist.DistInfo) -> dict | None:
+    """Check the run directory, write the resolved config; return the checkpoint to resume from."""
+    import yaml
+
+    ckpt = _check_run_dir(cfg, out, resume)
+    if info.is_main:
+        os.makedirs(out, exist_ok=True)
+        atomic_write_text(os.path.join(out, CONFIG), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return ckpt
+
+
+def _load_data(cfg: TrainConfig, device: torch.device) -> _Data:
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
+                        test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
+    store = device if device.type == "cuda" else torch.device("cpu")
+    return _Data(data.name, data.num_classes, data.input_shape, store, data.train_x.to(store),
+                 data.train_y.to(store), data.test_x.to(store), data.test_y.to(store))
+
+
+def _build_run(cfg: TrainConfig, out: str, data: _Data, device: torch.device, info: dist.DistInfo,
+               log, progress: bool) -> _Run:
+    """Model (the same initial weights on every process), method, optimiser, generators."""
+    torch.manual_seed(_seed(cfg.seed, 0))
+    model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
+    if device.type == "cuda" and cfg.channels_last and data.train_x.ndim == 4:
+        model = model.to(memory_format=torch.channels_last)
+    dist.broadcast_model(model, info)
+    method = build_method(cfg, model, data.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    amp_dtype = None
+    if device.type == "cuda" and cfg.amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    gen = torch.Generator(device=device).manual_seed(_seed(cfg.seed, 2, info.rank))
+    sampler = None
+    if method.needs_originals:
+        sampler = BalancedBatchSampler(data.train_y.cpu(), cfg.batch_size, seed=_seed(cfg.seed, 3),
+                                       rank=info.rank, world_size=info.world_size)
+    return _Run(cfg, out, device, info, log, progress, data, model, method, optimizer, scaler, amp_dtype,
+                gen, sampler)
+
+
+def _resume(run: _Run, ckpt: dict) -> None:
+    if ckpt["world_size"] != run.info.world_size:
+        raise CheckpointError(f"resume: the run used {ckpt['world_size']} processes, "
+                              f"this one has {run.info.world_size}")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    run.gen.set_state(ckpt["generators"][run.info.rank])
+    run.method.load_state_dict(ckpt["method"])
+    run.start_epoch, run.history, run.elapsed = ckpt["epoch"], list(ckpt["history"]), ckpt["elapsed"]
+    run.metrics = run.history[-1] if run.history else {}
+    run.log(f"{run.out}: resuming after epoch {run.start_epoch}/{run.cfg.epochs}")
+
+
+def _log_start(run: _Run) -> None:
+    cfg, d = run.cfg, run.data
+    run.log(f"{run.out}: {cfg.method} on {d.name} ({d.train_x.shape[0]} train, {d.test_x.shape[0]} test), "
+            f"{cfg.model} ({count_parameters(run.model) / 1e6:.2f} M parameters), {cfg.epochs} epochs, "
+            f"device {run.device}" + (f", {run.info.world_size} processes" if run.info.enabled else ""))
+
+
+def _train_one_epoch(run: _Run, epoch: int) -> float:
+    """One pass over this process's batches of ``epoch``; the mean training loss over all processes."""
+    run.model.train()
+    batches = _epoch_batches(run.cfg, run.data.train_x.shape[0], run.data.train_y, epoch, run.info,
+                             run.sampler)
+    bar = _progress(len(batches), f"epoch {epoch + 1}/{run.cfg.epochs}", run.progress)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    for i, idx in enumerate(batches):
+        _set_lr(run.optimizer, lr_at(run.cfg, epoch + i / len(batches)))
+        loss = _train_step(run, idx, epoch, i)
+        loss_sum += loss.detach().double()
+        if bar is not None:
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+    if bar is not None:
+        bar.close()
+    total = dist.all_reduce_sum(
+        torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64)]),
+        run.info, run.device)
+    return float(total[0] / total[1])
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _train_step(run: _Run, idx: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
+    """Augment and mix one batch, one optimiser step with gradients averaged over processes."""
+    cfg, device, d = run.cfg, run.device, run.data
+    idx = idx.to(d.store)
+    originals = d.train_x[idx].to(device, non_blocking=True)
+    labels = d.train_y[idx].to(device, non_blocking=True)
+    if device.type == "cuda" and cfg.channels_last and originals.ndim == 4:
+        originals = originals.contiguous(memory_format=torch.channels_last)
+    augmented = augment_batch(originals, cfg.augment, cfg.crop_padding, run.gen)
+    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        loss = run.method.loss(run.model, originals, augmented, labels, run.gen)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss)}; "
+                                 f"lower the learning rate (lr={cfg.lr})")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    dist.average_gradients(run.model, run.info)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss
+
+
+def _evaluate_if_due(run: _Run, epoch: int) -> bool:
+    """Evaluate on the test set every ``eval_every`` epochs and after the last one.
+
+    Evaluation reads the model in eval mode without gradients or random draws, so how often it
+    runs does not change the training."""
+    if not ((epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == run.cfg.epochs):
+        return False
+    d = run.data
+    run.metrics = evaluate(run.model, d.test_x, d.test_y, d.num_classes, run.cfg, run.device, run.info,
+                           run.amp_dtype)
+    return True
+
+
+def _record_epoch(run: _Run, epoch: int, train_loss: float, evaluated: bool) -> dict:
+    record = {"epoch": epoch + 1, "lr": lr_at(run.cfg, epoch + 1 - 1e-9), "train_loss": train_loss,
+              **(run.metrics if evaluated else {}), "elapsed_s": round(run.elapsed, 3)}
+    run.history.append(record)
+    return record
+
+
+def _save_checkpoint(run: _Run, epochs_done: int) -> None:
+    """``checkpoint.pt`` (every process's generator state included) and ``metrics.jsonl``."""
+    generators = dist.gather_objects(run.gen.get_state(), run.info)
+    if not run.info.is_main:
+        return
+    save_checkpoint(os.path.join(run.out, CHECKPOINT), {
+        "epoch": epochs_done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(), "generators": generators, "method": run.method.state_dict(),
+        "history": run.history, "elapsed": run.elapsed, "world_size": run.info.world_size})
+    atomic_write_text(os.path.join(run.out, METRICS),
+                      "".join(json.dumps(r, sort_keys=True) + "\n" for r in run.history))
+
+
+def _log_epoch(run: _Run, record: dict, evaluated: bool) -> None:
+    m = run.metrics
+    run.log(f"epoch {record['epoch']:>3}/{run.cfg.epochs}  loss {record['train_loss']:.4f}  "
+            + (f"test error {m['test_error']:.4f}  nll {m['nll']:.4f}  ece {m['ece']:.4f}  "
+               if evaluated else "")
+            + f"({run.elapsed:.1f} s)")
+
+
+def _finish(run: _Run) -> dict:
+    """The final metrics (the last evaluation, feature scatter, the run's facts) into ``final.json``."""
+    cfg, d = run.cfg, run.data
+    final = {k: v for k, v in run.metrics.items() if k not in ("epoch", "lr", "elapsed_s")}
+    if run.info.is_main and hasattr(run.model, "feature_layer"):
+        final.update(feature_scatter(run.model, d.test_x, d.test_y, cfg, run.device))
+    final.update({"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed,
+                  "epochs": cfg.epochs, "train_time_s": round(run.elapsed, 3),
+                  "parameters": count_parameters(run.model), "world_size": run.info.world_size,
+                  "train_loss": run.history[-1]["train_loss"] if run.history else float("nan")})
+    if run.info.is_main:
+        atomic_write_json(os.path.join(run.out, FINAL), final)
+    dist.barrier(run.info)
+    return final
