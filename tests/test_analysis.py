@@ -76,6 +76,7 @@ def test_moons_manifold_distance_matches_dense_sampling(gen):
     assert torch.allclose(moons_manifold_distance(pts), ref, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_half_moons_realism_small_run():
     res = half_moons_realism(gammas=(2.8,), n=128, batch=16, draws=2, seed=0, keep_points=True)
     assert set(res) >= {"config", "real", "methods", "points"}
@@ -247,6 +248,7 @@ def test_expected_calibration_error_matches_loop_and_limits(gen):
 # gallery
 
 
+@pytest.mark.slow
 def test_gallery_smoke(tmp_path, gen):
     pytest.importorskip("matplotlib")
     from mixkit.harness.analysis import gallery
@@ -262,6 +264,7 @@ def test_gallery_smoke(tmp_path, gen):
         assert os.path.getsize(p) > 1000
 
 
+@pytest.mark.slow
 def test_gallery_main_arguments(tmp_path):
     from mixkit.harness.analysis import gallery
 

@@ -14,6 +14,7 @@ import torch
 from mixkit.harness import bench
 
 
+@pytest.mark.slow
 def test_bench_runs_and_writes_reports(tmp_path):
     rep = bench.run(shapes=[(4, 1, 8, 8), (6, 1, 12)], repeats=1, peers=True, extras=False, out=tmp_path)
     methods = {(r.method, r.impl, r.mode) for r in rep.rows}
@@ -207,6 +208,7 @@ def _gpu_check():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_gpu_check_without_cuda_exits_non_zero_with_a_message(tmp_path):
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"

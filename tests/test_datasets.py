@@ -281,6 +281,7 @@ def mnist1d_cache(tmp_path_factory):
     return cache, bundle, np.array_equal(before, after)
 
 
+@pytest.mark.slow
 def test_mnist1d_shapes_and_determinism(mnist1d_cache):
     cache, b, rng_untouched = mnist1d_cache
     assert b.kind == "signal" and b.input_shape == (1, 40) and b.in_channels == 1
@@ -294,6 +295,7 @@ def test_mnist1d_shapes_and_determinism(mnist1d_cache):
     assert [p.name for p in cache.iterdir()] == ["mnist1d-n5000-len40-seed42.npz"]  # no temp files left
 
 
+@pytest.mark.slow
 def test_mnist1d_cache_is_reused(mnist1d_cache, monkeypatch):
     cache, b, _ = mnist1d_cache
 
@@ -306,6 +308,7 @@ def test_mnist1d_cache_is_reused(mnist1d_cache, monkeypatch):
     assert torch.bincount(again.train_y).tolist() == [10] * 10
 
 
+@pytest.mark.slow
 def test_mnist1d_corrupt_cache_is_regenerated(mnist1d_cache, tmp_path, monkeypatch):
     cache, b, _ = mnist1d_cache
     good = cache / "mnist1d-n5000-len40-seed42.npz"

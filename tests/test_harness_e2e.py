@@ -22,6 +22,7 @@ def _final(d):
         return json.load(f)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_train_one_epoch_every_method(tmp_path, method, capsys):
     out = str(tmp_path / method)
@@ -39,6 +40,7 @@ def math_finite(x):
     return x == x and abs(x) != float("inf")
 
 
+@pytest.mark.slow
 def test_training_learns_on_digits(tmp_path):
     out = str(tmp_path / "erm")
     main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "32", "--lr", "0.1",
@@ -49,6 +51,7 @@ def test_training_learns_on_digits(tmp_path):
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_eval_every_changes_no_result(tmp_path):
     """Evaluating every 2nd epoch (and the last) trains exactly as evaluating every epoch."""
     common = ["train", *TINY, "--method", "mixup", "--epochs", "3"]
@@ -95,6 +98,7 @@ def _run_killed_after_epoch(epoch, args):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mixup+fmix", "synermix"])
 def test_resume_after_kill_matches_uninterrupted(tmp_path, method):
     args = [*TINY, "--method", method, "--epochs", "3", "--seed", "5"]
@@ -118,6 +122,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, method):
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
 
 
+@pytest.mark.slow
 def test_resume_errors(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(["train", *TINY, "--epochs", "1", "--out", out]) == 0
@@ -138,6 +143,7 @@ def test_resume_errors(tmp_path, capsys):
     assert "expected a run directory with config.yaml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     out = str(tmp_path / "cmp")
     args = ["compare", *TINY, "--methods", "erm,mixup", "--seeds", "0,1", "--epochs", "1", "--out", out]
@@ -157,6 +163,7 @@ def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     assert os.path.getmtime(os.path.join(out, "erm", "seed0", "final.json")) == stamp
 
 
+@pytest.mark.slow
 def test_compare_parallel_jobs_match_serial(tmp_path, capsys):
     """--jobs 2 trains in worker processes; every run equals the serial one (both 1 thread)."""
     common = ["compare", *TINY, "--methods", "erm,cutmix", "--seeds", "0", "--epochs", "1"]
@@ -219,6 +226,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mixup", "synermix"])
 def test_two_process_gloo(tmp_path, method):
     out = str(tmp_path / "ddp")
@@ -280,6 +288,7 @@ def _write_fashion(d, n_train=60, n_test=20, seed=0):
             f.write(struct.pack(">HBBI", 0, 8, 1, n) + labels.numpy().tobytes())
 
 
+@pytest.mark.slow
 def test_realism_in_trained_feature_space(tmp_path):
     from mixkit.harness.analysis.cohesion import penultimate_features
     from mixkit.harness.analysis.realism import trained_feature_fn

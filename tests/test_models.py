@@ -249,11 +249,45 @@ def test_synermix(name):
 
 
 def test_synermix_with_manifold_inter():
+    """The loss equals beta * L_intra + (1 - beta) * L_inter recomputed by hand from the same
+    generator (intra weights first, then the Manifold Mixup draws), and trains every parameter."""
     model = _model("small-cnn").train()
+    model.zero_grad(set_to_none=True)
     x, y = _batch("small-cnn")
+    x_aug = x.flip(-1)
     inter = mixkit.ManifoldMixup(model, model.mixing_layers, num_classes=K)
     syner = mixkit.SynerMix(model, model.feature_layer, model.head, num_classes=K, beta=0.1, inter=inter)
-    syner.loss(x, x, y, generator=torch.Generator().manual_seed(4)).backward()
+    loss = syner.loss(x, x_aug, y, generator=torch.Generator().manual_seed(4))
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+    layer_used = inter.last_layer
+
+    # by hand: intra-class mixes of the originals' features through the head, then one Manifold
+    # Mixup forward of the augmented images, both from the generator in that order
+    g = torch.Generator().manual_seed(4)
+    w = 1.0 - torch.rand(x.shape[0], generator=g)
+    store = {}
+    modules = dict(model.named_modules())
+    handle = modules[model.feature_layer].register_forward_hook(lambda m, a, out: store.update(f=out))
+    with torch.no_grad():
+        model(x)
+        handle.remove()
+        feats = store["f"].flatten(1)
+        head = modules[model.head]
+        ces = []
+        for c in y.unique():
+            rows = y == c
+            mixed = (feats[rows] * w[rows, None]).sum(0) / w[rows].sum()
+            ces.append(nn.functional.cross_entropy(head(mixed[None]), c[None]))
+        intra = torch.stack(ces).mean()
+        inter_loss = inter.loss(x_aug, y, generator=g)
+    assert inter.last_layer == layer_used
+    terms = syner.last_terms
+    assert terms["intra"] == pytest.approx(intra.item(), rel=1e-5, abs=1e-6)
+    assert terms["inter"] == pytest.approx(inter_loss.item(), rel=1e-5, abs=1e-6)
+    assert loss.item() == pytest.approx(0.1 * terms["intra"] + 0.9 * terms["inter"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -286,3 +286,33 @@ def test_host_box_equals_tensor_box(monkeypatch, spatial):
 def test_labels_on_another_device_than_the_inputs_is_an_error():
     with pytest.raises(ValueError, match=r"labels: expected a tensor on the inputs' device \(cpu\), got one on meta"):
         mixkit.CutMix(num_classes=C)(torch.rand(4, 3, 8, 8), torch.empty(4, dtype=torch.long, device="meta"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the command: the fast subset's one run of the training loop. The family it stands for
+# (every method, compare, resume after kill -9, two gloo processes) is in tests/test_harness_e2e.py,
+# marked slow.
+
+
+def test_one_cli_training_run_in_the_fast_subset(tmp_path, capsys):
+    import json
+    import os
+
+    from mixkit.harness.cli import main
+
+    out = str(tmp_path / "synermix")
+    argv = ["train", "--dataset", "digits", "--train-size", "120", "--test-size", "60", "--batch-size", "32",
+            "--model", "small-cnn", "--method", "synermix", "--epochs", "1", "--seed", "0", "--out", out]
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    with open(os.path.join(out, "final.json")) as f:
+        final = json.load(f)
+    assert final["method"] == "synermix" and final["n_test"] == 60
+    assert 0.0 <= final["test_error"] <= 1.0 and final["nll"] == final["nll"]
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml", "final.json", "metrics.jsonl"]
+    assert "test error" in capsys.readouterr().out
+    assert main(argv) == 2                                  # the same directory again, no --resume
+    assert "already holds a run; pass --resume" in capsys.readouterr().err

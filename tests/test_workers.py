@@ -88,8 +88,10 @@ def _check_draws(mixer, context):
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
-@pytest.mark.parametrize("mixer", [mixkit.MixUp(num_classes=C, mode="elem"), mixkit.FMix(num_classes=C)],
-                         ids=["mixup-elem", "fmix"])
+@pytest.mark.parametrize("mixer", [
+    pytest.param(mixkit.MixUp(num_classes=C, mode="elem"), id="mixup-elem"),
+    pytest.param(mixkit.FMix(num_classes=C), id="fmix", marks=pytest.mark.slow),   # ~1 s: 3 loaders
+])
 def test_workers_draw_differently_and_reproducibly_fork(mixer):
     _check_draws(mixer, "fork")
 
