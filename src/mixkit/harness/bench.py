@@ -89,6 +89,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _cuda_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """One call of ``fn`` timed with CUDA events, in ms (synchronised)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end)
+
+
 def time_ms(fn: Callable[[], object], device: torch.device, repeats: int = 15, warmup: int = 3,
             budget_s: float = 6.0) -> float:
     """Median wall time of ``fn`` in ms over ``repeats`` calls after ``warmup`` (fewer calls when
@@ -100,12 +110,7 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int = 15, w
     start_all = time.perf_counter()
     for _ in range(repeats):
         if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize(device)
-            times.append(a.elapsed_time(b))
+            times.append(_cuda_ms(fn, device))
         else:
             t0 = time.perf_counter()
             fn()
@@ -439,12 +444,7 @@ def _step_timer(model: torch.nn.Module, opt: torch.optim.Optimizer, device) -> C
         opt.load_state_dict(start[1])
         _sync(device)
         if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize(device)
-            return a.elapsed_time(b)
+            return _cuda_ms(fn, device)
         t0 = time.perf_counter()
         fn()
         return (time.perf_counter() - t0) * 1e3

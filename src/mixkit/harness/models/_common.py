@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["GlobalAvgPool", "init_weights"]
+__all__ = ["GlobalAvgPool", "attach_head", "init_weights"]
 
 
 class GlobalAvgPool(nn.Module):
@@ -32,3 +32,15 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def attach_head(model: nn.Module, features: int, num_classes: int) -> None:
+    """Give ``model`` its pooling and linear head, initialise its weights, and name the layers
+    the hidden-layer methods use: ``mixing_layers`` (the input and the outputs of the first two
+    stages), ``feature_layer`` (the pooled features) and ``head``."""
+    model.pool = GlobalAvgPool()
+    model.fc = nn.Linear(features, num_classes)
+    init_weights(model)
+    model.mixing_layers = ["", "layer1", "layer2"]
+    model.feature_layer = "pool"
+    model.head = "fc"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import GlobalAvgPool, init_weights
+from ._common import attach_head
 
 __all__ = ["PreActBlock", "PreActResNet", "BasicBlock", "Bottleneck", "ResNet"]
 
@@ -76,12 +76,7 @@ class PreActResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.bn = nn.BatchNorm2d(cin)
-        self.pool = GlobalAvgPool()
-        self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
-        self.mixing_layers: list[str] = ["", "layer1", "layer2"]
-        self.feature_layer: str = "pool"
-        self.head: str = "fc"
+        attach_head(self, cin, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(x)
@@ -160,12 +155,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.pool = GlobalAvgPool()
-        self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
-        self.mixing_layers: list[str] = ["", "layer1", "layer2"]
-        self.feature_layer: str = "pool"
-        self.head: str = "fc"
+        attach_head(self, cin, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

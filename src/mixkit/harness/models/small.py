@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._common import GlobalAvgPool, init_weights
+from ._common import attach_head
 
 __all__ = ["SmallCNN", "CNN1d"]
 
@@ -28,7 +28,14 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SmallCNN(nn.Module):
+class _ThreeStages(nn.Module):
+    """layer1, layer2, layer3, then the pooled head (``attach_head``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.layer3(self.layer2(self.layer1(x)))))
+
+
+class SmallCNN(_ThreeStages):
     """conv(c)x2-pool, conv(2c)x2-pool, conv(4c), global average pool, fc; ``c = width``."""
 
     def __init__(self, *, num_classes: int, in_channels: int = 1, width: int = 16):
@@ -37,16 +44,7 @@ class SmallCNN(nn.Module):
         self.layer1 = nn.Sequential(*_conv_bn_relu(in_channels, c), *_conv_bn_relu(c, c), nn.MaxPool2d(2))
         self.layer2 = nn.Sequential(*_conv_bn_relu(c, 2 * c), *_conv_bn_relu(2 * c, 2 * c), nn.MaxPool2d(2))
         self.layer3 = nn.Sequential(*_conv_bn_relu(2 * c, 4 * c))
-        self.pool = GlobalAvgPool()
-        self.fc = nn.Linear(4 * c, num_classes)
-        init_weights(self)
-        self.mixing_layers: list[str] = ["", "layer1", "layer2"]
-        self.feature_layer: str = "pool"
-        self.head: str = "fc"
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.pool(out))
+        attach_head(self, 4 * c, num_classes)
 
 
 def _conv1d_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -54,7 +52,7 @@ def _conv1d_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
                          nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
 
 
-class CNN1d(nn.Module):
+class CNN1d(_ThreeStages):
     """Conv1d stages of 32, 64, 128 channels (strides 1, 2, 2), global average pool, fc."""
 
     def __init__(self, *, num_classes: int, in_channels: int = 1, width: int = 32):
@@ -63,13 +61,4 @@ class CNN1d(nn.Module):
         self.layer1 = _conv1d_bn_relu(in_channels, c, 1)
         self.layer2 = _conv1d_bn_relu(c, 2 * c, 2)
         self.layer3 = _conv1d_bn_relu(2 * c, 4 * c, 2)
-        self.pool = GlobalAvgPool()
-        self.fc = nn.Linear(4 * c, num_classes)
-        init_weights(self)
-        self.mixing_layers: list[str] = ["", "layer1", "layer2"]
-        self.feature_layer: str = "pool"
-        self.head: str = "fc"
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(self.pool(out))
+        attach_head(self, 4 * c, num_classes)
