@@ -7,8 +7,14 @@ Three ways to mix a batch ``x`` of shape ``(B, *)``:
 - by keep mask: ``M * x + (1 - M) * x[index]`` with M over the trailing shape (CutMix, FMix).
 
 Labels follow with the same parameters (``mix_labels_pairs``, ``mix_labels_matrix``). Every
-function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` with
-temporaries of a fraction of the batch only, and give the same values as the out-of-place ones.
+function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` and
+give the same values as the out-of-place ones. Their scratch space: for CPU samples of at least
+``_WALK_MIN_NUMEL`` elements one sample (or one box region) per permutation cycle, otherwise one
+gathered copy of the partners.
+
+Paths that read values on the host (row loops, cycle walks, box slicing) run only on CPU tensors
+in eager mode and without autograd recording; elsewhere the same results come from tensor
+operations alone (``host_readable``, ``records_grad``).
 """
 
 from __future__ import annotations
