@@ -166,8 +166,12 @@ def _train_in_parallel(todo: list[tuple], jobs: int, done) -> None:
     ``jobs`` processes share the cores instead of oversubscribing them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..lifeline import die_with_parent
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+    # Workers end with this process, even when it is killed with SIGKILL (no orphans train on).
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {}
         for m, s, cfg, run_dir in todo:
             if cfg.threads is None:

@@ -35,6 +35,7 @@ from mixkit.samplers import BalancedBatchSampler
 from ..data.augment import augment_batch
 from ..data.datasets import load_dataset
 from ..models import build_model, count_parameters
+from ..rundir import lock_run_dir
 from . import dist
 from .checkpoint import (
     CheckpointError,
@@ -187,7 +188,10 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
     """Train one run into ``out`` and return its final metrics (see the module docstring)."""
     device = _set_up_device(cfg)
     info = dist.setup(device)
+    lock = None
     try:
+        # The main process holds the run directory's lock for the whole run (see ``rundir``).
+        lock = lock_run_dir(out) if info.is_main else None
         log = log if log is not None else _main_process_log(info)
         progress = (sys.stderr.isatty() if progress is None else progress) and info.is_main
         if resume and os.path.exists(os.path.join(out, FINAL)):
@@ -210,6 +214,8 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
                 hook(epoch=epoch + 1, info=info)
         return _finish(run)
     finally:
+        if lock is not None:
+            lock.release()
         dist.teardown(info)
 
 
@@ -275,7 +281,10 @@ def _already_finished(cfg: TrainConfig, out: str, log) -> dict:
 
 
 def _prepare_run_dir(cfg: TrainConfig, out: str, resume: bool, info: dist.DistInfo) -> dict | None:
-    """Check the run directory, write the resolved config; return the checkpoint to resume from."""
+    """Check the run directory, write the resolved config; return the checkpoint to resume from.
+
+    ``train`` has created and locked ``out`` already (``rundir.lock_run_dir``).
+    """
     import yaml
 
     ckpt = _check_run_dir(cfg, out, resume)
