@@ -2,7 +2,10 @@
 
 Every ``TrainConfig`` field is a flag (``--train-size 2000``, ``--no-amp``, ``--milestones
 100,150``); values come from the defaults, then ``--preset``, then ``--config file.yaml``, then
-the flags given. Examples::
+the flags given. A bool field is ``--amp`` / ``--no-amp`` (no value); a list field takes
+comma-separated integers; a bad or non-finite value is an error naming the field. ``--resume``
+continues with the settings stored in the run's checkpoint (an edited ``config.yaml`` changes
+nothing) and refuses a flag, preset or ``--config`` that differs from them. Examples::
 
     mixkit train --dataset digits --model small-cnn --method mixup --epochs 1 --seed 0 --out runs/a
     mixkit train --out runs/a --resume
@@ -22,7 +25,15 @@ import types
 import typing
 from dataclasses import MISSING, fields
 
-from .train.config import COMPARE_PRESETS, METHODS, PRESETS, VARIANTS, TrainConfig
+from .train.config import (
+    COMPARE_PRESETS,
+    LIST_FIELDS,
+    METHODS,
+    PRESETS,
+    VARIANTS,
+    TrainConfig,
+    parse_int_list,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -65,8 +76,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if hint is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
-        elif hint is list[int]:
-            group.add_argument(flag, dest=f.name, type=_int_list, default=argparse.SUPPRESS,
+        elif args[0] is list:        # parsed after argparse, by the same rule as a YAML string
+            group.add_argument(flag, dest=f.name, type=str, default=argparse.SUPPRESS,
                                metavar="N,N", help=help_text)
         elif args[0] in (typing.Union, types.UnionType):
             inner = next(a for a in args[1] if a is not type(None))
@@ -78,8 +89,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
 
 
 def _overrides(ns: argparse.Namespace) -> dict:
+    """The TrainConfig fields given as flags; a list flag (``--milestones 100,150``) becomes a list
+    of ints here (ValueError ``milestones: expected ...`` for a bad element)."""
     names = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in vars(ns).items() if k in names}
+    over = {k: v for k, v in vars(ns).items() if k in names}
+    for name in LIST_FIELDS:
+        if isinstance(over.get(name), str):
+            over[name] = parse_int_list(name, over[name])
+    return over
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,15 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(ns) -> int:
     from .train.config import config_from_dict, read_yaml, resolve_config
-    from .train.loop import CONFIG, train
+    from .train.loop import saved_config, train
 
     over = _overrides(ns)
     if ns.resume:
-        path = os.path.join(ns.out, CONFIG)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"--resume: expected a run directory with {CONFIG}, found none in {ns.out}")
-        values = read_yaml(path)
+        # The run's own settings (its checkpoint's config; config.yaml for older checkpoints), so an
+        # edited config.yaml changes nothing; a flag, preset or --config that differs is refused.
+        values = saved_config(ns.out)
         if ns.preset:
             values.update(PRESETS[ns.preset])
         if ns.config_file:

@@ -2,20 +2,24 @@
 
 A run is fully described by a ``TrainConfig``: the dataset, the model, the method and its
 hyperparameters, the optimiser and schedule, the seed. Values come, in increasing priority, from
-the dataclass defaults, a named preset (``PRESETS``), a YAML file, and command-line flags; the
-resolved config is saved as ``config.yaml`` in every run directory, and a resumed run must agree
-with it.
+the dataclass defaults, a named preset (``PRESETS``), a YAML file, and command-line flags; every
+field is type-checked the same way whatever the source (``TrainConfig.validate``). The resolved
+config is saved as ``config.yaml`` in every run directory and inside every checkpoint; a resumed run
+continues with the checkpoint's config (``config.yaml`` is only a copy to read) and must agree with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS",
-           "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff"]
+           "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
+           "parse_int_list", "LIST_FIELDS"]
 
 METHODS: tuple[str, ...] = (
     "erm", "mixup", "zeta", "cutmix", "fmix", "mixup+fmix", "cutmix+zeta", "manifold",
@@ -81,10 +85,21 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field, what is expected and what came."""
+        """Raise ValueError naming the field, what is expected and what came.
+
+        Every field's type is checked first (the same for a YAML file, a dict and flags): a bool
+        field takes only ``True``/``False`` (a YAML string such as ``"false"`` or ``"no"`` is an
+        error, not a truthy value), numbers must be finite and not bools, ``milestones`` a list of
+        integers. Then the ranges.
+        """
         def bad(name, expected):
             raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
 
+        for f in fields(self):
+            _check_type(f.name, _FIELD_KINDS[f.name], getattr(self, f.name))
+        for f in fields(self):              # ints are fine where floats are expected; store floats
+            if _FIELD_KINDS[f.name][0] == "float" and isinstance(getattr(self, f.name), int):
+                setattr(self, f.name, float(getattr(self, f.name)))
         if self.method not in METHODS:
             bad("method", "one of " + ", ".join(METHODS))
         if self.schedule not in SCHEDULES:
@@ -96,34 +111,70 @@ class TrainConfig:
         if self.mix_mode not in ("batch", "elem"):
             bad("mix_mode", "batch or elem")
         for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "step_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if getattr(self, name) < 1:
                 bad(name, "an integer >= 1")
         for name in ("train_size", "test_size", "threads", "image_size"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            if v is not None and v < 1:
                 bad(name, "an integer >= 1 or None")
         for name in ("warmup_epochs", "crop_padding", "seed", "data_seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         for name in ("alpha", "manifold_alpha", "zeta_gamma", "decay_power", "lr"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            if not getattr(self, name) > 0:
                 bad(name, "a number > 0")
         for name in ("momentum", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            if getattr(self, name) < 0:
                 bad(name, "a number >= 0")
         if not (0 < self.lr_decay <= 1):
             bad("lr_decay", "a number in (0, 1]")
         if self.syner_beta is not None and not (0 <= self.syner_beta <= 1):
             bad("syner_beta", "None or a number in [0, 1]")
-        if not isinstance(self.milestones, list) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones):
+        if not all(m >= 1 for m in self.milestones):
             bad("milestones", "a list of integers >= 1")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             bad("warmup_epochs", f"fewer than epochs ({self.epochs})")
+
+
+def _kind(annotation: str) -> tuple[str, bool]:
+    """``("int", True)`` for ``"int | None"``: the base type's name and whether None is allowed."""
+    parts = [p.strip() for p in str(annotation).split("|")]
+    optional = "None" in parts
+    base = [p for p in parts if p != "None"]
+    if len(base) != 1 or base[0] not in _EXPECTED:
+        raise TypeError(f"TrainConfig field of unsupported type {annotation!r}")
+    return base[0], optional
+
+
+_EXPECTED = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string",
+             "list[int]": "a list of integers (or comma-separated integers like 100,150)"}
+
+
+def _check_type(name: str, kind: tuple[str, bool], value: Any) -> None:
+    base, optional = kind
+    if value is None and optional:
+        return
+    ok = {
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                            and math.isfinite(v)),
+        "str": lambda v: isinstance(v, str),
+        "list[int]": lambda v: isinstance(v, list) and all(
+            isinstance(m, int) and not isinstance(m, bool) for m in v),
+    }[base](value)
+    if not ok:
+        raise ValueError(f"{name}: expected {_EXPECTED[base]}{' or None' if optional else ''}, "
+                         f"got {value!r}")
+
+
+def parse_int_list(name: str, text: str) -> list[int]:
+    """``"100,150"`` -> ``[100, 150]`` (spaces and empty items ignored; ``""`` is ``[]``)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated integers like 100,150, got {text!r}") from None
 
 
 # Presets: the papers' recipes and small CPU runs. A preset sets config fields; a compare preset
@@ -202,18 +253,44 @@ def method_overrides(name: str) -> dict[str, Any]:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_FIELD_KINDS = {f.name: _kind(f.type) for f in fields(TrainConfig)}
+LIST_FIELDS = tuple(name for name, (base, _) in _FIELD_KINDS.items() if base == "list[int]")
 
 
 def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
-    """A ``TrainConfig`` from a dict; unknown keys raise ValueError naming them."""
-    unknown = sorted(set(values) - set(_FIELDS))
+    """A ``TrainConfig`` from a dict; unknown keys or wrong types raise ValueError naming them.
+
+    The values are taken as they are (a YAML string is not a bool or a number), except that a
+    list field (``milestones``) may also be given as comma-separated integers, ``"100,150"``.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of fields, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(_FIELDS), key=str)
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; expected keys among {sorted(_FIELDS)}")
+    values = dict(values)
+    for name in LIST_FIELDS:
+        if isinstance(values.get(name), str):
+            values[name] = parse_int_list(name, values[name])
     return TrainConfig(**values)
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def _yaml_loader():
+    """PyYAML's safe loader, reading ``1e-3`` as a number as YAML 1.2 does (YAML 1.1 wants ``1.0e-3``;
+    without this, ``lr: 1e-3`` would be the string ``"1e-3"`` and rejected by validation)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789."))
+    return Loader
 
 
 def read_yaml(path: str) -> dict[str, Any]:
@@ -224,7 +301,7 @@ def read_yaml(path: str) -> dict[str, Any]:
         raise FileNotFoundError(f"config file {path}: not found")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_yaml_loader())
         except yaml.YAMLError as e:
             raise ValueError(f"config file {path}: expected YAML, could not parse it ({e})") from None
     if data is None:

@@ -161,22 +161,43 @@ def _progress(total, desc, enabled):
 def _check_run_dir(cfg: TrainConfig, out: str, resume: bool) -> dict | None:
     """Return the checkpoint to resume from (None: a fresh run)."""
     ckpt_path = os.path.join(out, CHECKPOINT)
-    cfg_path = os.path.join(out, CONFIG)
     if not resume:
         if os.path.exists(ckpt_path) or os.path.exists(os.path.join(out, FINAL)):
             raise RunExistsError(f"out: {out} already holds a run; pass --resume to continue it, "
                                  "or choose another --out")
         return None
-    if not os.path.exists(cfg_path):
-        raise CheckpointError(f"resume: expected a run directory with {CONFIG}, found none in {out}")
-    saved = config_from_dict(read_yaml(cfg_path), where=cfg_path)
+    ckpt, values, where = _saved_run(out)
+    saved = config_from_dict(values, where=where)
     diff = config_diff(saved, cfg, ignore=RESULT_FREE)
     if diff:
         pretty = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"resume: the given settings differ from the run in {out} ({pretty})")
-    if not os.path.exists(ckpt_path):
-        return None          # killed before the first epoch ended: start over
-    return load_checkpoint(ckpt_path)
+    return ckpt              # None: killed before the first epoch ended: start over
+
+
+def _saved_run(out: str) -> tuple[dict | None, dict, str]:
+    """``(checkpoint or None, the run's settings, where they came from)``.
+
+    The settings are the checkpoint's own resolved config, so an edited (or emptied) ``config.yaml``
+    cannot change a resumed run; ``config.yaml`` only for a checkpoint written before checkpoints
+    carried their config, or a run killed before its first checkpoint.
+    """
+    ckpt_path, cfg_path = os.path.join(out, CHECKPOINT), os.path.join(out, CONFIG)
+    ckpt = load_checkpoint(ckpt_path, resume=True) if os.path.exists(ckpt_path) else None
+    if ckpt is not None and ckpt.get("config") is not None:
+        try:
+            config_from_dict(ckpt["config"])
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {ckpt_path}: its config is invalid ({e})") from None
+        return ckpt, dict(ckpt["config"]), f"checkpoint {ckpt_path}"
+    if not os.path.exists(cfg_path):
+        raise CheckpointError(f"resume: expected a run directory with {CONFIG}, found none in {out}")
+    return ckpt, read_yaml(cfg_path), cfg_path
+
+
+def saved_config(out: str) -> dict:
+    """The settings of the run in ``out`` that ``--resume`` continues (see ``_saved_run``)."""
+    return _saved_run(out)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +446,8 @@ def _save_checkpoint(run: _Run, epochs_done: int) -> None:
     save_checkpoint(os.path.join(run.out, CHECKPOINT), {
         "epoch": epochs_done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(), "generators": generators, "method": run.method.state_dict(),
-        "history": run.history, "elapsed": run.elapsed, "world_size": run.info.world_size})
+        "history": run.history, "elapsed": run.elapsed, "world_size": run.info.world_size,
+        "config": config_to_dict(run.cfg)})
     atomic_write_text(os.path.join(run.out, METRICS),
                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in run.history))
 
