@@ -233,3 +233,24 @@ def test_report_cohesion_table_from_runs():
     # ratios: erm 2, 3; synermix 4, 5 -> paired differences 2, 2 -> +2.00 with a zero-width interval
     assert "| synermix | 2.00 ± 0.00 | 9.00 ± 1.41 | 4.50 ± 0.71 | +2.00 [+2.00, +2.00] | 5.00 ± 0.00 |" in md
     assert "| synermix − erm | -2.50 [" in md        # test error, percentage points
+
+
+def test_reading_line_states_the_best_method_its_interval_and_what_next():
+    from mixkit.harness.train.compare import reading
+
+    def row(errors, nll):
+        n = len(errors)
+        mean = sum(errors.values()) / n
+        return {"n": n, "test_error": (mean, 0.0), "nll": (nll, 0.0), "by_seed": errors}
+
+    summary = {"erm": row({0: 0.20, 1: 0.21}, 0.60), "mixup": row({0: 0.18, 1: 0.19}, 0.55),
+               "cutmix": row({0: 0.19, 1: 0.22}, 0.65)}
+    line = reading(summary, ["erm", "mixup", "cutmix"], "runs/q")
+    assert line.startswith("Reading: mixup has the lowest test error (-2.00 pp vs ERM, 95 % CI [")
+    assert "excludes 0" in line and "1 of 2 mixing methods have a lower test NLL" in line
+    assert "--preset fmnist-cpu" in line and "runs/q/error_bars.png" in line
+    one = {"erm": row({0: 0.20}, 0.6), "mixup": row({0: 0.25}, 0.7)}
+    assert "on one seed, too few to call" in reading(one, ["erm", "mixup"], "o")
+    assert reading({"mixup": row({0: 0.2}, 0.6)}, ["mixup"], "o").startswith("Reading: see o/results.md")
+    wide = {"erm": row({0: 0.20, 1: 0.21}, 0.6), "mixup": row({0: 0.18, 1: 0.205}, 0.5)}
+    assert "still contains 0" in reading(wide, ["erm", "mixup"], "o")

@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a recipe (sets methods and seeds too)")
     c.add_argument("--config", dest="config_file", help="YAML file of settings")
-    c.add_argument("--jobs", type=int, default=1,
+    c.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once, in separate processes (1 thread each unless "
-                   "--threads says otherwise)")
+                   "--threads says otherwise); default 1, or the preset's")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
     _add_config_flags(c, skip=("method", "seed"))
@@ -162,17 +162,19 @@ def _train(ns) -> int:
 
 
 def _compare(ns) -> int:
-    from .train.compare import compare
+    from .train.compare import compare, reading
     from .train.config import resolve_config
 
     cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=_overrides(ns))
     preset = COMPARE_PRESETS.get(ns.preset or "", {})
     methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
-    compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"),
-            jobs=ns.jobs)
+    jobs = ns.jobs if ns.jobs is not None else preset.get("jobs", 1)
+    summary = compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"),
+                      jobs=jobs)
     with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
+    print(reading(summary, methods, ns.out))
     return 0
 
 

@@ -222,6 +222,29 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
     return summary
 
 
+def reading(summary: dict, methods: list[str], out: str) -> str:
+    """One line on what a comparison with ERM shows, and what to run next."""
+    others = [m for m in methods if m != "erm" and "test_error" in summary.get(m, {})]
+    if "erm" not in methods or not others or "test_error" not in summary.get("erm", {}):
+        return f"Reading: see {os.path.join(out, 'results.md')} and error_bars.png beside it."
+    erm = summary["erm"]
+    best = min(others, key=lambda m: summary[m]["test_error"][0])
+    diff = paired_difference(summary[best]["by_seed"], erm["by_seed"])
+    if diff["n"] >= 2:
+        shown = "an interval that excludes 0" if diff["high"] < 0 or diff["low"] > 0 else \
+            "an interval that still contains 0, so more seeds are needed to call it"
+        delta = (f"{100 * diff['mean']:+.2f} pp vs ERM, 95 % CI [{100 * diff['low']:+.2f}, "
+                 f"{100 * diff['high']:+.2f}] over {diff['n']} seeds: {shown}")
+    else:
+        delta = f"{100 * diff['mean']:+.2f} pp vs ERM on one seed, too few to call"
+    lower_nll = [m for m in others if "nll" in summary[m] and "nll" in erm
+                 and summary[m]["nll"][0] < erm["nll"][0]]
+    return (f"Reading: {best} has the lowest test error ({delta}); {len(lower_nll)} of {len(others)} "
+            f"mixing methods have a lower test NLL than ERM. Plot: {os.path.join(out, 'error_bars.png')}. "
+            "Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu "
+            "(12 methods x 3 seeds, about 90 minutes; docs/results.md).")
+
+
 def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -> str:
     if ms is None:
         return "–"

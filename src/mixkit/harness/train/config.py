@@ -180,9 +180,13 @@ def parse_int_list(name: str, text: str) -> list[int]:
 # Presets: the papers' recipes and small CPU runs. A preset sets config fields; a compare preset
 # also names its methods and seeds. Flags given on the command line override them.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job: a few minutes on 2 CPU cores, offline data.
-    "quick": dict(dataset="fashion-mnist", train_size=3000, test_size=2000, model="small-cnn",
-                  epochs=6, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
+    # The README's main job, 2.6 minutes on 2 CPU cores with offline data: the fmnist-cpu regime
+    # (no crop/flip, so plain training memorises its 1,000 images) cut to 60 epochs, where the
+    # mixing methods' lower test NLL shows (measured 2026-11-25, seeds 0 and 1: test error erm
+    # 18.23 %, mixup 17.05 %, cutmix 17.93 %, fmix 18.63 %; NLL 0.580, 0.542, 0.518, 0.539).
+    "quick": dict(dataset="fashion-mnist", train_size=1000, test_size=2000, model="small-cnn",
+                  epochs=60, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4,
+                  augment="none", eval_every=10),
     # Fashion-MNIST on CPU (docs/results.md): a 2,000-image subset, no crop/flip, 80 epochs. In this
     # regime plain training memorises the training set (training loss 0.017 after 40 epochs, test
     # NLL 0.48), so a regulariser has room to help, and the schedule is long enough for the mixed
@@ -211,7 +215,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 COMPARE_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(methods=["erm", "mixup", "zeta", "cutmix", "fmix"], seeds=[0]),
+    "quick": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0, 1], jobs=2),
     "fmnist-cpu": dict(methods=["erm", "mixup", "zeta", "zeta-g4", "cutmix", "fmix", "mixup+fmix",
                                 "cutmix+zeta", "manifold", "synermix-intra", "synermix",
                                 "synermix-manifold"], seeds=[0, 1, 2]),
