@@ -154,10 +154,13 @@ def _train(ns) -> int:
         cfg = config_from_dict(values)
     else:
         cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=over)
+    from .train.dist import end_process
+
     final = train(cfg, ns.out, resume=ns.resume, progress=ns.progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"test error {final['test_error']:.4f}  macro-F1 {final['macro_f1']:.4f}  "
               f"NLL {final['nll']:.4f}  ECE {final['ece']:.4f}  -> {os.path.join(ns.out, 'final.json')}")
+    end_process(0)  # a torchrun worker ends here (see train.dist.teardown)
     return 0
 
 

@@ -11,6 +11,7 @@ Batch-norm statistics stay per process, as with DDP without SyncBatchNorm.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -54,9 +55,23 @@ def barrier(info: DistInfo) -> None:
         tdist.barrier()
 
 
-def teardown(info: DistInfo) -> None:
-    if info.enabled and tdist.is_initialized():
+def teardown(info: DistInfo, *, finished: bool = False) -> None:
+    """Destroy the process group after a failure. After a finished run (every rank past the final
+    barrier) the group is left for the process's exit: the ``mixkit`` command ends a distributed
+    run with ``os._exit`` (``end_process``), because gloo's teardown could abort a rank with
+    ``terminate called without an active exception`` while the other rank was also tearing down
+    (seen on 2 shared cores under load)."""
+    if info.enabled and tdist.is_initialized() and not finished:
         tdist.destroy_process_group()
+
+
+def end_process(code: int) -> None:
+    """In a multi-process run (``WORLD_SIZE`` > 1): flush the output and end the process at once,
+    without interpreter teardown (every file of the run is already written and synced)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def average_gradients(model: torch.nn.Module, info: DistInfo) -> None:

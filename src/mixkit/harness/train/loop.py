@@ -209,7 +209,7 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
     """Train one run into ``out`` and return its final metrics (see the module docstring)."""
     device = _set_up_device(cfg)
     info = dist.setup(device)
-    lock = None
+    lock, finished = None, False
     try:
         # The main process holds the run directory's lock for the whole run (see ``rundir``).
         lock = lock_run_dir(out) if info.is_main else None
@@ -233,11 +233,13 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
             _log_epoch(run, record, evaluated)
             for hook in EPOCH_END_HOOKS:
                 hook(epoch=epoch + 1, info=info)
-        return _finish(run)
+        final = _finish(run)
+        finished = True
+        return final
     finally:
         if lock is not None:
             lock.release()
-        dist.teardown(info)
+        dist.teardown(info, finished=finished)
 
 
 @dataclass
