@@ -474,3 +474,27 @@ def test_unknown_name_lists_valid_names():
 
 def test_names_are_normalised():
     assert load_dataset("DIGITS", train_size=10).name == "digits"
+
+
+def test_imagefolder_16_bit_images_are_scaled_not_clipped(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    make_folder(tmp_path)
+    # a 16-bit greyscale image: values above 255 must not all become white
+    values = np.array([[0, 257 * 64, 257 * 128, 65535]] * 4, dtype=np.uint16)
+    img = Image.fromarray(values)
+    assert img.mode.startswith("I;16")
+    img.save(tmp_path / "train" / "cat" / "deep.png")
+    with Image.open(tmp_path / "train" / "cat" / "deep.png") as back:
+        assert back.mode.startswith("I;16") or back.mode == "I"  # what PIL reads back from the PNG
+    b = load_dataset("imagefolder", data_dir=tmp_path, image_size=4)
+    restored = b.train_x * torch.tensor(b.std).view(1, 3, 1, 1) + torch.tensor(b.mean).view(1, 3, 1, 1)
+    row = restored[3, 0, 0] * 255  # the 4th training image: cat/deep.png sorts after 0-2.png
+    torch.testing.assert_close(row, torch.tensor([0.0, 64.0, 128.0, 255.0]), atol=1e-3, rtol=0)
+
+
+def test_imagefolder_float_images_are_refused(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    make_folder(tmp_path)
+    Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)).save(tmp_path / "train" / "cat" / "f.tiff")
+    with pytest.raises(DatasetError, match="expected 8-bit or 16-bit images, found PIL mode 'F'"):
+        load_dataset("imagefolder", data_dir=tmp_path, image_size=4)

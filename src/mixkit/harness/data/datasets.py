@@ -399,16 +399,45 @@ def _read_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray, 
     for i, (path, _) in enumerate(files):
         try:
             with Image.open(path) as img:
-                rgb = img.convert("RGB")
+                rgb = _to_rgb8(img, path)
                 if rgb.size != (size, size):
                     rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(rgb, dtype=np.uint8)
+        except DatasetError:
+            raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DatasetError(
                 f"cannot read image file {path}: expected an image PIL can decode, found "
                 f"{type(exc).__name__}: {exc}"
             ) from None
     return out.transpose(0, 3, 1, 2), np.array([label for _, label in files], dtype=np.int64)
+
+
+# 16-bit greyscale modes: PIL's convert("RGB") would clip every value above 255 to white.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_rgb8(img, path):
+    """An 8-bit RGB copy of ``img``: 16-bit greyscale is scaled to 8 bits explicitly (value / 257,
+    rounded, so 65535 -> 255); float images, and integer ones beyond 16 bits, are refused."""
+    from PIL import Image
+
+    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I":
+        values = np.asarray(img).astype(np.int64)
+        # Some Pillow versions read 16-bit PNGs as 32-bit "I": accepted while the values fit 16 bits.
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DatasetError(
+                f"cannot read image file {path}: expected 8-bit or 16-bit images, found 32-bit integer "
+                f"pixels in [{values.min()}, {values.max()}]; convert them to 8 or 16 bits first"
+            )
+        grey = np.rint(values / 257.0).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")  # 2-D uint8: mode "L"
+    if img.mode == "F":
+        raise DatasetError(
+            f"cannot read image file {path}: expected 8-bit or 16-bit images, found PIL mode 'F' "
+            "(float pixels, whose range is unknown); convert them to 8 or 16 bits first"
+        )
+    return img.convert("RGB")
 
 
 def _load_imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int | None) -> _Raw:
