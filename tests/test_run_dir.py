@@ -272,3 +272,26 @@ def test_compare_workers_die_with_their_parent(tmp_path):
         for p in workers:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_disk_full_is_a_cli_error(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mixkit.harness import files
+    from mixkit.harness.cli import main
+
+    out = str(tmp_path / "run")
+    real = files.atomic_write
+
+    def full(path, write, *args, **kwargs):
+        if str(path).endswith("checkpoint.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, *args, **kwargs)
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    argv = ["train", "--dataset", "digits", "--train-size", "240", "--test-size", "120", "--batch-size", "32",
+            "--model", "small-cnn", "--threads", "1", "--epochs", "1", "--out", out]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "mixkit train: error: No space left on device" in err and "continue with --resume" in err
+    assert "Traceback" not in err

@@ -19,6 +19,7 @@ nothing) and refuses a flag, preset or ``--config`` that differs from them. Exam
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import types
@@ -181,6 +182,14 @@ def _compare(ns) -> int:
     return 0
 
 
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, FileNotFoundError):
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror}{where}" + ("; free some space and continue with --resume"
+                                         if e.errno == errno.ENOSPC else "")
+    return str(e)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "show":
@@ -195,8 +204,10 @@ def main(argv=None) -> int:
         if ns.command == "train":
             return _train(ns)
         return _compare(ns)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
-        print(f"mixkit {ns.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError) as e:
+        # OSError: a full disk, a vanished directory, permissions (files are written atomically,
+        # so what was there before stays whole)
+        print(f"mixkit {ns.command}: error: {_describe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mixkit {ns.command}: interrupted; continue with --resume", file=sys.stderr)
