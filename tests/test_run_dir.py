@@ -288,7 +288,10 @@ def test_disk_full_is_a_cli_error(tmp_path, monkeypatch, capsys):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, write, *args, **kwargs)
 
+    from mixkit.harness.train import checkpoint
+
     monkeypatch.setattr(files, "atomic_write", full)
+    monkeypatch.setattr(checkpoint, "atomic_write", full)  # it holds its own reference
     argv = ["train", "--dataset", "digits", "--train-size", "240", "--test-size", "120", "--batch-size", "32",
             "--model", "small-cnn", "--threads", "1", "--epochs", "1", "--out", out]
     assert main(argv) == 2
