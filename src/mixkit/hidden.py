@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional.mixing import check_class_ids, host_readable, to_soft_labels
+from .functional.execution import host_readable
+from .functional.mixing import check_class_ids, to_soft_labels
 from .functional.sampling import device_generator, host_generator
 from .losses import soft_target_cross_entropy
 from .mixers import MixUp

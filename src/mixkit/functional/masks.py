@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from .execution import host_cached, host_readable
+
 __all__ = [
     "sample_boxes",
     "box_keep_mask",
@@ -45,7 +47,7 @@ def sample_boxes(
     """
     d = len(spatial)
     b = lam.shape[0]
-    if b == 1 and lam.device.type == "cpu" and not torch.compiler.is_compiling():
+    if b == 1 and host_readable(lam):
         return _sample_box_on_host(float(lam[0]), spatial, generator)
     # Sizes enter as Python numbers (no host-to-device copy); one column per axis.
     size = torch.empty(b, d, dtype=torch.float64, device=lam.device)
@@ -80,7 +82,7 @@ def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tens
 
 def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """The realised own-sample weight ``1 - box volume / total volume`` per box, float32."""
-    if boxes.shape[0] == 1 and boxes.device.type == "cpu" and not torch.compiler.is_compiling():
+    if boxes.shape[0] == 1 and host_readable(boxes):
         volume = math.prod(max(hi - lo, 0) for lo, hi in boxes[0].tolist())
         return torch.tensor([1.0 - volume / math.prod(spatial)], dtype=torch.float32)
     extent = (boxes[..., 1] - boxes[..., 0]).clamp_min(0).to(torch.float64)
@@ -166,8 +168,7 @@ def fourier_noise(
             f"spectrum='official' needs at least 2 frequencies on the first axis, got shape {spatial}"
         )
     key = (tuple(spatial), float(decay_power), spectrum, str(torch.device(device)))
-    # The cache is a host-side shortcut; under torch.compile the scale is traced as computed.
-    scale = _spectrum_scale.__wrapped__(*key) if torch.compiler.is_compiling() else _spectrum_scale(*key)
+    scale = host_cached(_spectrum_scale, *key)
     param = torch.randn(
         (batch, *scale.shape, 2), generator=generator, device=device, dtype=torch.float32
     )
@@ -225,7 +226,7 @@ def top_k_mask(values: Tensor, k: Tensor) -> Tensor:
     host); elsewhere the rank of every entry comes from one stable sort, nothing read back.
     """
     k = k.to(device=values.device, dtype=torch.int64)
-    if values.device.type == "cpu" and not torch.compiler.is_compiling():
+    if host_readable(values):
         return _top_k_by_selection(values, k)
     return _descending_ranks(values) < k[:, None]
 

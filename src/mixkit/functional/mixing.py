@@ -25,6 +25,7 @@ import functools
 import torch
 from torch import Tensor
 
+from .execution import host_cached, host_readable, records_grad
 from .masks import box_keep_mask
 
 __all__ = [
@@ -64,10 +65,7 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
         check_class_ids(labels, num_classes)
-        if torch.compiler.is_compiling():
-            out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
-            return out.scatter_(1, labels.long()[:, None], 1.0)
-        return _identity(num_classes, str(labels.device)).index_select(0, labels)
+        return host_cached(_identity, num_classes, str(labels.device)).index_select(0, labels)
     if labels.ndim == 2 and labels.is_floating_point():
         if num_classes is not None and labels.shape[1] != num_classes:
             raise ValueError(
@@ -86,21 +84,6 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
 def _identity(num_classes: int, device: str) -> Tensor:
     """The one-hot rows of ``num_classes`` classes, float32, kept per device (never written)."""
     return torch.eye(num_classes, dtype=torch.float32, device=device)
-
-
-def host_readable(t: Tensor) -> bool:
-    """True when reading ``t``'s values on the host is free: a CPU tensor, outside torch.compile.
-
-    Paths that read values (error checks with exact messages, row loops over a permutation, box
-    slicing) run only then; on an accelerator, and while compiling, the same results come from
-    tensor operations alone, so a call never waits for the device.
-    """
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def records_grad(t: Tensor) -> bool:
-    """True when autograd records operations on ``t`` (no ``out=`` paths then)."""
-    return t.requires_grad and torch.is_grad_enabled()
 
 
 def check_class_ids(labels: Tensor, num_classes: int) -> None:

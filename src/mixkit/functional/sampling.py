@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import get_worker_info
 
+from .execution import host_cached, on_host
+
 __all__ = [
     "check_generator",
     "device_generator",
@@ -164,11 +166,10 @@ def sample_beta(
     if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
         raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
     key = (float(alpha), float(beta), int(size), str(torch.device(device)))
-    if size == 1 and torch.device(device).type == "cpu" and not torch.compiler.is_compiling():
+    if size == 1 and on_host(device):
         return _sample_beta_one_on_host(alpha, beta, _beta_constants(*key)[0], generator)
-    # Cached on the host (the constants are filled on the device, no host-to-device copy);
-    # under torch.compile they are traced as computed.
-    conc, inv = _beta_constants.__wrapped__(*key) if torch.compiler.is_compiling() else _beta_constants(*key)
+    # Cached on the host (the constants are filled on the device, no host-to-device copy).
+    conc, inv = host_cached(_beta_constants, *key)
     # Columns hold (beta, alpha): diff along them is log G_alpha - log G_beta.
     log_g = torch._standard_gamma(conc, generator=generator).log_()
     log_u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64).log_()
