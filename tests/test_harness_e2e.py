@@ -241,6 +241,78 @@ def test_two_process_gloo(tmp_path, method):
     assert p.stdout.count("test error") == 1                           # only rank 0 reports
     ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert len(ck["generators"]) == 2 and not torch.equal(ck["generators"][0], ck["generators"][1])
+    # The metrics describe the checkpointed model: both ranks evaluated rank 0's batch-norm statistics.
+    from mixkit.harness.data.datasets import load_dataset
+    from mixkit.harness.models import build_model
+    from mixkit.harness.train.config import TrainConfig
+    from mixkit.harness.train.dist import DistInfo
+    from mixkit.harness.train.loop import evaluate
+
+    data = load_dataset("digits", train_size=240, test_size=120, seed=0)
+    model = build_model("small-cnn", num_classes=10, input_shape=tuple(data.train_x.shape[1:]))
+    model.load_state_dict(ck["model"])
+    mine = evaluate(model, data.test_x, data.test_y, 10, TrainConfig(), torch.device("cpu"), DistInfo(), None)
+    assert mine["n_test"] == 120 and mine["test_error"] == final["test_error"]
+    assert abs(mine["nll"] - final["nll"]) < 1e-6
+
+
+_PAUSE_AFTER_EPOCH = """
+import os, sys, time
+from mixkit.harness.cli import main
+from mixkit.harness.train.loop import EPOCH_END_HOOKS
+
+def pause(epoch, info):
+    if epoch == 1 and info.is_main:
+        open({marker!r}, "w").close()
+        time.sleep(120)              # the test kills the launcher meanwhile
+
+EPOCH_END_HOOKS.append(pause)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _torchrun(args, script=None):
+    head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}"]
+    return head + ([script] if script else ["-m", "mixkit"]) + list(args)
+
+
+@pytest.mark.slow
+def test_two_process_resume_after_kill_of_the_launcher_is_exact(tmp_path):
+    """kill -9 of torchrun after epoch 1: its workers end with it (the run directory's lock is free
+    again), and the resumed run equals the uninterrupted one in test metrics, the batch-norm
+    statistics that rank 1 evaluates with included."""
+    import signal
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = ["train", *TINY, "--method", "mixup+fmix", "--epochs", "3", "--seed", "3", "--device", "cpu"]
+    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+    p = subprocess.run(_torchrun([*args, "--out", whole]), env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    marker, script = str(tmp_path / "epoch1"), str(tmp_path / "pause.py")
+    with open(script, "w") as f:
+        f.write(_PAUSE_AFTER_EPOCH.format(marker=marker))
+    launcher = subprocess.Popen(_torchrun([*args, "--out", cut], script), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not os.path.exists(marker):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the run never reached epoch 1"
+            time.sleep(0.2)
+    finally:
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+    assert not os.path.exists(os.path.join(cut, "final.json"))
+    p = subprocess.run(_torchrun(["train", "--out", cut, "--resume", "--device", "cpu", "--threads", "1"]),
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resuming after epoch 1/3" in p.stderr
+    a, b = _final(whole), _final(cut)
+    for key in ("test_error", "nll", "ece", "macro_f1", "train_loss"):
+        assert a[key] == b[key], key
+    curve = [[json.loads(x)["nll"] for x in open(os.path.join(d, "metrics.jsonl"))] for d in (whole, cut)]
+    assert curve[0] == curve[1]
 
 
 def test_show_and_bench_are_wired(tmp_path, capsys):

@@ -17,8 +17,9 @@
 
 The model is never changed: no subclass, no patched ``forward``. A hook is registered on the
 chosen layer for one forward and removed in a ``finally`` block, so an exception leaves none
-behind. Layer names are the keys of ``dict(model.named_modules())`` (for a model wrapped in
-``DistributedDataParallel`` they start with ``"module."``).
+behind. Layer names are the keys of ``dict(model.named_modules())``; a model wrapped in
+``torch.compile``, ``DistributedDataParallel`` or ``DataParallel`` takes the names of the model it
+wraps (``"layer1"``; ``"module.layer1"`` works too), so the same names serve under DDP.
 """
 
 from __future__ import annotations
@@ -47,11 +48,25 @@ __all__ = ["LayerTaps", "ManifoldMixup", "SynerMix", "intra_class_mix", "intra_c
 # helpers
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside any ``torch.compile``, ``DistributedDataParallel`` or ``DataParallel``
+    wrappers, in whatever order they were applied."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
 def _module_names(model: nn.Module) -> dict[str, nn.Module]:
-    """Submodules by name; a ``torch.compile``d model is named as the model it wraps (``layer1``,
-    not ``_orig_mod.layer1``)."""
-    model = getattr(model, "_orig_mod", model)
-    return {name: mod for name, mod in model.named_modules() if name != ""}
+    """Submodules by name; a wrapped model (``torch.compile``, ``DistributedDataParallel``) is named
+    as the model it wraps (``layer1``); the wrapper's own names (``module.layer1``) are accepted too."""
+    inner = {name: mod for name, mod in _unwrapped(model).named_modules() if name != ""}
+    outer = {name: mod for name, mod in model.named_modules() if name != "" and name not in inner
+             and mod is not _unwrapped(model)}
+    return {**inner, **outer}
 
 
 def _name_examples(names: Sequence[str], limit: int = 8) -> str:

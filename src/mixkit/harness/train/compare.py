@@ -24,8 +24,8 @@ import sys
 from dataclasses import replace
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
-from .config import TrainConfig, config_diff, config_from_dict, method_overrides, read_yaml
-from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, train
+from .config import TrainConfig, config_diff, config_from_dict, method_overrides
+from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, saved_config, train
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
@@ -76,7 +76,7 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
     final = os.path.join(run_dir, FINAL)
     if not os.path.exists(final):
         return None
-    saved = config_from_dict(read_yaml(os.path.join(run_dir, CONFIG)))
+    saved = config_from_dict(saved_config(run_dir))      # the checkpoint's config, not config.yaml
     diff = config_diff(saved, cfg, ignore=RESULT_FREE)
     if diff:
         raise ValueError(f"compare: {run_dir} holds a finished run with other settings "
@@ -98,6 +98,7 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
         def log(msg):
             print(msg, file=sys.stderr, flush=True)
     _check_request(methods, seeds, jobs)
+    base = like_for_like(base, methods)
     if progress is None:
         progress = sys.stderr.isatty()
     pending = [(m, s) for m in methods for s in seeds]
@@ -128,6 +129,24 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     summary = aggregate(runs, methods)
     write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper)
     return summary
+
+
+def like_for_like(base: TrainConfig, methods: list[str]) -> TrainConfig:
+    """Every method of a comparison sees the same batches: when a SynerMix method is among them and
+    ``balanced`` is not set, every method gets the class-balanced sampler SynerMix needs (not only
+    the SynerMix methods, which would see more samples per step than the others)."""
+    if base.balanced is None and any(method_overrides(m)["method"].startswith("synermix") for m in methods):
+        return replace(base, balanced=True)
+    return base
+
+
+def sampler_note(base: TrainConfig) -> str:
+    """One sentence for the report: which batches every method of the comparison trained on."""
+    if base.balanced:
+        return ("Every method trained on the same class-balanced batches (each class present in a "
+                "batch at least twice: SynerMix's sampler, on for all when a SynerMix method is "
+                "compared).")
+    return "Every method trained on the same uniformly shuffled batches."
 
 
 def _check_request(methods: list[str], seeds: list[int], jobs: int) -> None:
@@ -332,7 +351,8 @@ def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, pap
     head = (f"# Comparison: {base.dataset}, {base.model}, {base.epochs} epochs\n\n"
             f"Training set {base.train_size or 'all'}, test set {base.test_size or 'all'}, "
             f"batch {base.batch_size}, lr {base.lr} ({base.schedule}), weight decay {base.weight_decay}, "
-            f"augmentation {base.augment}. Mean ± std over seeds. S_b/S_w: between- over within-class "
+            f"augmentation {base.augment}{f' + Cutout({base.cutout})' if base.cutout else ''}. "
+            f"{sampler_note(base)} Mean ± std over seeds. S_b/S_w: between- over within-class "
             "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
     atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper))
     _plots(out, runs, summary, methods)

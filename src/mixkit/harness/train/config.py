@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS",
+__all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
            "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
            "parse_int_list", "LIST_FIELDS"]
 
@@ -26,7 +26,8 @@ METHODS: tuple[str, ...] = (
     "synermix-intra", "synermix", "synermix-manifold",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")
-AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none")
+AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none", "rrc-flip")
+LOADERS: tuple[str, ...] = ("memory", "stream")
 
 
 @dataclass
@@ -42,9 +43,25 @@ class TrainConfig:
     test_size: int | None = field(default=None, metadata={"help": "class-stratified test subset"})
     data_seed: int = field(default=0, metadata={"help": "seed of the subsets drawn (not of the run)"})
     image_size: int | None = field(default=None, metadata={"help": "side of imagefolder images"})
-    augment: str = field(default="crop-flip", metadata={"help": "crop-flip, crop, flip or none "
-                                                         "(signals: crop = random shift)"})
+    augment: str = field(default="crop-flip", metadata={"help": "crop-flip, crop, flip, none or rrc-flip "
+                                                         "(signals: crop = random shift; rrc-flip = random "
+                                                         "resized crop + flip, imagefolder with "
+                                                         "--loader stream only)"})
     crop_padding: int = field(default=4, metadata={"help": "zero padding of the random crop"})
+    cutout: int = field(default=0, metadata={"help": "Cutout: side of the square zeroed in every "
+                                             "training image after crop/flip (0: off; SynerMix "
+                                             "recipe: 16)"})
+    loader: str = field(default="memory", metadata={"help": "memory (the whole set as tensors, "
+                                                    "batches augmented on the device) or stream "
+                                                    "(DataLoader workers read and transform each "
+                                                    "sample; for sets that do not fit in memory)"})
+    workers: int = field(default=2, metadata={"help": "DataLoader worker processes of --loader "
+                                              "stream (0: in the training process)"})
+    balanced: bool | None = field(default=None, metadata={"help": "class-balanced batches (every class "
+                                                         "in a batch at least twice, SynerMix's "
+                                                         "sampler); default: on for SynerMix methods, "
+                                                         "and compare turns it on for every method "
+                                                         "when one is SynerMix"})
     # model
     model: str = field(default="small-cnn", metadata={"help": "preact-resnet18, resnet18, resnet50, "
                                                        "small-cnn or cnn1d"})
@@ -76,6 +93,7 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on GPU (ignored on CPU)"})
     channels_last: bool = field(default=True, metadata={"help": "channels-last images on GPU"})
+    sync_bn: bool = field(default=False, metadata={"help": "SyncBatchNorm under torchrun (GPUs only)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
     eval_batch_size: int = field(default=512, metadata={"help": "batch size of evaluation"})
     eval_every: int = field(default=1, metadata={"help": "evaluate the test set every N epochs and "
@@ -110,6 +128,11 @@ class TrainConfig:
             bad("fmix_spectrum", "paper or official")
         if self.mix_mode not in ("batch", "elem"):
             bad("mix_mode", "batch or elem")
+        if self.loader not in LOADERS:
+            bad("loader", "one of " + ", ".join(LOADERS))
+        if self.augment == "rrc-flip" and (self.loader != "stream" or self.dataset != "imagefolder"):
+            bad("augment", "crop-flip, crop, flip or none (rrc-flip needs dataset imagefolder and "
+                "loader stream)")
         for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "step_size"):
             if getattr(self, name) < 1:
                 bad(name, "an integer >= 1")
@@ -117,7 +140,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 bad(name, "an integer >= 1 or None")
-        for name in ("warmup_epochs", "crop_padding", "seed", "data_seed"):
+        for name in ("warmup_epochs", "crop_padding", "seed", "data_seed", "cutout", "workers"):
             if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         for name in ("alpha", "manifold_alpha", "zeta_gamma", "decay_power", "lr"):
@@ -210,8 +233,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "zeta-cifar100": dict(dataset="cifar100", model="resnet18", epochs=200, batch_size=128, lr=0.1,
                           schedule="multistep", milestones=[100, 150], weight_decay=5e-4),
     # SynerMix paper: CIFAR-100, ResNet-18 (3x3 stem), 120 epochs, StepLR(10, 0.5), wd 5e-4.
+    # Its comparison runs Manifold MixUp with alpha 1 (the Manifold MixUp paper: 2) and trains with
+    # crop + flip + Cutout(16).
     "synermix-cifar100": dict(dataset="cifar100", model="resnet18", epochs=120, batch_size=128, lr=0.1,
-                              schedule="step", step_size=10, lr_decay=0.5, weight_decay=5e-4),
+                              schedule="step", step_size=10, lr_decay=0.5, weight_decay=5e-4,
+                              manifold_alpha=1.0, cutout=16),
 }
 
 COMPARE_PRESETS: dict[str, dict[str, Any]] = {
@@ -245,6 +271,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cutmix-elem": dict(method="cutmix", mix_mode="elem"),
     "fmix-elem": dict(method="fmix", mix_mode="elem"),
 }
+
+
+def balanced_batches(cfg: TrainConfig) -> bool:
+    """Whether a run draws class-balanced batches: ``cfg.balanced``, or by default for the
+    SynerMix methods only (their intra-class term needs two samples of a class)."""
+    return cfg.method.startswith("synermix") if cfg.balanced is None else cfg.balanced
 
 
 def method_overrides(name: str) -> dict[str, Any]:

@@ -1,11 +1,18 @@
-"""Many processes: set-up from torchrun's environment, gradient averaging, reductions.
+"""Many processes: set-up from torchrun's environment, DistributedDataParallel, reductions.
 
 ``torchrun --nproc_per_node=N -m mixkit train ...`` starts N processes with RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; ``setup`` joins the group (gloo on CPU, nccl on GPU).
-Gradients are averaged with one all-reduce of a flat buffer after each backward, instead of
-wrapping the model in DistributedDataParallel: the hidden-layer methods run forward hooks, two
-forwards per step (SynerMix) and direct calls of the head, which this keeps simple and exact.
-Batch-norm statistics stay per process, as with DDP without SyncBatchNorm.
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; ``setup`` joins the group (gloo on CPU, nccl on GPU)
+and ties the process to its launcher (a ``kill -9`` of torchrun ends every worker). Across nodes,
+torchrun's rendezvous does the same (``--nnodes``, ``--rdzv-backend c10d``, ``--rdzv-endpoint``).
+
+The model is wrapped in ``torch.nn.parallel.DistributedDataParallel`` (``wrap``): gradients are
+averaged in buckets that overlap the backward pass, for every method, the hidden-layer ones
+included (their layer names resolve through the wrapper, see ``mixkit.hidden``; SynerMix's two
+forwards and its direct call of the head feed one backward, which DDP reduces once). DDP
+broadcasts rank 0's buffers (batch-norm running statistics) before every training forward, so
+rank 0's buffers are the run's state: ``sync_buffers`` copies them to every rank before an
+evaluation, which makes every rank evaluate with exactly what the checkpoint holds.
+``sync_bn`` converts batch norm to ``SyncBatchNorm`` (statistics over the global batch; GPUs only).
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-__all__ = ["DistInfo", "setup", "teardown", "average_gradients", "all_reduce_sum", "broadcast_model",
-           "gather_objects"]
+__all__ = ["DistInfo", "setup", "teardown", "wrap", "sync_buffers", "all_reduce_sum", "gather_objects",
+           "barrier", "end_process"]
 
 
 @dataclass
@@ -42,6 +49,10 @@ def setup(device: torch.device) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        from ..lifeline import die_with_parent
+
+        die_with_parent(os.getppid())       # torchrun's agent: a worker ends with its launcher
     if not tdist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         tdist.init_process_group(backend=backend)
@@ -74,20 +85,29 @@ def end_process(code: int) -> None:
         os._exit(code)
 
 
-def average_gradients(model: torch.nn.Module, info: DistInfo) -> None:
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, *, sync_bn: bool = False
+         ) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel (which broadcasts rank 0's parameters and buffers), or
+    ``model`` itself in a single process. ``sync_bn`` converts its batch norm to SyncBatchNorm
+    first (in place: the returned wrapper and ``model`` share the same modules)."""
+    if not info.enabled:
+        return model
+    if sync_bn:
+        if device.type != "cuda":
+            raise ValueError(f"sync_bn: expected a CUDA device (torch's SyncBatchNorm runs on GPUs "
+                             f"only), got device {device}")
+        # Children are swapped in place (the root of mixkit's models is never a batch norm).
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (batch-norm statistics) to every rank."""
     if not info.enabled:
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    tdist.all_reduce(flat)
-    flat /= info.world_size
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
+    for t in model.buffers():
+        tdist.broadcast(t.data, src=0)
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo, device: torch.device) -> torch.Tensor:
@@ -97,13 +117,6 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo, device: torch.device) -> tor
     work = t.to(device)
     tdist.all_reduce(work)
     return work.cpu()
-
-
-def broadcast_model(model: torch.nn.Module, info: DistInfo) -> None:
-    if not info.enabled:
-        return
-    for t in list(model.parameters()) + list(model.buffers()):
-        tdist.broadcast(t.data, src=0)
 
 
 def gather_objects(obj, info: DistInfo) -> list:

@@ -44,7 +44,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import TrainConfig, config_diff, config_from_dict, config_to_dict, read_yaml
+from .config import TrainConfig, balanced_batches, config_diff, config_from_dict, config_to_dict, read_yaml
 from .methods import build_method
 from .metrics import MetricState
 
@@ -58,7 +58,7 @@ FINAL, CHECKPOINT, CONFIG, METRICS = "final.json", "checkpoint.pt", "config.yaml
 EPOCH_END_HOOKS: list[Callable[..., None]] = []
 # Settings that may change between a run and its resume (or a finished run and a comparison that
 # reuses it) without changing its results.
-RESULT_FREE = ("threads", "eval_batch_size", "eval_every")
+RESULT_FREE = ("threads", "eval_batch_size", "eval_every", "workers")
 
 
 class RunExistsError(RuntimeError):
@@ -267,7 +267,8 @@ class _Run:
     log: Callable[[str], None]
     progress: bool
     data: _Data
-    model: torch.nn.Module
+    model: torch.nn.Module               # the model itself (what checkpoints and evaluation use)
+    net: torch.nn.Module                 # what training forwards: the model in DDP, or the model
     method: Any
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -332,8 +333,9 @@ def _build_run(cfg: TrainConfig, out: str, data: _Data, device: torch.device, in
     model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     if device.type == "cuda" and cfg.channels_last and data.train_x.ndim == 4:
         model = model.to(memory_format=torch.channels_last)
-    dist.broadcast_model(model, info)
-    method = build_method(cfg, model, data.num_classes)
+    net = dist.wrap(model, info, device, sync_bn=cfg.sync_bn)
+    model = getattr(net, "module", net)
+    method = build_method(cfg, net, data.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     amp_dtype = None
@@ -342,11 +344,11 @@ def _build_run(cfg: TrainConfig, out: str, data: _Data, device: torch.device, in
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     gen = torch.Generator(device=device).manual_seed(_seed(cfg.seed, 2, info.rank))
     sampler = None
-    if method.needs_originals:
+    if balanced_batches(cfg):
         sampler = BalancedBatchSampler(data.train_y.cpu(), cfg.batch_size, seed=_seed(cfg.seed, 3),
                                        rank=info.rank, world_size=info.world_size)
-    return _Run(cfg, out, device, info, log, progress, data, model, method, optimizer, scaler, amp_dtype,
-                gen, sampler)
+    return _Run(cfg, out, device, info, log, progress, data, model, net, method, optimizer, scaler,
+                amp_dtype, gen, sampler)
 
 
 def _resume(run: _Run, ckpt: dict) -> None:
@@ -372,7 +374,7 @@ def _log_start(run: _Run) -> None:
 
 def _train_one_epoch(run: _Run, epoch: int) -> float:
     """One pass over this process's batches of ``epoch``; the mean training loss over all processes."""
-    run.model.train()
+    run.net.train()
     batches = _epoch_batches(run.cfg, run.data.train_x.shape[0], run.data.train_y, epoch, run.info,
                              run.sampler)
     bar = _progress(len(batches), f"epoch {epoch + 1}/{run.cfg.epochs}", run.progress)
@@ -408,13 +410,12 @@ def _train_step(run: _Run, idx: torch.Tensor, epoch: int, step: int) -> torch.Te
         originals = originals.contiguous(memory_format=torch.channels_last)
     augmented = augment_batch(originals, cfg.augment, cfg.crop_padding, run.gen)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        loss = run.method.loss(run.model, originals, augmented, labels, run.gen)
+        loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss)}; "
                                  f"lower the learning rate (lr={cfg.lr})")
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    dist.average_gradients(run.model, run.info)
+    run.scaler.scale(loss).backward()           # DDP averages the gradients over processes here
     run.scaler.step(run.optimizer)
     run.scaler.update()
     return loss
@@ -428,6 +429,7 @@ def _evaluate_if_due(run: _Run, epoch: int) -> bool:
     if not ((epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == run.cfg.epochs):
         return False
     d = run.data
+    dist.sync_buffers(run.model, run.info)      # every rank evaluates rank 0's (checkpointed) state
     run.metrics = evaluate(run.model, d.test_x, d.test_y, d.num_classes, run.cfg, run.device, run.info,
                            run.amp_dtype)
     return True

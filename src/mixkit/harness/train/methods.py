@@ -107,8 +107,11 @@ def _mixer(cfg: TrainConfig, kind: str, k: int):
 
 def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method:
     """The method named by ``cfg.method`` for ``model`` (which needs ``mixing_layers``,
-    ``feature_layer`` and ``head`` attributes for the hidden-layer methods)."""
+    ``feature_layer`` and ``head`` attributes for the hidden-layer methods). ``model`` may be the
+    model in DistributedDataParallel: the hidden-layer methods then forward through the wrapper and
+    find their layers in the model it wraps."""
     name, k = cfg.method, num_classes
+    base = getattr(model, "module", model)
     if name == "erm":
         return Method()
     if name in ("mixup", "zeta", "cutmix", "fmix"):
@@ -118,21 +121,21 @@ def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method
     if name == "cutmix+zeta":
         return InputMix(name, Compose([_mixer(cfg, "cutmix", k), _mixer(cfg, "zeta", k)], num_classes=k))
     for attr in ("mixing_layers", "feature_layer", "head"):
-        if not hasattr(model, attr):
+        if not hasattr(base, attr):
             raise ValueError(f"method {name}: expected a model with a '{attr}' attribute (mixkit's "
-                             f"models have one), got {type(model).__name__}")
+                             f"models have one), got {type(base).__name__}")
     if name == "manifold":
-        return Manifold(ManifoldMixup(model, model.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k))
+        return Manifold(ManifoldMixup(model, base.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k))
     if name == "synermix-intra":
         beta = 0.5 if cfg.syner_beta is None else cfg.syner_beta
-        return Syner(name, SynerMix(model, model.feature_layer, model.head, beta=beta, inter=None,
+        return Syner(name, SynerMix(model, base.feature_layer, base.head, beta=beta, inter=None,
                                     num_classes=k))
     beta = 0.1 if cfg.syner_beta is None else cfg.syner_beta
     if name == "synermix":
         inter = MixUp(alpha=cfg.alpha, num_classes=k)
     elif name == "synermix-manifold":
-        inter = ManifoldMixup(model, model.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k)
+        inter = ManifoldMixup(model, base.mixing_layers, alpha=cfg.manifold_alpha, num_classes=k)
     else:  # pragma: no cover - TrainConfig.validate guards the names
         raise ValueError(f"method: unknown {name!r}")
-    return Syner(name, SynerMix(model, model.feature_layer, model.head, beta=beta, inter=inter,
+    return Syner(name, SynerMix(model, base.feature_layer, base.head, beta=beta, inter=inter,
                                 num_classes=k))
