@@ -1,0 +1,576 @@
+"""Streaming data path: samples read one at a time by a torch ``DataLoader`` (optionally with worker
+processes) and augmented per sample with torchvision v2 transforms, for data sets too large to hold in
+memory as one tensor.
+
+The pieces:
+
+* a *source* yields one sample and its label by index: :class:`TensorSource` (a tensor already in memory)
+  or :class:`ImageFileSource` (an ImageFolder split whose files are decoded lazily);
+* :class:`StreamSet` is the ``Dataset``: it is indexed by ``(index, seed)`` keys and seeds every random draw
+  of one sample from that key, so a sample is a pure function of its key, whichever worker or process
+  produces it and whatever the order;
+* :func:`batch_keys` turns the harness' index batches into key batches, the per-sample seed a hash of
+  ``(seed, epoch, index)``; :func:`make_loader` builds the ``DataLoader`` that yields exactly those batches;
+* :class:`Cutout` (per sample, global RNG) and :func:`cutout_batch` (batched, explicit generator, for the
+  in-memory path) zero one square per image.
+
+The deterministic view of an image file (:meth:`ImageFileSource.read`) is bit for bit what
+``load_dataset("imagefolder", ...)`` holds for that file given the same mean and std.  The statistics
+themselves differ in one respect: :func:`image_folder_sources` estimates them on a class-stratified sample of
+at most ``stats_samples`` training images, where the in-memory path uses every training image (they agree
+exactly when ``stats_samples`` covers the whole training split).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..checks import is_positive_int
+from .datasets import (
+    _DEFAULT_IMAGE_SIZE,
+    _IMAGEFOLDER_LAYOUT,
+    _channel_stats,
+    _scan_split,
+    _stratified_indices,
+    _to_rgb8,
+)
+from .errors import DatasetError
+
+__all__ = [
+    "AUGMENTS",
+    "Cutout",
+    "ImageFileSource",
+    "StreamSet",
+    "TensorSource",
+    "batch_keys",
+    "cutout_batch",
+    "image_folder_sources",
+    "make_loader",
+    "sample_seeds",
+]
+
+#: The values :class:`StreamSet` accepts for ``augment``.
+AUGMENTS: tuple[str, ...] = ("none", "crop-flip", "crop", "flip", "rrc-flip")
+
+_STATS_STREAM = 2  # NumPy stream of the statistics sample (load_dataset's subsets use streams 0 and 1)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_size(name: str, value: object, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cutout
+
+
+def _cutout_bounds(centre: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
+    """Start (inclusive) and stop (exclusive) of a ``size``-long run centred on ``centre``, clipped to
+    ``[0, extent)``."""
+    start = centre - size // 2
+    return start.clamp(0, extent), (start + size).clamp(0, extent)
+
+
+class Cutout:
+    """Zero one ``size`` x ``size`` square of a ``(C, H, W)`` image, in every channel.
+
+    The square's centre is drawn uniformly over the image's pixels and the square is clipped at the
+    borders (DeVries & Taylor's Cutout; the square spans rows ``cy - size // 2`` to
+    ``cy - size // 2 + size - 1``, so an odd ``size`` gives a full ``size``-wide square).  A ``(C, L)``
+    signal gets one zeroed run of ``size`` samples instead.  The centre comes from torch's global RNG
+    (``torch.randint``), so the transform is seeded like the torchvision v2 transforms.  The input is not
+    modified; a new tensor is returned.
+    """
+
+    def __init__(self, size: int):
+        self.size = _check_size("cutout", size, 1)
+
+    def __repr__(self) -> str:
+        return f"Cutout(size={self.size})"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"cutout: expected a (C, H, W) image or a (C, L) signal, got shape {tuple(x.shape)}"
+            )
+        out = x.clone()
+        if x.ndim == 3:
+            h, w = x.shape[-2:]
+            cy = torch.randint(0, h, (1,))
+            cx = torch.randint(0, w, (1,))
+            y0, y1 = _cutout_bounds(cy, self.size, h)
+            x0, x1 = _cutout_bounds(cx, self.size, w)
+            out[:, int(y0):int(y1), int(x0):int(x1)] = 0
+        else:
+            n = x.shape[-1]
+            c = torch.randint(0, n, (1,))
+            s0, s1 = _cutout_bounds(c, self.size, n)
+            out[:, int(s0):int(s1)] = 0
+        return out
+
+
+def cutout_batch(x: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
+    """Zero one clipped ``size`` x ``size`` square per sample of a ``(B, C, H, W)`` batch (one run of
+    ``size`` samples per sample of a ``(B, C, L)`` batch), as :class:`Cutout` does, without a Python loop.
+
+    The centres are drawn from ``generator`` (which must live on ``x``'s device; ``None``: the device's
+    default generator): all ``B`` row centres first, then all ``B`` column centres (signals: the ``B``
+    centres).  ``size = 0`` returns ``x`` itself; otherwise a new tensor is returned and ``x`` is untouched.
+    """
+    size = _check_size("cutout", size, 0)
+    if size == 0:
+        return x
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x: expected a (B, C, H, W) or (B, C, L) batch, got shape {tuple(x.shape)}")
+    b, dev = x.shape[0], x.device
+    if x.ndim == 4:
+        h, w = x.shape[-2:]
+        cy = torch.randint(0, h, (b,), generator=generator, device=dev)
+        cx = torch.randint(0, w, (b,), generator=generator, device=dev)
+        y0, y1 = _cutout_bounds(cy, size, h)
+        x0, x1 = _cutout_bounds(cx, size, w)
+        rows = torch.arange(h, device=dev)[None, :]
+        cols = torch.arange(w, device=dev)[None, :]
+        in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])      # (B, H)
+        in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])      # (B, W)
+        mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
+    else:
+        n = x.shape[-1]
+        c = torch.randint(0, n, (b,), generator=generator, device=dev)
+        s0, s1 = _cutout_bounds(c, size, n)
+        pos = torch.arange(n, device=dev)[None, :]
+        mask = ((pos >= s0[:, None]) & (pos < s1[:, None]))[:, None]  # (B, 1, L)
+    return x.masked_fill(mask, 0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sources
+
+
+class TensorSource:
+    """Samples held in memory as one normalised float tensor ``x`` (``(N, C, H, W)`` images or
+    ``(N, C, L)`` signals, on the CPU) and their labels ``y`` (``(N,)`` integers)."""
+
+    def __init__(self, x: Tensor, y: Tensor):
+        if not isinstance(x, Tensor) or x.ndim not in (3, 4) or not x.is_floating_point():
+            raise ValueError(
+                f"x: expected a float tensor (N, C, H, W) or (N, C, L), got "
+                f"{getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}"
+            )
+        if not isinstance(y, Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex():
+            raise ValueError(
+                f"y: expected an integer tensor (N,), got {getattr(y, 'dtype', type(y).__name__)} "
+                f"of shape {tuple(getattr(y, 'shape', ()))}"
+            )
+        if len(x) != len(y):
+            raise ValueError(f"x and y: expected the same number of samples, got {len(x)} and {len(y)}")
+        if x.device.type != "cpu" or y.device.type != "cpu":
+            raise ValueError(f"x and y: expected CPU tensors (DataLoader workers read them), got {x.device} "
+                             f"and {y.device}")
+        self.x = x
+        self.y = y.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def labels(self) -> Tensor:
+        """The int64 labels ``(N,)``."""
+        return self.y
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+    def read(self, i: int) -> tuple[Tensor, int]:
+        """Sample ``i`` (a copy the caller owns) and its label."""
+        return self.x[i].clone(), int(self.y[i])
+
+
+def _open_rgb(path: Path):
+    """The file at ``path`` decoded by PIL as an 8-bit RGB image (as the in-memory path decodes it);
+    DatasetError naming the file when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return _to_rgb8(img, path)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(
+            f"cannot read image file {path}: expected an image PIL can decode, found "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _resized_unit(rgb, size: int, path: Path) -> Tensor:
+    """The deterministic view of an RGB image before normalisation: resized to (size, size) with PIL's
+    bilinear filter (when not already that size), channel-first float32 in [0, 1]."""
+    from PIL import Image
+
+    try:
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(rgb, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(
+            f"cannot read image file {path}: expected an image PIL can decode, found "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    return _uint8_to_unit(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))
+
+
+def _uint8_to_unit(x: Tensor) -> Tensor:
+    """uint8 pixels to float32 in [0, 1], with the in-memory path's arithmetic (divide by 255)."""
+    return x.to(torch.float32).div_(255.0)
+
+
+def _rgb_to_uint8(rgb) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)))
+
+
+def _check_stats(name: str, values: Sequence[float], positive: bool) -> list[float]:
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected 3 numbers (one per RGB channel), got {values!r}") from None
+    if len(out) != 3 or not all(np.isfinite(out)) or (positive and min(out) <= 0):
+        what = "positive numbers" if positive else "finite numbers"
+        raise ValueError(f"{name}: expected 3 {what} (one per RGB channel), got {values!r}")
+    return out
+
+
+class ImageFileSource:
+    """One ImageFolder split, each file decoded only when read.
+
+    ``files`` are ``(path, label)`` pairs as the in-memory loader's directory scan lists them; ``mean`` and
+    ``std`` (per RGB channel, for pixels scaled to [0, 1]) normalise the float views; ``size`` is the side
+    of the deterministic view.
+    """
+
+    def __init__(self, files: Sequence[tuple[Path, int]], *, mean: Sequence[float], std: Sequence[float],
+                 size: int):
+        self.files = [(Path(p), int(label)) for p, label in files]
+        self.mean = _check_stats("mean", mean, positive=False)
+        self.std = _check_stats("std", std, positive=True)
+        self.size = _check_size("size", size, 1)
+        self._labels = torch.tensor([label for _, label in self.files], dtype=torch.int64)
+        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def labels(self) -> Tensor:
+        """The int64 labels ``(N,)``, in file order."""
+        return self._labels
+
+    @property
+    def is_image(self) -> bool:
+        return True
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """``(x - mean) / std`` per channel, in place on float32 ``x`` ``(3, H, W)``, as the in-memory
+        path normalises."""
+        return x.sub_(self._mean).div_(self._std)
+
+    def read_uint8(self, i: int) -> tuple[Tensor, int]:
+        """File ``i`` decoded at full resolution as ``(3, H, W)`` uint8 RGB, and its label."""
+        path, label = self.files[i]
+        return _rgb_to_uint8(_open_rgb(path)), label
+
+    def read_unit(self, i: int) -> tuple[Tensor, int]:
+        """The deterministic view before normalisation: float32 ``(3, size, size)`` in [0, 1]."""
+        path, label = self.files[i]
+        return _resized_unit(_open_rgb(path), self.size, path), label
+
+    def read(self, i: int) -> tuple[Tensor, int]:
+        """The deterministic view: float32 ``(3, size, size)``, resized with PIL's bilinear filter, scaled
+        to [0, 1] and normalised; bit for bit what ``load_dataset("imagefolder", ...)`` holds for the file
+        given the same mean and std."""
+        x, label = self.read_unit(i)
+        return self.normalise(x), label
+
+    def read_views(self, i: int) -> tuple[Tensor, Tensor, int]:
+        """Both :meth:`read_uint8` and :meth:`read` of file ``i`` from a single decode."""
+        path, label = self.files[i]
+        rgb = _open_rgb(path)
+        return _rgb_to_uint8(rgb), self.normalise(_resized_unit(rgb, self.size, path)), label
+
+
+def image_folder_sources(
+    data_dir: str | os.PathLike[str] | None,
+    image_size: int | None,
+    *,
+    stats_samples: int = 512,
+    seed: int = 0,
+) -> tuple[ImageFileSource, ImageFileSource, list[str]]:
+    """The train and test (or val) splits of an ImageFolder root as lazily read sources, and the class
+    names.
+
+    The layout, its checks and their errors are those of ``load_dataset("imagefolder", ...)``; the
+    deterministic view is ``image_size`` square (``None``: 64, the in-memory default).  Unlike the in-memory
+    path, which computes mean and std on every training image, the per-channel statistics are computed
+    (float64 accumulation) on a class-stratified sample of at most ``stats_samples`` training images, drawn
+    with NumPy ``default_rng([seed, 2])``, at the deterministic view.  When ``stats_samples`` is at least the
+    number of training images every image is used and the statistics equal the in-memory path's exactly.
+    The sample is decoded in this process and held as float32 while the statistics are computed
+    (``min(stats_samples, N) * 3 * image_size**2 * 4`` bytes).
+    """
+    try:
+        import PIL  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("the 'imagefolder' dataset decodes images with Pillow: pip install pillow") from exc
+    if image_size is not None and not is_positive_int(image_size):
+        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if not is_positive_int(stats_samples):
+        raise ValueError(f"stats_samples: expected an integer >= 1, got {stats_samples!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if data_dir is None:
+        raise FileNotFoundError(
+            f"the 'imagefolder' dataset needs --data-dir (data_dir=) laid out as {_IMAGEFOLDER_LAYOUT}"
+        )
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"imagefolder directory {root} does not exist: expected {_IMAGEFOLDER_LAYOUT}"
+        )
+    train_dir = root / "train"
+    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise FileNotFoundError(
+            f"{root} must contain train/ and test/ (or val/) subfolders: expected {_IMAGEFOLDER_LAYOUT}, "
+            f"found subfolders {present}"
+        )
+    train_classes, train_files = _scan_split(train_dir)
+    test_classes, test_files = _scan_split(test_dir)
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise DatasetError(
+            f"class folders differ between {train_dir} and {test_dir}: expected the same classes, found "
+            f"{only_train} only in train and {only_test} only in {test_dir.name}"
+        )
+    size = int(image_size) if image_size is not None else _DEFAULT_IMAGE_SIZE
+
+    # Statistics at the deterministic view; the unnormalised view does not depend on mean/std.
+    probe = ImageFileSource(train_files, mean=[0.0] * 3, std=[1.0] * 3, size=size)
+    n = len(probe)
+    if stats_samples >= n:
+        chosen = np.arange(n)
+    else:
+        labels = probe.labels.numpy()
+        rng = np.random.default_rng([int(seed), _STATS_STREAM])
+        chosen = _stratified_indices(labels, int(stats_samples), rng)
+    sample = torch.stack([probe.read_unit(int(i))[0] for i in chosen])
+    mean_t, std_t = _channel_stats(sample)
+    del sample
+    mean, std = [float(m) for m in mean_t], [float(s) for s in std_t]
+    train = ImageFileSource(train_files, mean=mean, std=std, size=size)
+    test = ImageFileSource(test_files, mean=mean, std=std, size=size)
+    return train, test, list(train_classes)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The dataset
+
+
+def _shift_signal(x: Tensor, padding: int) -> Tensor:
+    """Zero-pad a (C, L) signal by ``padding`` on both ends and cut back at a random offset (global RNG)."""
+    n = x.shape[-1]
+    offset = int(torch.randint(0, 2 * padding + 1, (1,)))
+    return torch.nn.functional.pad(x, (padding, padding))[:, offset:offset + n]
+
+
+class StreamSet(Dataset):
+    """A map-style dataset over a source, indexed by ``(index, seed)`` keys.
+
+    ``augment``:
+
+    * ``"none"``: the source's deterministic view (:meth:`TensorSource.read` / :meth:`ImageFileSource.read`);
+    * ``"crop-flip"``, ``"crop"``, ``"flip"``: as the in-memory path's ``augment_batch``, on the normalised
+      view: zero-pad by ``crop_padding`` and crop back at a random offset (torchvision v2 ``RandomCrop``,
+      fill 0), flip left-right with probability 0.5 (v2 ``RandomHorizontalFlip``); a ``(C, L)`` signal is
+      shifted, never flipped;
+    * ``"rrc-flip"`` (an :class:`ImageFileSource` only): v2 ``RandomResizedCrop(image_size, antialias=True)``
+      on the full-resolution uint8 image, then the flip, then scaling to [0, 1] and normalisation with the
+      source's mean/std.  ``image_size`` defaults to the source's ``size``, so that augmented and original
+      views have the same shape; it is used by no other augment.
+
+    ``cutout > 0`` applies :class:`Cutout` last, to the augmented view only.  Every random draw of a sample
+    comes from torch's global CPU generator seeded with the key's seed inside ``torch.random.fork_rng``, so
+    the caller's RNG state is untouched and the sample depends on the key alone.  An item is
+    ``(augmented, label)``, or ``(augmented, original, label)`` with ``with_originals`` (``original`` the
+    unaugmented deterministic view); the label is a Python int.
+    """
+
+    def __init__(self, source: TensorSource | ImageFileSource, *, augment: str, crop_padding: int = 4,
+                 cutout: int = 0, with_originals: bool = False, image_size: int | None = None):
+        from torchvision.transforms import v2
+
+        if not isinstance(source, (TensorSource, ImageFileSource)):
+            raise TypeError(
+                f"source: expected a TensorSource or an ImageFileSource, got {type(source).__name__}"
+            )
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment: expected one of {', '.join(AUGMENTS)}, got {augment!r}")
+        if augment == "rrc-flip" and not isinstance(source, ImageFileSource):
+            raise ValueError("augment: 'rrc-flip' needs full-resolution images (an ImageFileSource); "
+                             "a TensorSource supports none, crop-flip, crop and flip")
+        self.source = source
+        self.augment = augment
+        self.crop_padding = _check_size("crop_padding", crop_padding, 0)
+        self.cutout = _check_size("cutout", cutout, 0)
+        self.with_originals = bool(with_originals)
+        if image_size is not None and not is_positive_int(image_size):
+            raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+        if image_size is None and isinstance(source, ImageFileSource):
+            image_size = source.size
+        self.image_size = None if image_size is None else int(image_size)
+
+        steps: list = []
+        if augment == "rrc-flip":
+            steps.append(v2.RandomResizedCrop(self.image_size, antialias=True))
+        elif augment in ("crop-flip", "crop") and self.crop_padding > 0 and source.is_image:
+            if isinstance(source, ImageFileSource):
+                shape = (source.size, source.size)
+            else:
+                shape = tuple(int(s) for s in source.x.shape[-2:])
+            steps.append(v2.RandomCrop(shape, padding=self.crop_padding, fill=0, padding_mode="constant"))
+        if augment in ("crop-flip", "flip", "rrc-flip") and source.is_image:
+            steps.append(v2.RandomHorizontalFlip(p=0.5))
+        self._spatial = v2.Compose(steps) if steps else None
+        self._shift = augment in ("crop-flip", "crop") and self.crop_padding > 0 and not source.is_image
+        self._cutout = Cutout(self.cutout) if self.cutout > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _key(self, key) -> tuple[int, int]:
+        if not isinstance(key, (tuple, list)) or len(key) != 2 or not all(_is_int(k) for k in key):
+            raise TypeError(f"key: expected an (index, seed) pair of integers, got {key!r}")
+        index, seed = int(key[0]), int(key[1])
+        if not 0 <= index < len(self.source):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.source)} samples")
+        if not 0 <= seed < 2 ** 64:
+            raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed}")
+        return index, seed
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = self._key(key)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed would also reseed CUDA
+            if self.augment == "rrc-flip":
+                full, original, label = self.source.read_views(index)
+                out = self._spatial(full)
+                out = self.source.normalise(_uint8_to_unit(out))
+            else:
+                original, label = self.source.read(index)
+                out = original
+                if self._spatial is not None:
+                    out = self._spatial(out)
+                if self._shift:
+                    out = _shift_signal(out, self.crop_padding)
+            if self._cutout is not None:
+                out = self._cutout(out)
+        if self.with_originals:
+            return (out.clone() if out is original else out), original, label
+        return out, label
+
+
+# --------------------------------------------------------------------------------------------------------
+# Keys and loader
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def sample_seeds(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """Per-sample seeds (uint64 values below 2**63), a fixed hash of ``(seed, epoch, index)`` that does not
+    depend on the process, the platform or Python's hash randomisation."""
+    for name, value in (("seed", seed), ("epoch", epoch)):
+        if not _is_int(value) or not 0 <= value <= _MASK64:
+            raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
+    idx = np.asarray(indices)
+    if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0):
+        raise ValueError("indices: expected non-negative integers")
+    h = _splitmix64(np.full(idx.shape, int(seed), dtype=np.uint64) ^ np.uint64(0x6D69786B6974))  # "mixkit"
+    h = _splitmix64(h ^ np.uint64(int(epoch)))
+    h = _splitmix64(h ^ idx.astype(np.uint64))
+    return h >> np.uint64(1)
+
+
+def batch_keys(batches: Sequence[Tensor], seed: int, epoch: int) -> list[list[tuple[int, int]]]:
+    """Index batches (1-D integer tensors) as key batches for :class:`StreamSet`: ``(index, sample_seed)``
+    with the sample seed a pure function of ``(seed, epoch, index)`` (:func:`sample_seeds`)."""
+    out = []
+    for batch in batches:
+        idx = torch.as_tensor(batch).detach().cpu().reshape(-1).to(torch.int64).numpy()
+        seeds = sample_seeds(idx, seed, epoch)
+        out.append([(int(i), int(s)) for i, s in zip(idx.tolist(), seeds.tolist(), strict=True)])
+    return out
+
+
+class FixedBatches(Sampler):
+    """A batch sampler yielding a fixed list of key batches, in order."""
+
+    def __init__(self, batches: Sequence[Sequence[tuple[int, int]]]):
+        self.batches = [list(b) for b in batches]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+
+def _worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: StreamSet, batches: Sequence[Sequence[tuple[int, int]]], *, workers: int,
+                pin_memory: bool, prefetch_factor: int = 2, mp_context=None) -> DataLoader:
+    """A ``DataLoader`` over ``dataset`` yielding exactly ``batches`` (lists of ``(index, seed)`` keys), in
+    order, collated by ``default_collate`` (labels become int64 tensors).
+
+    ``workers`` worker processes (0: load in this process), each limited to one torch thread; workers are
+    not persistent (build one loader per epoch).  ``prefetch_factor`` applies only with workers.
+    ``mp_context`` (a multiprocessing context or its name, e.g. ``"spawn"``) defaults to torch's default.
+    """
+    workers = _check_size("workers", workers, 0)
+    prefetch_factor = _check_size("prefetch_factor", prefetch_factor, 1)
+    return DataLoader(
+        dataset,
+        batch_sampler=FixedBatches(batches),
+        num_workers=workers,
+        pin_memory=bool(pin_memory),
+        prefetch_factor=prefetch_factor if workers > 0 else None,
+        persistent_workers=False,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        multiprocessing_context=mp_context if workers > 0 else None,
+    )
