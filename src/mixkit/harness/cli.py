@@ -55,6 +55,10 @@ def _optional(kind):
     def parse(text: str):
         if text.lower() in ("none", "null", ""):
             return None
+        if kind is bool:                     # --balanced true|false|none (not bool("false"))
+            if text.lower() in ("true", "false"):
+                return text.lower() == "true"
+            raise argparse.ArgumentTypeError(f"expected true, false or none, got {text!r}")
         try:
             return kind(text)
         except ValueError:

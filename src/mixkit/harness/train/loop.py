@@ -27,13 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from mixkit.samplers import BalancedBatchSampler
 
-from ..data.augment import augment_batch
-from ..data.datasets import load_dataset
 from ..models import build_model, count_parameters
 from ..rundir import lock_run_dir
 from . import dist
@@ -45,6 +42,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig, balanced_batches, config_diff, config_from_dict, config_to_dict, read_yaml
+from .feed import MemoryFeed, StreamFeed, build_feed, epoch_batches, stable_seed
 from .methods import build_method
 from .metrics import MetricState
 
@@ -65,8 +63,7 @@ class RunExistsError(RuntimeError):
     """The run directory already holds a run and ``resume`` was not asked for."""
 
 
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+_seed = stable_seed
 
 
 def lr_at(cfg: TrainConfig, epoch_float: float) -> float:
@@ -103,46 +100,33 @@ def _device(name: str, info_local_rank: int) -> torch.device:
     return dev
 
 
-def _epoch_batches(cfg, n_train, train_y, epoch, info, sampler):
-    """Index batches of this process for ``epoch``: a pure function of (seed, epoch, rank)."""
-    if sampler is not None:
-        sampler.set_epoch(epoch)
-        return [torch.as_tensor(b, dtype=torch.long) for b in sampler]
-    g = torch.Generator().manual_seed(_seed(cfg.seed, 1, epoch))
-    perm = torch.randperm(n_train, generator=g)
-    per_rank = n_train // info.world_size
-    mine = perm[info.rank::info.world_size][:per_rank]
-    n_batches = per_rank // cfg.batch_size          # the last partial batch is dropped
-    if n_batches == 0:
-        raise ValueError(f"batch_size: expected at most {per_rank} (training samples per process), "
-                         f"got {cfg.batch_size}")
-    return list(mine[:n_batches * cfg.batch_size].view(n_batches, cfg.batch_size))
-
-
 @torch.no_grad()
-def evaluate(model, x, y, num_classes, cfg, device, info, amp_dtype) -> dict[str, float]:
+def evaluate_batches(model, batches, num_classes, device, info, amp_dtype) -> dict[str, float]:
+    """Test metrics of ``model`` over ``batches`` of ``(inputs, labels)`` on ``device``, summed over
+    every process's share."""
     model.eval()
     state = MetricState(num_classes)
-    idx = torch.arange(info.rank, x.shape[0], info.world_size)
-    for start in range(0, idx.numel(), cfg.eval_batch_size):
-        b = idx[start:start + cfg.eval_batch_size]
-        xb = x[b.to(x.device)].to(device, non_blocking=True)
-        if device.type == "cuda" and cfg.channels_last and xb.ndim == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+    for xb, yb in batches:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(xb)
-        state.update(logits.float(), y[b.to(y.device)])
+        state.update(logits.float(), yb)
     state.buffer = dist.all_reduce_sum(state.buffer, info, device)
     return state.finish()
 
 
-def feature_scatter(model, x, y, cfg, device) -> dict[str, float]:
+def evaluate(model, x, y, num_classes, cfg, device, info, amp_dtype) -> dict[str, float]:
+    """``evaluate_batches`` over tensors ``x``, ``y``, each process taking every ``world_size``-th sample."""
+    idx = torch.arange(info.rank, x.shape[0], info.world_size)
+    batches = ((x[b.to(x.device)].to(device), y[b.to(y.device)].to(device))
+               for b in idx.split(cfg.eval_batch_size))
+    return evaluate_batches(model, batches, num_classes, device, info, amp_dtype)
+
+
+def feature_scatter(model, batches, device) -> dict[str, float]:
     """Within/between-class scatter of the test set's penultimate features (SynerMix's claim)."""
     from ..features import penultimate_features
     from .metrics import scatter_ratios
 
-    batches = [(x[i:i + cfg.eval_batch_size].to(device), y[i:i + cfg.eval_batch_size])
-               for i in range(0, x.shape[0], cfg.eval_batch_size)]
     feats, labels = penultimate_features(model, batches, model.feature_layer, device=device)
     s = scatter_ratios(feats, labels.cpu())
     return {"scatter_within": s["within"], "scatter_between": s["between"], "scatter_ratio": s["ratio"]}
@@ -155,7 +139,8 @@ def _progress(total, desc, enabled):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr, unit="img",
+                unit_scale=True)
 
 
 def _check_run_dir(cfg: TrainConfig, out: str, resume: bool) -> dict | None:
@@ -218,17 +203,16 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
         if resume and os.path.exists(os.path.join(out, FINAL)):
             return _already_finished(cfg, out, log)
         ckpt = _prepare_run_dir(cfg, out, resume, info)
-        data = _load_data(cfg, device)
-        run = _build_run(cfg, out, data, device, info, log, progress)
+        run = _build_run(cfg, out, device, info, log, progress)
         if ckpt is not None:
             _resume(run, ckpt)
         _log_start(run)
         for epoch in range(run.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            train_loss = _train_one_epoch(run, epoch)
+            train_loss, images_per_s = _train_one_epoch(run, epoch)
             evaluated = _evaluate_if_due(run, epoch)
             run.elapsed += time.perf_counter() - t0
-            record = _record_epoch(run, epoch, train_loss, evaluated)
+            record = _record_epoch(run, epoch, train_loss, images_per_s, evaluated)
             _save_checkpoint(run, epoch + 1)
             _log_epoch(run, record, evaluated)
             for hook in EPOCH_END_HOOKS:
@@ -243,20 +227,6 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
 
 
 @dataclass
-class _Data:
-    """The dataset's tensors on ``store`` (the device on CUDA, else the CPU)."""
-
-    name: str
-    num_classes: int
-    input_shape: tuple
-    store: torch.device
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-
-@dataclass
 class _Run:
     """What the steps of one run share: where it runs, its data, what it trains, its history."""
 
@@ -266,7 +236,7 @@ class _Run:
     info: dist.DistInfo
     log: Callable[[str], None]
     progress: bool
-    data: _Data
+    feed: MemoryFeed | StreamFeed
     model: torch.nn.Module               # the model itself (what checkpoints and evaluation use)
     net: torch.nn.Module                 # what training forwards: the model in DDP, or the model
     method: Any
@@ -318,20 +288,14 @@ def _prepare_run_dir(cfg: TrainConfig, out: str, resume: bool, info: dist.DistIn
     return ckpt
 
 
-def _load_data(cfg: TrainConfig, device: torch.device) -> _Data:
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
-                        test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
-    store = device if device.type == "cuda" else torch.device("cpu")
-    return _Data(data.name, data.num_classes, data.input_shape, store, data.train_x.to(store),
-                 data.train_y.to(store), data.test_x.to(store), data.test_y.to(store))
-
-
-def _build_run(cfg: TrainConfig, out: str, data: _Data, device: torch.device, info: dist.DistInfo,
-               log, progress: bool) -> _Run:
-    """Model (the same initial weights on every process), method, optimiser, generators."""
+def _build_run(cfg: TrainConfig, out: str, device: torch.device, info: dist.DistInfo, log,
+               progress: bool) -> _Run:
+    """Data feed, model (the same initial weights on every process), method, optimiser, generators."""
+    feed = build_feed(cfg, device, with_originals=cfg.method.startswith("synermix"))
+    data = feed.meta
     torch.manual_seed(_seed(cfg.seed, 0))
     model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
-    if device.type == "cuda" and cfg.channels_last and data.train_x.ndim == 4:
+    if device.type == "cuda" and cfg.channels_last and len(data.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     net = dist.wrap(model, info, device, sync_bn=cfg.sync_bn)
     model = getattr(net, "module", net)
@@ -345,9 +309,9 @@ def _build_run(cfg: TrainConfig, out: str, data: _Data, device: torch.device, in
     gen = torch.Generator(device=device).manual_seed(_seed(cfg.seed, 2, info.rank))
     sampler = None
     if balanced_batches(cfg):
-        sampler = BalancedBatchSampler(data.train_y.cpu(), cfg.batch_size, seed=_seed(cfg.seed, 3),
+        sampler = BalancedBatchSampler(data.train_labels, cfg.batch_size, seed=_seed(cfg.seed, 3),
                                        rank=info.rank, world_size=info.world_size)
-    return _Run(cfg, out, device, info, log, progress, data, model, net, method, optimizer, scaler,
+    return _Run(cfg, out, device, info, log, progress, feed, model, net, method, optimizer, scaler,
                 amp_dtype, gen, sampler)
 
 
@@ -366,33 +330,37 @@ def _resume(run: _Run, ckpt: dict) -> None:
 
 
 def _log_start(run: _Run) -> None:
-    cfg, d = run.cfg, run.data
-    run.log(f"{run.out}: {cfg.method} on {d.name} ({d.train_x.shape[0]} train, {d.test_x.shape[0]} test), "
+    cfg, d = run.cfg, run.feed.meta
+    run.log(f"{run.out}: {cfg.method} on {d.name} ({d.n_train} train, {d.n_test} test, {cfg.loader} "
+            f"loader{f', {cfg.workers} workers' if cfg.loader == 'stream' else ''}), "
             f"{cfg.model} ({count_parameters(run.model) / 1e6:.2f} M parameters), {cfg.epochs} epochs, "
             f"device {run.device}" + (f", {run.info.world_size} processes" if run.info.enabled else ""))
 
 
-def _train_one_epoch(run: _Run, epoch: int) -> float:
-    """One pass over this process's batches of ``epoch``; the mean training loss over all processes."""
+def _train_one_epoch(run: _Run, epoch: int) -> tuple[float, float]:
+    """One pass over this process's batches of ``epoch``: the mean training loss over all processes,
+    and the training images per second (all processes, loading and augmentation included)."""
     run.net.train()
-    batches = _epoch_batches(run.cfg, run.data.train_x.shape[0], run.data.train_y, epoch, run.info,
-                             run.sampler)
-    bar = _progress(len(batches), f"epoch {epoch + 1}/{run.cfg.epochs}", run.progress)
+    batches = epoch_batches(run.cfg, run.feed.meta.n_train, epoch, run.info, run.sampler)
+    bar = _progress(sum(len(b) for b in batches), f"epoch {epoch + 1}/{run.cfg.epochs}", run.progress)
     loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
-    for i, idx in enumerate(batches):
+    t0 = time.perf_counter()
+    for i, (originals, augmented, labels) in enumerate(run.feed.train_batches(epoch, batches, run.gen)):
         _set_lr(run.optimizer, lr_at(run.cfg, epoch + i / len(batches)))
-        loss = _train_step(run, idx, epoch, i)
+        loss = _train_step(run, originals, augmented, labels, epoch, i)
         loss_sum += loss.detach().double()
         if bar is not None:
-            bar.update(1)
+            bar.update(labels.shape[0])
             if i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss):.3f}")
     if bar is not None:
         bar.close()
+    seconds = time.perf_counter() - t0
     total = dist.all_reduce_sum(
-        torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64)]),
+        torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64),
+                     torch.tensor(float(sum(len(b) for b in batches)), dtype=torch.float64)]),
         run.info, run.device)
-    return float(total[0] / total[1])
+    return float(total[0] / total[1]), float(total[2]) / max(seconds, 1e-9)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -400,22 +368,16 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _train_step(run: _Run, idx: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
-    """Augment and mix one batch, one optimiser step with gradients averaged over processes."""
-    cfg, device, d = run.cfg, run.device, run.data
-    idx = idx.to(d.store)
-    originals = d.train_x[idx].to(device, non_blocking=True)
-    labels = d.train_y[idx].to(device, non_blocking=True)
-    if device.type == "cuda" and cfg.channels_last and originals.ndim == 4:
-        originals = originals.contiguous(memory_format=torch.channels_last)
-    augmented = augment_batch(originals, cfg.augment, cfg.crop_padding, run.gen)
-    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: int) -> torch.Tensor:
+    """Mix one batch on the device and take one optimiser step (DDP averages the gradients over
+    processes during the backward)."""
+    with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss)}; "
-                                 f"lower the learning rate (lr={cfg.lr})")
+                                 f"lower the learning rate (lr={run.cfg.lr})")
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()           # DDP averages the gradients over processes here
+    run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
     return loss
@@ -428,16 +390,16 @@ def _evaluate_if_due(run: _Run, epoch: int) -> bool:
     runs does not change the training."""
     if not ((epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == run.cfg.epochs):
         return False
-    d = run.data
     dist.sync_buffers(run.model, run.info)      # every rank evaluates rank 0's (checkpointed) state
-    run.metrics = evaluate(run.model, d.test_x, d.test_y, d.num_classes, run.cfg, run.device, run.info,
-                           run.amp_dtype)
+    run.metrics = evaluate_batches(run.model, run.feed.test_batches(run.info), run.feed.meta.num_classes,
+                                   run.device, run.info, run.amp_dtype)
     return True
 
 
-def _record_epoch(run: _Run, epoch: int, train_loss: float, evaluated: bool) -> dict:
+def _record_epoch(run: _Run, epoch: int, train_loss: float, images_per_s: float, evaluated: bool) -> dict:
     record = {"epoch": epoch + 1, "lr": lr_at(run.cfg, epoch + 1 - 1e-9), "train_loss": train_loss,
-              **(run.metrics if evaluated else {}), "elapsed_s": round(run.elapsed, 3)}
+              **(run.metrics if evaluated else {}), "elapsed_s": round(run.elapsed, 3),
+              "images_per_s": round(images_per_s, 1)}
     run.history.append(record)
     return record
 
@@ -461,15 +423,15 @@ def _log_epoch(run: _Run, record: dict, evaluated: bool) -> None:
     run.log(f"epoch {record['epoch']:>3}/{run.cfg.epochs}  loss {record['train_loss']:.4f}  "
             + (f"test error {m['test_error']:.4f}  nll {m['nll']:.4f}  ece {m['ece']:.4f}  "
                if evaluated else "")
-            + f"({run.elapsed:.1f} s)")
+            + f"({record['images_per_s']:.0f} img/s, {run.elapsed:.1f} s)")
 
 
 def _finish(run: _Run) -> dict:
     """The final metrics (the last evaluation, feature scatter, the run's facts) into ``final.json``."""
-    cfg, d = run.cfg, run.data
+    cfg = run.cfg
     final = {k: v for k, v in run.metrics.items() if k not in ("epoch", "lr", "elapsed_s")}
     if run.info.is_main and hasattr(run.model, "feature_layer"):
-        final.update(feature_scatter(run.model, d.test_x, d.test_y, cfg, run.device))
+        final.update(feature_scatter(run.model, run.feed.test_batches(run.info, everything=True), run.device))
     final.update({"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed,
                   "epochs": cfg.epochs, "train_time_s": round(run.elapsed, 3),
                   "parameters": count_parameters(run.model), "world_size": run.info.world_size,
