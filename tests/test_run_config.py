@@ -219,3 +219,60 @@ def test_resume_of_an_old_checkpoint_falls_back_to_config_yaml(tmp_path, capsys)
     assert "lr: run has 0.1, given 0.5" in capsys.readouterr().err
     assert main(["train", "--out", out, "--resume"]) == 0
     assert _final(out)["method"] == "mixup" and _final(out)["epochs"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Like-for-like comparisons
+
+
+def test_balanced_sampler_is_a_setting_for_every_method():
+    from mixkit.harness.train.compare import like_for_like, sampler_note
+    from mixkit.harness.train.config import TrainConfig, balanced_batches
+
+    assert balanced_batches(TrainConfig(method="synermix")) and not balanced_batches(TrainConfig(method="erm"))
+    assert balanced_batches(TrainConfig(method="erm", balanced=True))
+    assert not balanced_batches(TrainConfig(method="synermix-intra", balanced=False))
+    base = TrainConfig()
+    assert like_for_like(base, ["erm", "mixup"]).balanced is None
+    assert like_for_like(base, ["erm", "synermix-manifold"]).balanced is True
+    assert like_for_like(TrainConfig(balanced=False), ["erm", "synermix"]).balanced is False
+    assert "class-balanced" in sampler_note(like_for_like(base, ["mixup", "synermix"]))
+    assert "uniformly shuffled" in sampler_note(base)
+
+
+def test_every_method_of_a_balanced_comparison_sees_the_same_batches():
+    import torch
+
+    from mixkit.harness.train.config import TrainConfig, balanced_batches
+    from mixkit.harness.train.dist import DistInfo
+    from mixkit.harness.train.feed import epoch_batches, stable_seed
+    from mixkit.samplers import BalancedBatchSampler
+
+    labels = torch.arange(200) % 10
+    seen = {}
+    for method in ("erm", "mixup", "synermix"):
+        cfg = TrainConfig(method=method, balanced=True, batch_size=32)
+        assert balanced_batches(cfg)
+        sampler = BalancedBatchSampler(labels, cfg.batch_size, seed=stable_seed(cfg.seed, 3))
+        seen[method] = [b.tolist() for b in epoch_batches(cfg, 200, 2, DistInfo(), sampler)]
+    assert seen["erm"] == seen["mixup"] == seen["synermix"]
+    assert any(len(b) > 32 for b in seen["erm"])         # topped up: every present class at least twice
+
+
+def test_compare_report_says_which_batches(tmp_path, capsys):
+    from mixkit.harness.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "digits", "--train-size", "200", "--test-size", "100", "--batch-size",
+                 "32", "--threads", "1", "--methods", "erm,synermix-intra", "--seeds", "0", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    assert "class-balanced batches" in (out / "results.md").read_text()
+    import yaml
+    for m in ("erm", "synermix-intra"):
+        assert yaml.safe_load((out / m / "seed0" / "config.yaml").read_text())["balanced"] is True
+
+
+def test_synermix_recipe_uses_its_papers_settings():
+    from mixkit.harness.train.config import PRESETS
+
+    assert PRESETS["synermix-cifar100"]["manifold_alpha"] == 1.0 and PRESETS["synermix-cifar100"]["cutout"] == 16
