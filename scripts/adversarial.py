@@ -240,7 +240,9 @@ def _(tmp):
         deadline = time.monotonic() + 60
         while not os.path.exists(os.path.join(out, "config.yaml")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return clean_error(mixkit("train", *TINY, "--method", "cutmix", "--out", out), "train", "busy")
+        return clean_error(
+            mixkit("train", *TINY, "--method", "cutmix", "--out", out), "train", "another run is using it"
+        )
     finally:
         first.kill()
         first.wait()

@@ -298,3 +298,15 @@ def test_disk_full_is_a_cli_error(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "mixkit train: error: No space left on device" in err and "continue with --resume" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["show", "bench"])
+def test_show_and_bench_with_out_under_a_file_are_cli_errors(tmp_path, capsys, command):
+    from mixkit.harness.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    extra = ["--quick"] if command == "bench" else []
+    assert main([command, "--out", str(blocker / "x"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mixkit {command}: error: ") and "Not a directory" in err

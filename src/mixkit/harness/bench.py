@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import functools
 import json
 import math
@@ -882,6 +883,10 @@ def main(argv=None, args=None) -> int:
             print(f"mixkit bench: --bandwidth-gbs expected a positive number, got {bandwidth}",
                   file=sys.stderr)
             return 2
+    if args.out is not None:            # a bad --out fails now, not after the measurements
+        os.makedirs(args.out, exist_ok=True)
+        if not os.access(args.out, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "the directory is not writable", str(args.out))
     rep = run(args.shapes, device, args.threads, args.repeats, peers=not args.no_peers,
               extras=not args.quick, out=args.out, command="mixkit bench " + " ".join(argv or sys.argv[1:]),
               bandwidth_gbs=bandwidth)

@@ -196,25 +196,28 @@ def _describe(e: BaseException) -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "show":
-        from .analysis.gallery import main as show_main
-        return show_main(argv[1:])
-    if argv and argv[0] == "bench":
-        from .bench import main as bench_main
-        return bench_main(argv[1:])
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    command = argv[0] if argv and argv[0] in ("show", "bench") else None
+    if command is None:
+        ns = build_parser().parse_args(argv)
+        command = ns.command
     try:
-        if ns.command == "train":
+        if command == "show":
+            from .analysis.gallery import main as show_main
+            return show_main(argv[1:])
+        if command == "bench":
+            from .bench import main as bench_main
+            return bench_main(argv[1:])
+        if command == "train":
             return _train(ns)
         return _compare(ns)
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         # OSError: a full disk, a vanished directory, permissions (files are written atomically,
         # so what was there before stays whole)
-        print(f"mixkit {ns.command}: error: {_describe(e)}", file=sys.stderr)
+        print(f"mixkit {command}: error: {_describe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mixkit {ns.command}: interrupted; continue with --resume", file=sys.stderr)
+        hint = "; continue with --resume" if command in ("train", "compare") else ""
+        print(f"mixkit {command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 
