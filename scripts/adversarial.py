@@ -333,7 +333,7 @@ def _(tmp):
 def _(tmp):
     out = _finished_run(tmp, "--epochs", "1")
     os.remove(os.path.join(out, "final.json"))
-    junk = os.path.join(out, ".tmp-checkpoint.pt.12345")
+    junk = os.path.join(out, ".tmp-checkpoint.pt.ab12cd34")
     open(junk, "wb").write(b"x" * 1000)
     p = mixkit("train", "--resume", "--out", out)
     return p.returncode == 0 and not os.path.exists(
