@@ -1,0 +1,70 @@
+"""The built wheel: its metadata asks for torch alone, its version is ``mixkit.__version__`` (one
+source), it carries the library, the harness and ``py.typed``, and once installed into a fresh
+virtual environment (outside the checkout) it imports and mixes a batch.
+
+The fresh environment reuses this interpreter's torch (``--system-site-packages``; the wheel is
+installed with ``--no-deps``), so the test needs no download; that the library needs nothing but
+torch is checked on the wheel's ``Requires-Dist`` here and on what ``import mixkit`` loads in
+``tests/test_architecture.py``.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import mixkit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out),
+                        str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    wheels = list(out.glob("mixkit-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.mark.slow
+def test_wheel_metadata_and_contents(wheel):
+    assert wheel.name.startswith(f"mixkit-{mixkit.__version__}-")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert re.search(rf"^Version: {re.escape(mixkit.__version__)}$", meta, re.M)
+    required = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    core = [r for r in required if "extra ==" not in r]
+    assert core == ["torch>=2.1"], core                  # the library needs torch alone
+    for path in ("mixkit/__init__.py", "mixkit/py.typed", "mixkit/functional/masks.py",
+                 "mixkit/harness/cli.py", "mixkit/harness/train/feed.py", "mixkit/harness/data/stream.py"):
+        assert path in names, path
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_mixes_in_a_fresh_venv(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    p = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    code = ("import mixkit, torch; from mixkit import MixUp; "
+            "x, s = MixUp(alpha=1.0, num_classes=3)(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), "
+            "generator=torch.Generator().manual_seed(0)); "
+            "print(mixkit.__version__, mixkit.__file__, tuple(x.shape), round(float(s.sum()), 4), sep='|')")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    version, where, shape, total = p.stdout.strip().split("|")
+    assert version == mixkit.__version__
+    assert str(venv) in where and str(ROOT) not in where          # the installed copy, not the checkout
+    assert shape == "(4, 3, 8, 8)" and total == "4.0"              # four soft rows, each summing to 1
