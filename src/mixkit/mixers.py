@@ -11,6 +11,11 @@ Every mixer keeps one contract::
 methods report the mask's mean, CutMix the clipped box (with ``correct_lam``). ``soft`` is float
 (B, C), non-negative, rows summing to 1, so mixers compose. Shape, dtype, device and memory
 format of the inputs are kept; inputs are only written to with ``inplace=True``.
+
+MixUp, CutMix and FMix mix each sample with a partner chosen by ``pairing``: ``"permutation"``
+(default, the papers': a random permutation, so about one sample in B is its own partner),
+``"roll"`` (torchvision's v2 MixUp/CutMix: sample i with sample i - 1) or ``"flip"`` (timm's
+Mixup: sample i with sample B - 1 - i); see ``mixkit.functional.sample_pairing``.
 """
 
 from __future__ import annotations
@@ -80,6 +85,13 @@ def _num_classes(value) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"num_classes: expected None or an integer >= 1, got {value!r}")
+    return value
+
+
+def _pairing(value) -> str:
+    if value not in sampling.PAIRINGS:
+        raise ValueError(f"pairing: expected one of {', '.join(repr(k) for k in sampling.PAIRINGS)}, "
+                         f"got {value!r}")
     return value
 
 
@@ -205,10 +217,11 @@ class MixUp(Mixer):
     """
 
     def __init__(self, *, alpha: float = 1.0, num_classes=None, mode: str = "batch", p: float = 1.0,
-                 inplace: bool = False):
+                 inplace: bool = False, pairing: str = "permutation"):
         super().__init__(num_classes=num_classes, p=p, inplace=inplace)
         self.alpha = _positive("alpha", alpha)
         self.mode = _mode(mode)
+        self.pairing = _pairing(pairing)
 
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
@@ -216,7 +229,7 @@ class MixUp(Mixer):
         applied = self._draw_applied(count, b, generator, dev)
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
         lam = self._where_applied(applied, lam, 1.0)
-        index = sampling.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam, applied=applied, index=index)
 
     def _apply(self, inputs, soft, params):
@@ -297,10 +310,12 @@ class CutMix(_MaskMixer):
     """
 
     def __init__(self, *, alpha: float = 1.0, num_classes=None, mode: str = "batch",
-                 correct_lam: bool = True, p: float = 1.0, inplace: bool = False):
+                 correct_lam: bool = True, p: float = 1.0, inplace: bool = False,
+                 pairing: str = "permutation"):
         super().__init__(num_classes=num_classes, p=p, inplace=inplace)
         self.alpha = _positive("alpha", alpha)
         self.mode = _mode(mode)
+        self.pairing = _pairing(pairing)
         self.correct_lam = bool(correct_lam)
 
     def _sample(self, inputs, generator):
@@ -314,7 +329,7 @@ class CutMix(_MaskMixer):
         lam = self._where_applied(applied[:count], lam, 1.0)
         if self.correct_lam:
             lam = masks.boxes_lambda(boxes, spatial)
-        index = sampling.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          boxes=boxes)
 
@@ -353,8 +368,10 @@ class FMix(_MaskMixer):
 
     def __init__(self, *, alpha: float = 1.0, decay_power: float = 3.0, num_classes=None,
                  max_soft: float = 0.0, reformulate: bool = False, mode: str = "batch",
-                 p: float = 1.0, spectrum: str = "paper", inplace: bool = False):
+                 p: float = 1.0, spectrum: str = "paper", inplace: bool = False,
+                 pairing: str = "permutation"):
         super().__init__(num_classes=num_classes, p=p, inplace=inplace)
+        self.pairing = _pairing(pairing)
         self.alpha = _positive("alpha", alpha)
         self.decay_power = _positive("decay_power", decay_power)
         if isinstance(max_soft, bool) or not isinstance(max_soft, (int, float)) or not 0 <= max_soft <= 0.5:
@@ -380,7 +397,7 @@ class FMix(_MaskMixer):
                                generator=generator, spectrum=self.spectrum)
         mask = self._where_applied(applied[:count], mask, 1.0)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
-        index = sampling.sample_pairing(b, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          mask=mask)
 

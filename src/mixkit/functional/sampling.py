@@ -25,6 +25,7 @@ __all__ = [
     "sample_uniform",
     "sample_bernoulli",
     "sample_pairing",
+    "PAIRINGS",
     "zeta_weights",
     "zeta_weight_matrix",
     "zeta_gamma_for_lambda",
@@ -201,12 +202,28 @@ def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[
     return conc, inv
 
 
+PAIRINGS: tuple[str, ...] = ("permutation", "roll", "flip")
+
+
 def sample_pairing(
-    batch_size: int, *, generator: torch.Generator | None = None, device="cpu"
+    batch_size: int, *, generator: torch.Generator | None = None, device="cpu", kind: str = "permutation"
 ) -> Tensor:
-    """A uniformly random permutation ``index`` of ``batch_size``: sample i is paired with
-    ``index[i]``, as in mixup, CutMix and FMix."""
-    return torch.randperm(batch_size, generator=generator, device=device)
+    """The partner ``index`` of every sample: sample i is mixed with sample ``index[i]``.
+
+    - ``"permutation"``: a uniformly random permutation (mixup's, CutMix's and FMix's papers);
+      about one sample in B is its own partner and stays unmixed.
+    - ``"roll"``: ``index[i] = i - 1`` (mod B), what torchvision's v2 MixUp/CutMix do
+      (``batch.roll(1, 0)``); no draw, nobody is its own partner when B > 1.
+    - ``"flip"``: ``index[i] = B - 1 - i``, what timm's Mixup does (``x.flip(0)``); no draw; the
+      middle sample of an odd batch is its own partner. Pairs are mutual, as timm's pair mode needs.
+    """
+    if kind == "permutation":
+        return torch.randperm(batch_size, generator=generator, device=device)
+    if kind == "roll":
+        return torch.arange(batch_size, device=device).roll(1)
+    if kind == "flip":
+        return torch.arange(batch_size - 1, -1, -1, device=device)
+    raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {kind!r}")
 
 
 def zeta_weights(n: int, gamma: float, *, dtype: torch.dtype = torch.float64, device="cpu") -> Tensor:
