@@ -440,7 +440,11 @@ def _to_rgb8(img, path):
     return img.convert("RGB")
 
 
-def _load_imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int | None) -> _Raw:
+def scan_imagefolder(data_dir: str | os.PathLike[str] | None
+                     ) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """Class names and the ``(file, label)`` pairs of the train and test (or val) splits of an
+    ImageFolder root, with the layout's checks and errors (shared by the in-memory and streaming
+    paths)."""
     try:
         import PIL  # noqa: F401
     except ImportError as exc:
@@ -471,6 +475,11 @@ def _load_imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int |
             f"class folders differ between {train_dir} and {test_dir}: expected the same classes, found "
             f"{only_train} only in train and {only_test} only in {test_dir.name}"
         )
+    return train_classes, train_files, test_files
+
+
+def _load_imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int | None) -> _Raw:
+    train_classes, train_files, test_files = scan_imagefolder(data_dir)
     size = image_size if image_size is not None else _DEFAULT_IMAGE_SIZE
     train_x, train_y = _read_images(train_files, size)
     test_x, test_y = _read_images(test_files, size)

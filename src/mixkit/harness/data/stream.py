@@ -36,11 +36,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..checks import is_positive_int
 from .datasets import (
     _DEFAULT_IMAGE_SIZE,
-    _IMAGEFOLDER_LAYOUT,
     _channel_stats,
-    _scan_split,
     _stratified_indices,
     _to_rgb8,
+    scan_imagefolder,
 )
 from .errors import DatasetError
 
@@ -332,42 +331,13 @@ def image_folder_sources(
     The sample is decoded in this process and held as float32 while the statistics are computed
     (``min(stats_samples, N) * 3 * image_size**2 * 4`` bytes).
     """
-    try:
-        import PIL  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("the 'imagefolder' dataset decodes images with Pillow: pip install pillow") from exc
     if image_size is not None and not is_positive_int(image_size):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
     if not is_positive_int(stats_samples):
         raise ValueError(f"stats_samples: expected an integer >= 1, got {stats_samples!r}")
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if data_dir is None:
-        raise FileNotFoundError(
-            f"the 'imagefolder' dataset needs --data-dir (data_dir=) laid out as {_IMAGEFOLDER_LAYOUT}"
-        )
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"imagefolder directory {root} does not exist: expected {_IMAGEFOLDER_LAYOUT}"
-        )
-    train_dir = root / "train"
-    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
-    if not train_dir.is_dir() or test_dir is None:
-        present = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise FileNotFoundError(
-            f"{root} must contain train/ and test/ (or val/) subfolders: expected {_IMAGEFOLDER_LAYOUT}, "
-            f"found subfolders {present}"
-        )
-    train_classes, train_files = _scan_split(train_dir)
-    test_classes, test_files = _scan_split(test_dir)
-    if train_classes != test_classes:
-        only_train = sorted(set(train_classes) - set(test_classes))
-        only_test = sorted(set(test_classes) - set(train_classes))
-        raise DatasetError(
-            f"class folders differ between {train_dir} and {test_dir}: expected the same classes, found "
-            f"{only_train} only in train and {only_test} only in {test_dir.name}"
-        )
+    train_classes, train_files, test_files = scan_imagefolder(data_dir)
     size = int(image_size) if image_size is not None else _DEFAULT_IMAGE_SIZE
 
     # Statistics at the deterministic view; the unnormalised view does not depend on mean/std.
