@@ -397,20 +397,28 @@ def _read_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray, 
 
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                rgb = _to_rgb8(img, path)
-                if rgb.size != (size, size):
-                    rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(rgb, dtype=np.uint8)
-        except DatasetError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DatasetError(
-                f"cannot read image file {path}: expected an image PIL can decode, found "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        rgb = open_rgb8(path)
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(rgb, dtype=np.uint8)
     return out.transpose(0, 3, 1, 2), np.array([label for _, label in files], dtype=np.int64)
+
+
+def open_rgb8(path: Path):
+    """The image file at ``path`` decoded by PIL as 8-bit RGB (``_to_rgb8``); a DatasetError naming
+    the file when it cannot be read (shared by the in-memory and streaming paths)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return _to_rgb8(img, path)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(
+            f"cannot read image file {path}: expected an image PIL can decode, found "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
 # 16-bit greyscale modes: PIL's convert("RGB") would clip every value above 255 to white.

@@ -38,7 +38,7 @@ from .datasets import (
     _DEFAULT_IMAGE_SIZE,
     _channel_stats,
     _stratified_indices,
-    _to_rgb8,
+    open_rgb8,
     scan_imagefolder,
 )
 from .errors import DatasetError
@@ -199,23 +199,6 @@ class TensorSource:
         return self.x[i].clone(), int(self.y[i])
 
 
-def _open_rgb(path: Path):
-    """The file at ``path`` decoded by PIL as an 8-bit RGB image (as the in-memory path decodes it);
-    DatasetError naming the file when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return _to_rgb8(img, path)
-    except DatasetError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(
-            f"cannot read image file {path}: expected an image PIL can decode, found "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-
-
 def _resized_unit(rgb, size: int, path: Path) -> Tensor:
     """The deterministic view of an RGB image before normalisation: resized to (size, size) with PIL's
     bilinear filter (when not already that size), channel-first float32 in [0, 1]."""
@@ -291,12 +274,12 @@ class ImageFileSource:
     def read_uint8(self, i: int) -> tuple[Tensor, int]:
         """File ``i`` decoded at full resolution as ``(3, H, W)`` uint8 RGB, and its label."""
         path, label = self.files[i]
-        return _rgb_to_uint8(_open_rgb(path)), label
+        return _rgb_to_uint8(open_rgb8(path)), label
 
     def read_unit(self, i: int) -> tuple[Tensor, int]:
         """The deterministic view before normalisation: float32 ``(3, size, size)`` in [0, 1]."""
         path, label = self.files[i]
-        return _resized_unit(_open_rgb(path), self.size, path), label
+        return _resized_unit(open_rgb8(path), self.size, path), label
 
     def read(self, i: int) -> tuple[Tensor, int]:
         """The deterministic view: float32 ``(3, size, size)``, resized with PIL's bilinear filter, scaled
@@ -308,7 +291,7 @@ class ImageFileSource:
     def read_views(self, i: int) -> tuple[Tensor, Tensor, int]:
         """Both :meth:`read_uint8` and :meth:`read` of file ``i`` from a single decode."""
         path, label = self.files[i]
-        rgb = _open_rgb(path)
+        rgb = open_rgb8(path)
         return _rgb_to_uint8(rgb), self.normalise(_resized_unit(rgb, self.size, path)), label
 
 
