@@ -41,7 +41,7 @@ def test_bad_types():
         mixkit.MixUp(alpha="1")
     with pytest.raises(TypeError, match=r"inplace: expected a bool, got int"):
         mixkit.MixUp(inplace=1)
-    with pytest.raises(TypeError, match=r"mixers: expected objects with sample\(\) and apply\(\), got int"):
+    with pytest.raises(TypeError, match=r"mixers: expected mixkit mixers or combinations \(with sample\(\) and apply_soft\(\)\), got int"):
         mixkit.Alternate([1])
     with pytest.raises(TypeError, match=r"generator: expected a torch.Generator or None, got int"):
         mixkit.MixUp(num_classes=4)(X, Y, generator=3)
@@ -49,9 +49,11 @@ def test_bad_types():
 
 @pytest.mark.parametrize("mixer", [mixkit.MixUp(num_classes=4), mixkit.ZetaMixup(num_classes=4),
                                    mixkit.CutMix(num_classes=4), mixkit.FMix(num_classes=4)], ids=repr)
-def test_integer_images_rejected(mixer):
-    with pytest.raises(TypeError, match=r"inputs: expected a floating-point tensor .* got torch.uint8"):
-        mixer((X * 255).to(torch.uint8), Y)
+def test_bool_and_complex_images_rejected(mixer):
+    # integer images are mixed (tests/test_ecosystem.py); bool and complex have no meaning as pixels
+    for dtype in (torch.bool, torch.complex64):
+        with pytest.raises(TypeError, match=rf"inputs: expected a floating-point or integer tensor .* got {dtype}"):
+            mixer(X.to(dtype), Y)
 
 
 @pytest.mark.parametrize("mixer", [mixkit.CutMix(num_classes=4), mixkit.FMix(num_classes=4)], ids=repr)

@@ -11,7 +11,13 @@ from . import functional
 from .collate import MixingCollate
 from .compose import Alternate, Compose, ComposedParams, RandomChoice
 from .hidden import ManifoldMixup, SynerMix, intra_class_mix
-from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, soft_target_cross_entropy
+from .losses import (
+    SoftTargetBinaryCrossEntropy,
+    SoftTargetCrossEntropy,
+    mixed_cross_entropy,
+    soft_target_binary_cross_entropy,
+    soft_target_cross_entropy,
+)
 from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ZetaMixup
 from .paired import PairedViews
 from .samplers import BalancedBatchSampler
@@ -32,11 +38,13 @@ __all__ = [
     "MixingCollate",
     "PairedViews",
     "RandomChoice",
+    "SoftTargetBinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "SynerMix",
     "ZetaMixup",
     "functional",
     "intra_class_mix",
     "mixed_cross_entropy",
+    "soft_target_binary_cross_entropy",
     "soft_target_cross_entropy",
 ]

@@ -5,7 +5,10 @@
 - ``Compose([...])``: all mixers in sequence, soft labels flowing through (CutMix + zeta-mixup).
 
 Each keeps the mixer contract: ``sample`` draws everything (``ComposedParams``) and ``apply``
-replays it.
+replays it. Each is an ``nn.Module`` called as a mixer is (``(images, labels)`` or packed). Labels
+become targets once, by the combination: ``num_classes``, ``label_smoothing`` and ``multilabel``
+are taken from the parts when they agree (or given to the combination), and the parts mix the
+rows they are handed (``apply_soft``), so a ``Compose`` of smoothing mixers smooths once.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import get_worker_info
 
-from .functional import mixing, sampling
-from .mixers import MixParams
+from .functional import sampling
+from .mixers import MixParams, Targets, _flag, _num_classes, _smoothing
 from .reprs import init_repr
 
 __all__ = ["ComposedParams", "RandomChoice", "Alternate", "Compose"]
@@ -33,30 +36,43 @@ class ComposedParams:
     parts: list[MixParams]
 
 
-class _Combination:
-    def __init__(self, mixers: Sequence, num_classes: int | None = None):
+def _agreed(mixers, name: str, given, default):
+    """``given``, or the one value the parts hold for ``name`` (``default`` when none sets it;
+    parts left at the default do not count)."""
+    if given is not None:
+        return given
+    found = {getattr(m, name) for m in mixers if getattr(m, name, default) != default}
+    if len(found) > 1:
+        raise ValueError(f"{name}: expected one value across mixers, got {sorted(found)}; "
+                         f"pass {name}=... to the combination")
+    return found.pop() if found else default
+
+
+def _check_tensor(inputs) -> None:
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
+
+
+class _Combination(Targets):
+    def __init__(self, mixers: Sequence, num_classes: int | None = None, label_smoothing: float | None = None,
+                 multilabel: bool | None = None):
+        super().__init__()
         if isinstance(mixers, (str, bytes)) or not isinstance(mixers, Sequence) or len(mixers) == 0:
             raise ValueError(f"mixers: expected a non-empty list of mixers, got {mixers!r}")
         for m in mixers:
-            if not (hasattr(m, "sample") and hasattr(m, "apply")):
-                raise TypeError(f"mixers: expected objects with sample() and apply(), got {type(m).__name__}")
-        self.mixers = list(mixers)
-        if num_classes is None:
-            found = {m.num_classes for m in self.mixers if getattr(m, "num_classes", None) is not None}
-            if len(found) > 1:
-                raise ValueError(f"num_classes: expected one value across mixers, got {sorted(found)}")
-            num_classes = found.pop() if found else None
-        self.num_classes = num_classes
-
-    def _soft(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
-                                     device=inputs.device)
-
-    def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
-        return self.apply(inputs, labels, self.sample(inputs, generator=generator))
+            if not (callable(getattr(m, "sample", None)) and callable(getattr(m, "apply_soft", None))):
+                raise TypeError(f"mixers: expected mixkit mixers or combinations (with sample() and "
+                                f"apply_soft()), got {type(m).__name__}")
+        self.mixers = nn.ModuleList(mixers)
+        self.num_classes = _num_classes(_agreed(mixers, "num_classes", num_classes, None))
+        self.label_smoothing = _smoothing(_agreed(mixers, "label_smoothing", label_smoothing, 0.0))
+        self.multilabel = _flag("multilabel", _agreed(mixers, "multilabel", multilabel, False))
 
     def __repr__(self) -> str:
-        return init_repr(self)
+        # label_smoothing and multilabel are shown where they differ from the defaults they stand for
+        return init_repr(self, mixers="[" + ", ".join(repr(m) for m in self.mixers) + "]",
+                         label_smoothing=repr(self.label_smoothing) if self.label_smoothing else None,
+                         multilabel="True" if self.multilabel else None)
 
 
 class _OneOf(_Combination):
@@ -64,13 +80,14 @@ class _OneOf(_Combination):
         raise NotImplementedError
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
+        _check_tensor(inputs)
         sampling.check_generator(generator, inputs.device)
         i = self._pick(inputs, generator)
         return ComposedParams(choice=i, parts=[self.mixers[i].sample(inputs, generator=generator)])
 
-    def apply(self, inputs: Tensor, labels: Tensor, params: ComposedParams):
-        soft = self._soft(inputs, labels)
-        return self.mixers[params.choice].apply(inputs, soft, params.parts[0])
+    def apply_soft(self, inputs: Tensor, soft: Tensor, params: ComposedParams):
+        """``apply`` with labels already made into target rows."""
+        return self.mixers[params.choice].apply_soft(inputs, soft, params.parts[0])
 
 
 class RandomChoice(_OneOf):
@@ -83,8 +100,9 @@ class RandomChoice(_OneOf):
         >>> mixed, soft = pick(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
     """
 
-    def __init__(self, mixers: Sequence, p: Sequence[float] | None = None, *, num_classes=None):
-        super().__init__(mixers, num_classes)
+    def __init__(self, mixers: Sequence, p: Sequence[float] | None = None, *, num_classes=None,
+                 label_smoothing: float | None = None, multilabel: bool | None = None):
+        super().__init__(mixers, num_classes, label_smoothing, multilabel)
         if p is None:
             p = [1.0 / len(self.mixers)] * len(self.mixers)
         p = [float(v) for v in p]
@@ -122,8 +140,9 @@ class Alternate(_OneOf):
         >>> alt = mixkit.Alternate([mixkit.MixUp(alpha=1.0), mixkit.FMix(alpha=1.0)], num_classes=10)
     """
 
-    def __init__(self, mixers: Sequence, *, num_classes=None):
-        super().__init__(mixers, num_classes)
+    def __init__(self, mixers: Sequence, *, num_classes=None, label_smoothing: float | None = None,
+                 multilabel: bool | None = None):
+        super().__init__(mixers, num_classes, label_smoothing, multilabel)
         self.step = 0
 
     def _pick(self, inputs, generator) -> int:
@@ -135,10 +154,12 @@ class Alternate(_OneOf):
         self.step += 1
         return position % len(self.mixers)
 
-    def state_dict(self) -> dict:
+    # The position travels in the module's state dict (``state_dict()["_extra_state"]``), so a
+    # model or training state holding this module checkpoints it too.
+    def get_extra_state(self) -> dict:
         return {"step": self.step}
 
-    def load_state_dict(self, state: dict) -> None:
+    def set_extra_state(self, state: dict) -> None:
         self.step = int(state["step"])
 
 
@@ -154,16 +175,18 @@ class Compose(_Combination):
     """
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
+        _check_tensor(inputs)
         sampling.check_generator(generator, inputs.device)
         # Every mixer keeps the shape, so each one's parameters can be drawn from the input.
         return ComposedParams(None, [m.sample(inputs, generator=generator) for m in self.mixers])
 
-    def apply(self, inputs: Tensor, labels: Tensor, params: ComposedParams):
+    def apply_soft(self, inputs: Tensor, soft: Tensor, params: ComposedParams):
+        """``apply`` with labels already made into target rows."""
         if len(params.parts) != len(self.mixers):
             raise ValueError(
                 f"params: expected {len(self.mixers)} parts, got {len(params.parts)}"
             )
-        out, soft = inputs, self._soft(inputs, labels)
+        out = inputs
         for m, part in zip(self.mixers, params.parts, strict=True):
-            out, soft = m.apply(out, soft, part)
+            out, soft = m.apply_soft(out, soft, part)
         return out, soft

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional.execution import host_readable
-from .functional.mixing import check_class_ids, to_soft_labels
+from .functional.mixing import check_class_ids, smooth_labels, to_soft_labels
 from .functional.sampling import device_generator, host_generator
 from .losses import soft_target_cross_entropy
 from .mixers import MixUp
@@ -254,8 +254,15 @@ class ManifoldMixup:
         """One forward of the model with mixing at a random layer: ``(logits, soft_labels)``."""
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
-        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device)
-        return self.forward_mixed(inputs, soft, generator)
+        return self.forward_mixed(inputs, self.targets(inputs, labels), generator)
+
+    def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
+        """Labels as the float ``(B, C)`` rows that get mixed, with the mixer's ``multilabel`` and
+        ``label_smoothing`` (see ``mixkit.Mixer``)."""
+        multilabel = getattr(self.mixer, "multilabel", False)
+        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device,
+                              multilabel=multilabel)
+        return smooth_labels(soft, getattr(self.mixer, "label_smoothing", 0.0), multilabel)
 
     def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Soft-target cross-entropy of one mixed forward (the Manifold Mixup objective)."""
@@ -302,7 +309,10 @@ class ManifoldMixup:
             )
         part = hidden[start:] if start else hidden
         params = self.mixer.sample(part, generator=generator)
-        mixed, soft_out = self.mixer.apply(part, soft, params)
+        if callable(getattr(self.mixer, "apply_soft", None)):  # mixkit's: soft is already the targets
+            mixed, soft_out = self.mixer.apply_soft(part, soft, params)
+        else:
+            mixed, soft_out = self.mixer.apply(part, soft, params)
         if start:
             mixed = torch.cat([hidden[:start], mixed], dim=0)
         return mixed, soft_out
@@ -529,7 +539,7 @@ class SynerMix:
         store: dict = {}
         with self._capture(store) if originals is not None else contextlib.nullcontext():
             if isinstance(self.inter, ManifoldMixup):
-                soft = to_soft_labels(labels, self.num_classes)
+                soft = self.inter.targets(augmented, labels)
                 if originals is None:
                     logits, soft = self.inter.forward_mixed(augmented, soft, generator)
                 else:

@@ -5,6 +5,9 @@ equals the papers' ``lam * CE(a) + (1 - lam) * CE(b)`` (cross-entropy is linear 
 and with zeta-mixup's ``y = W @ onehot`` it is the loss of the zeta-mixup paper. FMix's
 reformulated objective (``FMix(reformulate=True)``) keeps each sample's own one-hot label, so the
 same function computes it.
+
+Multi-label training (``multilabel=True`` on a mixer: multi-hot rows mixed as they are) uses the
+per-class binary cross-entropy against the mixed rows, ``soft_target_binary_cross_entropy``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["soft_target_cross_entropy", "mixed_cross_entropy", "SoftTargetCrossEntropy"]
+__all__ = [
+    "soft_target_cross_entropy",
+    "mixed_cross_entropy",
+    "SoftTargetCrossEntropy",
+    "soft_target_binary_cross_entropy",
+    "SoftTargetBinaryCrossEntropy",
+]
 
 
 def soft_target_cross_entropy(
@@ -75,3 +84,43 @@ class SoftTargetCrossEntropy(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         return soft_target_cross_entropy(logits, targets, self.label_smoothing, self.reduction)
+
+
+def soft_target_binary_cross_entropy(
+    logits: Tensor, targets: Tensor, *, pos_weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """Binary cross-entropy of each class's logit against a target in [0, 1], for multi-label
+    training on mixed multi-hot rows: ``-(t log sigmoid(z) + (1 - t) log(1 - sigmoid(z)))``.
+
+    ``targets``: float ``(B, C)`` (mixed multi-hot rows need not sum to 1), or bool / integer 0-1.
+    ``pos_weight`` ``(C,)`` weighs the positive term per class (as in
+    ``torch.nn.BCEWithLogitsLoss``). ``reduction="mean"`` averages over all ``B * C`` entries,
+    ``"sum"`` adds them, ``"none"`` returns ``(B, C)``. Computed in float32 (or float64).
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected shape (B, C), got {tuple(logits.shape)}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
+    if not isinstance(targets, Tensor) or targets.shape != logits.shape:
+        got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets: expected a (B, C) tensor shaped like the logits {tuple(logits.shape)}, "
+                         f"got {got}")
+    work = logits if logits.dtype == torch.float64 else logits.float()
+    t = targets.to(work.dtype)
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(device=work.device, dtype=work.dtype)
+    return F.binary_cross_entropy_with_logits(work, t, pos_weight=pos_weight, reduction=reduction)
+
+
+class SoftTargetBinaryCrossEntropy(nn.Module):
+    """Module form of ``soft_target_binary_cross_entropy``; ``pos_weight`` is kept as a buffer,
+    so it moves with ``.to(device)``."""
+
+    def __init__(self, pos_weight: Tensor | None = None, reduction: str = "mean"):
+        super().__init__()
+        self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight))
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return soft_target_binary_cross_entropy(logits, targets, pos_weight=self.pos_weight,
+                                                reduction=self.reduction)

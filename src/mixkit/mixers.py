@@ -1,16 +1,31 @@
 """The mixers users hold: MixUp, ZetaMixup, CutMix and FMix.
 
-Every mixer keeps one contract::
+Every mixer is an ``nn.Module`` and keeps one contract::
 
     mixer = mixkit.MixUp(alpha=1.0, num_classes=10)      # keyword-only, checked here
     mixed, soft = mixer(inputs, labels)                   # labels: ids (B,) or probabilities (B, C)
+    mixed, soft = mixer((inputs, labels))                 # a packed batch, as torchvision's v2 takes
     params = mixer.sample(inputs, generator=g)            # every random draw, on inputs' device
     mixed, soft = mixer.apply(inputs, labels, params)     # deterministic replay
 
 ``params.lam`` is always the weight of each sample's own (unpermuted) input, as realised: mask
 methods report the mask's mean, CutMix the clipped box (with ``correct_lam``). ``soft`` is float
 (B, C), non-negative, rows summing to 1, so mixers compose. Shape, dtype, device and memory
-format of the inputs are kept; inputs are only written to with ``inplace=True``.
+format of the inputs are kept; inputs are only written to with ``inplace=True``. torchvision's
+``tv_tensors.Image`` and ``Video`` keep their type (see ``mixkit.inputs``).
+
+Options every mixer takes:
+
+- ``num_classes``: needed when labels come as class ids.
+- ``label_smoothing`` eps: targets become ``onehot * (1 - eps) + eps / C`` before mixing (timm's
+  order: smooth, then mix); rows still sum to 1. Multi-hot rows are smoothed towards 0.5 per
+  class. Combinations smooth once, not once per part.
+- ``multilabel=True``: labels may be multi-hot rows ``(B, C)`` (values in [0, 1], any number of
+  classes on); they are mixed as they are, never renormalised. Train on them with
+  ``mixkit.soft_target_binary_cross_entropy``.
+- Integer images (uint8, ...) are mixed in their dtype: mask methods copy exact values, blends
+  (MixUp, zeta-mixup, soft FMix edges) round to the nearest integer; those cannot be written in
+  place (``inplace=True`` is refused for them).
 
 MixUp, CutMix and FMix mix each sample with a partner chosen by ``pairing``: ``"permutation"``
 (default, the papers': a random permutation, so about one sample in B is its own partner),
@@ -24,14 +39,16 @@ import math
 from dataclasses import dataclass, fields
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .functional import masks, mixing, sampling
+from .inputs import as_plain, unpack_call
 from .reprs import init_repr
 
-__all__ = ["MixParams", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix"]
+__all__ = ["MixParams", "Targets", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @dataclass
@@ -95,34 +112,105 @@ def _pairing(value) -> str:
     return value
 
 
+def _smoothing(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"label_smoothing: expected a number in [0, 1), got {type(value).__name__}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"label_smoothing: expected a number in [0, 1), got {value}")
+    return float(value)
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
+
+
 def _mode(value) -> str:
     if value not in ("batch", "elem"):
         raise ValueError(f"mode: expected 'batch' or 'elem', got {value!r}")
     return value
 
 
-class Mixer:
-    """Base class: argument checks, the call contract and the ``p`` draw.
+class Targets(nn.Module):
+    """What mixers and combinations share: the call forms and how labels become targets.
 
-    Subclasses implement ``_sample(inputs, generator)`` and ``_apply(inputs, soft, params)``.
+    ``targets(inputs, labels)`` makes the float ``(B, C)`` rows that get mixed (one-hot or given
+    probabilities, multi-hot with ``multilabel``, then ``label_smoothing``). ``apply`` is
+    ``apply_soft`` on those rows; combinations call their parts' ``apply_soft``, so labels are
+    converted and smoothed once per call however deep the nesting.
+    """
+
+    num_classes: int | None
+    label_smoothing: float
+    multilabel: bool
+
+    def forward(self, *batch, generator: torch.Generator | None = None):
+        """``mixer(images, labels)``, ``mixer(images, labels, *rest)`` or ``mixer((images, labels,
+        *rest))`` (a tuple or list): the same structure back, images mixed, labels as soft rows."""
+        images, labels, pack = unpack_call(batch, type(self).__name__)
+        mixed, soft = self.apply(images, labels, self.sample(images, generator=generator))
+        return pack(mixed, soft)
+
+    def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
+        """Labels as the float ``(B, C)`` rows that get mixed (see the class docstring)."""
+        if not isinstance(inputs, Tensor) or inputs.ndim == 0:
+            got = "a scalar tensor" if isinstance(inputs, Tensor) else type(inputs).__name__
+            raise TypeError(f"inputs: expected a batch tensor (B, ...), got {got}")
+        soft = mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
+                                     device=inputs.device, multilabel=self.multilabel)
+        return mixing.smooth_labels(soft, self.label_smoothing, self.multilabel)
+
+    def apply(self, inputs, labels=None, params=None):
+        """Mix ``inputs`` and ``labels`` with ``params`` (from ``sample``); returns ``(mixed, soft)``.
+
+        Called with a single function, as ``nn.Module.apply(fn)`` is when a model tree holding
+        this mixer is walked (``model.apply(init_weights)``), it does that instead.
+        """
+        if labels is None and params is None and callable(inputs) and not isinstance(inputs, Tensor):
+            return nn.Module.apply(self, inputs)
+        if params is None:
+            raise TypeError(f"params: expected the parameters from {type(self).__name__}.sample(inputs), "
+                            "got None")
+        self._check_call(inputs)
+        return self.apply_soft(inputs, self.targets(inputs, labels), params)
+
+    def _check_call(self, inputs) -> None:
+        """Checks of the inputs that come before the labels' (their errors are the clearer)."""
+
+    def apply_soft(self, inputs, soft: Tensor, params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return init_repr(self)
+
+
+class Mixer(Targets):
+    """Base class of the input mixers: argument checks, the call contract and the ``p`` draw.
+
+    Subclasses implement ``_sample(inputs, generator)`` and ``_mix(inputs, soft, params)`` on
+    plain tensors; this class turns torchvision types into plain tensors and back, and checks.
+    Mixers are ``nn.Module``s without parameters or buffers: they move, print and nest in module
+    trees, and behave the same in ``train()`` and ``eval()`` (as torchvision's transforms do).
     """
 
     #: the ranks of inputs accepted, e.g. (2, None) = any (B, *) with at least one feature dim
     _min_ndim = 2
     _max_ndim: int | None = None
     _shape_hint = "(B, *) with at least one dimension after the batch"
+    #: mask methods view a Video's frames as channels: one mask through time
+    _video_as_frames = False
 
-    def __init__(self, *, num_classes: int | None = None, p: float = 1.0, inplace: bool = False):
+    def __init__(self, *, num_classes: int | None = None, p: float = 1.0, inplace: bool = False,
+                 label_smoothing: float = 0.0, multilabel: bool = False):
+        super().__init__()
         self.num_classes = _num_classes(num_classes)
         self.p = _probability(p)
-        if not isinstance(inplace, bool):
-            raise TypeError(f"inplace: expected a bool, got {type(inplace).__name__}")
-        self.inplace = inplace
+        self.inplace = _flag("inplace", inplace)
+        self.label_smoothing = _smoothing(label_smoothing)
+        self.multilabel = _flag("multilabel", multilabel)
 
     # -- the contract ------------------------------------------------------------------------
-    def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
-        return self.apply(inputs, labels, self.sample(inputs, generator=generator))
-
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> MixParams:
         """Draw every random quantity for a batch shaped like ``inputs`` (not read otherwise).
 
@@ -131,31 +219,54 @@ class Mixer:
         device generator seeded from it); see ``mixkit.functional.sampling.device_generator``.
         When the batch is not mixed (``p``), the parameters are the identity (lam = 1).
         """
-        self.check_inputs(inputs)
-        return self._sample(inputs, sampling.device_generator(generator, inputs.device))
+        plain = self._plain(inputs).tensor
+        self.check_inputs(plain)
+        return self._sample(plain, sampling.device_generator(generator, plain.device))
 
-    def apply(self, inputs: Tensor, labels: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
-        """Mix ``inputs`` and ``labels`` with ``params``; returns ``(mixed, soft_labels)``."""
-        self.check_inputs(inputs)
-        soft = self.check_labels(inputs, labels)
-        if params.lam.shape != (inputs.shape[0],):
+    def apply_soft(self, inputs: Tensor, soft: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
+        """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``."""
+        view = self._plain(inputs)
+        plain = view.tensor
+        self.check_inputs(plain)
+        if not (isinstance(soft, Tensor) and soft.ndim == 2 and soft.is_floating_point()
+                and soft.shape[0] == plain.shape[0]):
+            got = (f"{soft.dtype} of shape {tuple(soft.shape)}" if isinstance(soft, Tensor)
+                   else type(soft).__name__)
+            raise ValueError(f"soft: expected float target rows ({plain.shape[0]}, C), got {got}")
+        if self.inplace and mixing.is_integer(plain) and self._interpolates():
             raise ValueError(
-                f"params: expected parameters for a batch of {inputs.shape[0]}, "
+                f"inplace: expected inplace=False for {plain.dtype} inputs: {type(self).__name__} "
+                f"interpolates, and rounded values cannot be written into the input exactly; got inplace=True"
+            )
+        if params.lam.shape != (plain.shape[0],):
+            raise ValueError(
+                f"params: expected parameters for a batch of {plain.shape[0]}, "
                 f"got lam of shape {tuple(params.lam.shape)}"
             )
-        if params.lam.device != inputs.device:
-            params = params.to(inputs.device)
-        return self._apply(inputs, soft, params)
+        if params.lam.device != plain.device:
+            params = params.to(plain.device)
+        mixed, soft = self._mix(plain, soft, params)
+        return view.restore(mixed, inplace=self.inplace), soft
+
+    def _check_call(self, inputs) -> None:
+        self.check_inputs(self._plain(inputs).tensor)
+
+    def _plain(self, inputs):
+        return as_plain(inputs, type(self).__name__, self._video_as_frames)
+
+    def _interpolates(self) -> bool:
+        """Whether mixed values are weighted sums (rounded for integers) rather than copies."""
+        return True
 
     # -- checks ------------------------------------------------------------------------------
     def check_inputs(self, inputs: Tensor) -> None:
         name = type(self).__name__
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
-        if inputs.dtype not in _FLOAT_DTYPES:
+        if inputs.dtype not in _FLOAT_DTYPES and inputs.dtype not in _INT_DTYPES:
             raise TypeError(
-                "inputs: expected a floating-point tensor (float16, bfloat16, float32 or float64), "
-                f"got {inputs.dtype}; convert images first, e.g. x.float() / 255"
+                "inputs: expected a floating-point or integer tensor (float16, bfloat16, float32, "
+                f"float64, uint8, int8, int16, int32 or int64), got {inputs.dtype}"
             )
         if inputs.ndim < self._min_ndim or (self._max_ndim is not None and inputs.ndim > self._max_ndim):
             raise ValueError(
@@ -163,10 +274,6 @@ class Mixer:
             )
         if inputs.shape[0] < 1:
             raise ValueError("inputs: expected a batch of at least one sample, got an empty batch")
-
-    def check_labels(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        return mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
-                                     device=inputs.device)
 
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""
@@ -184,14 +291,11 @@ class Mixer:
             return value
         return torch.where(applied.view(applied.shape + (1,) * (value.ndim - applied.ndim)), value, identity)
 
-    def __repr__(self) -> str:
-        return init_repr(self)
-
     # subclasses
     def _sample(self, inputs: Tensor, generator) -> MixParams:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _apply(self, inputs: Tensor, soft: Tensor, params: MixParams):  # pragma: no cover
+    def _mix(self, inputs: Tensor, soft: Tensor, params: MixParams):  # pragma: no cover
         raise NotImplementedError
 
 
@@ -217,8 +321,10 @@ class MixUp(Mixer):
     """
 
     def __init__(self, *, alpha: float = 1.0, num_classes=None, mode: str = "batch", p: float = 1.0,
-                 inplace: bool = False, pairing: str = "permutation"):
-        super().__init__(num_classes=num_classes, p=p, inplace=inplace)
+                 inplace: bool = False, pairing: str = "permutation", label_smoothing: float = 0.0,
+                 multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
         self.alpha = _positive("alpha", alpha)
         self.mode = _mode(mode)
         self.pairing = _pairing(pairing)
@@ -232,7 +338,7 @@ class MixUp(Mixer):
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam, applied=applied, index=index)
 
-    def _apply(self, inputs, soft, params):
+    def _mix(self, inputs, soft, params):
         mixed = mixing.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
@@ -259,8 +365,8 @@ class ZetaMixup(Mixer):
     """
 
     def __init__(self, *, gamma: float = 2.8, num_classes=None, n_mix: int | None = None,
-                 p: float = 1.0):
-        super().__init__(num_classes=num_classes, p=p)
+                 p: float = 1.0, label_smoothing: float = 0.0, multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, label_smoothing=label_smoothing, multilabel=multilabel)
         self.gamma = _positive("gamma", gamma)
         if n_mix is not None and (isinstance(n_mix, bool) or not isinstance(n_mix, int) or n_mix < 1):
             raise ValueError(f"n_mix: expected None or an integer >= 1, got {n_mix!r}")
@@ -273,7 +379,7 @@ class ZetaMixup(Mixer):
         weights = self._where_applied(applied[:1], weights, torch.eye(b, device=dev))
         return MixParams(lam=weights.diagonal().clone(), applied=applied, weights=weights)
 
-    def _apply(self, inputs, soft, params):
+    def _mix(self, inputs, soft, params):
         if params.weights is None or params.weights.shape != (inputs.shape[0],) * 2:
             raise ValueError(
                 f"params: expected a ({inputs.shape[0]}, {inputs.shape[0]}) weight matrix, got "
@@ -288,6 +394,7 @@ class _MaskMixer(Mixer):
     _min_ndim = 3
     _max_ndim = 5
     _shape_hint = "(B, C, L), (B, C, H, W) or (B, C, D, H, W)"
+    _video_as_frames = True
 
 
 class CutMix(_MaskMixer):
@@ -311,12 +418,16 @@ class CutMix(_MaskMixer):
 
     def __init__(self, *, alpha: float = 1.0, num_classes=None, mode: str = "batch",
                  correct_lam: bool = True, p: float = 1.0, inplace: bool = False,
-                 pairing: str = "permutation"):
-        super().__init__(num_classes=num_classes, p=p, inplace=inplace)
+                 pairing: str = "permutation", label_smoothing: float = 0.0, multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
         self.alpha = _positive("alpha", alpha)
         self.mode = _mode(mode)
         self.pairing = _pairing(pairing)
         self.correct_lam = bool(correct_lam)
+
+    def _interpolates(self) -> bool:
+        return False  # boxes copy values
 
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
@@ -333,7 +444,7 @@ class CutMix(_MaskMixer):
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          boxes=boxes)
 
-    def _apply(self, inputs, soft, params):
+    def _mix(self, inputs, soft, params):
         spatial = tuple(inputs.shape[2:])
         if params.boxes is None or params.boxes.shape[1:] != (len(spatial), 2):
             raise ValueError(
@@ -369,8 +480,9 @@ class FMix(_MaskMixer):
     def __init__(self, *, alpha: float = 1.0, decay_power: float = 3.0, num_classes=None,
                  max_soft: float = 0.0, reformulate: bool = False, mode: str = "batch",
                  p: float = 1.0, spectrum: str = "paper", inplace: bool = False,
-                 pairing: str = "permutation"):
-        super().__init__(num_classes=num_classes, p=p, inplace=inplace)
+                 pairing: str = "permutation", label_smoothing: float = 0.0, multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
         self.pairing = _pairing(pairing)
         self.alpha = _positive("alpha", alpha)
         self.decay_power = _positive("decay_power", decay_power)
@@ -382,6 +494,9 @@ class FMix(_MaskMixer):
         if spectrum not in ("paper", "official"):
             raise ValueError(f"spectrum: expected 'paper' or 'official', got {spectrum!r}")
         self.spectrum = spectrum
+
+    def _interpolates(self) -> bool:
+        return self.max_soft > 0  # hard masks copy values; soft edges blend them
 
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
@@ -401,14 +516,15 @@ class FMix(_MaskMixer):
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          mask=mask)
 
-    def _apply(self, inputs, soft, params):
+    def _mix(self, inputs, soft, params):
         spatial = tuple(inputs.shape[2:])
         if params.mask is None or tuple(params.mask.shape[1:]) != spatial:
             raise ValueError(
                 f"params: expected a mask of shape (B or 1, {', '.join(map(str, spatial))}), got "
                 f"{None if params.mask is None else tuple(params.mask.shape)}"
             )
-        mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace)
+        mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace,
+                                  binary=self.max_soft == 0)
         if self.reformulate:
             return mixed, soft
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)

@@ -17,13 +17,16 @@ __all__ = ["init_repr"]
 
 def init_repr(obj, **shown) -> str:
     """The repr of ``obj`` from its constructor's parameters; ``shown`` overrides how a parameter
-    is displayed (a string, used as it is) where the attribute does not hold what was passed."""
+    is displayed (a string, used as it is; None leaves it out) where the attribute does not hold
+    what was passed."""
     parts = []
     for name, param in list(inspect.signature(type(obj).__init__).parameters.items())[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if name in shown:
             text = shown[name]
+            if text is None:  # left out
+                continue
         elif hasattr(obj, name):
             value = getattr(obj, name)
             if param.default is not param.empty and _equal(value, param.default):

@@ -6,6 +6,11 @@ Three ways to mix a batch ``x`` of shape ``(B, *)``:
 - by weight matrix: ``W @ x`` over the flattened samples (zeta-mixup);
 - by keep mask: ``M * x + (1 - M) * x[index]`` with M over the trailing shape (CutMix, FMix).
 
+Integer inputs (uint8 images, int16 volumes): binary keep masks (CutMix boxes, hard FMix masks;
+``blend_mask(..., binary=True)``) copy exact values; interpolating blends are computed in float
+and rounded to the nearest integer (half to even), so the dtype is kept. Writing an
+interpolated blend in place into an integer tensor is refused (``inplace=True``).
+
 Labels follow with the same parameters (``mix_labels_pairs``, ``mix_labels_matrix``). Every
 function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` and
 give the same values as the out-of-place ones. Their scratch space: for CPU samples of at least
@@ -30,6 +35,9 @@ from .masks import box_keep_mask
 
 __all__ = [
     "to_soft_labels",
+    "smooth_labels",
+    "check_unit_interval",
+    "is_integer",
     "mix_labels_pairs",
     "mix_labels_matrix",
     "blend_pairs",
@@ -41,12 +49,16 @@ __all__ = [
 
 
 def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: int | None = None,
-                   device: torch.device | None = None) -> Tensor:
+                   device: torch.device | None = None, *, multilabel: bool = False) -> Tensor:
     """Class ids ``(B,)`` or probabilities ``(B, C)`` -> float probabilities ``(B, C)``.
 
     Class ids need ``num_classes`` and become one-hot float32 (never the images' dtype: a bf16
     cast would corrupt large ids). Probability rows must be non-negative and sum to 1 (to 1e-3);
     they are kept in their dtype, promoted to at least float32.
+
+    ``multilabel=True``: rows are multi-hot targets (any number of classes on), ``(B, C)`` float
+    with values in [0, 1], or bool / integer 0-1 (made float32); rows are not required to sum to
+    1 and are never renormalised. Class ids ``(B,)`` still become one-hot rows.
     """
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels: expected a torch.Tensor, got {type(labels).__name__}")
@@ -66,17 +78,22 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
             )
         check_class_ids(labels, num_classes)
         return host_cached(_identity, num_classes, str(labels.device)).index_select(0, labels)
-    if labels.ndim == 2 and labels.is_floating_point():
+    if labels.ndim == 2 and (labels.is_floating_point() or (multilabel and not labels.is_complex())):
+        what = "multi-hot targets" if multilabel else "probabilities"
         if num_classes is not None and labels.shape[1] != num_classes:
-            raise ValueError(
-                f"labels: expected probabilities with {num_classes} columns, got {labels.shape[1]}"
-            )
+            raise ValueError(f"labels: expected {what} with {num_classes} columns, got {labels.shape[1]}")
         probs = labels if labels.dtype in (torch.float32, torch.float64) else labels.float()
-        check_probabilities(probs)
+        if multilabel:
+            check_unit_interval(probs)
+        else:
+            check_probabilities(probs)
         return probs
+    hint = ""
+    if labels.ndim == 2 and not multilabel:
+        hint = "; for multi-hot (multi-label) targets pass multilabel=True"
     raise ValueError(
         "labels: expected integer class ids of shape (B,) or float probabilities of shape (B, C), "
-        f"got {labels.dtype} of shape {tuple(labels.shape)}"
+        f"got {labels.dtype} of shape {tuple(labels.shape)}{hint}"
     )
 
 
@@ -113,7 +130,32 @@ def check_probabilities(probs: Tensor) -> None:
         raise ValueError("labels: expected non-negative probabilities, got negative entries")
     worst = float((sums - 1).abs().max())
     if not worst <= 1e-3:
-        raise ValueError(f"labels: expected probability rows summing to 1, got rows off by up to {worst:.3g}")
+        raise ValueError("labels: expected probability rows summing to 1, got rows off by up to "
+                         f"{worst:.3g}; for multi-hot (multi-label) targets pass multilabel=True")
+
+
+def check_unit_interval(targets: Tensor) -> None:
+    """Multi-hot targets: every value in [0, 1] (a ValueError on the host, an async assert on a device)."""
+    if not targets.numel():
+        return
+    if not host_readable(targets):
+        torch._assert_async(((targets >= 0) & (targets <= 1)).all(),
+                            "labels: expected multi-hot targets with values in [0, 1]")
+        return
+    lo, hi = (float(v) for v in torch.aminmax(targets))
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError("labels: expected multi-hot targets with values in [0, 1], "
+                         f"got values in [{lo:g}, {hi:g}]")
+
+
+def smooth_labels(soft: Tensor, smoothing: float, multilabel: bool = False) -> Tensor:
+    """Label smoothing of target rows: ``soft * (1 - eps) + eps / C`` (timm's and torch's form),
+    so probability rows still sum to 1. Multi-hot rows (``multilabel``) are smoothed per class
+    towards 0.5, ``soft * (1 - eps) + eps / 2`` (each class is its own binary target; timm's
+    multi-label form). ``eps = 0`` returns ``soft`` itself."""
+    if smoothing == 0.0:
+        return soft
+    return soft * (1.0 - smoothing) + smoothing * (0.5 if multilabel else 1.0 / soft.shape[1])
 
 
 def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
@@ -173,6 +215,29 @@ _WALK_MIN_NUMEL = 1 << 15
 _REGION_MIN_NUMEL = 8192
 
 
+def is_integer(x: Tensor) -> bool:
+    """Integer images (uint8, int16, ...): mixed exactly where values are copied, else rounded."""
+    return not (x.is_floating_point() or x.is_complex()) and x.dtype != torch.bool
+
+
+def _work_dtype(x: Tensor) -> torch.dtype:
+    """Float type for interpolating integers exactly enough: float32 up to 16-bit, else float64."""
+    return torch.float32 if x.element_size() <= 2 else torch.float64
+
+
+def _round_into(values: Tensor, like: Tensor) -> Tensor:
+    """Round float ``values`` to the nearest integer (half to even) in ``like``'s integer dtype."""
+    info = torch.iinfo(like.dtype)
+    return values.round_().clamp_(info.min, info.max).to(like.dtype)
+
+
+def _refuse_inplace_integer(x: Tensor, what: str) -> None:
+    raise ValueError(
+        f"inplace: expected inplace=False for {x.dtype} inputs: {what} interpolates, and the rounded "
+        "result cannot be written into the input's integer memory exactly; got inplace=True"
+    )
+
+
 def _sample_numel(x: Tensor) -> int:
     return x.numel() // x.shape[0] if x.shape[0] else 0
 
@@ -228,6 +293,13 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation); for large CPU samples it
     walks the permutation's cycles and needs one sample of scratch space per cycle.
     """
+    if is_integer(x):
+        if inplace:
+            _refuse_inplace_integer(x, "a pairwise blend")
+        work = _work_dtype(x)
+        share = (1.0 - lam.to(device=x.device, dtype=torch.float64)).to(work)
+        partners = _gather(x, index).to(work)
+        return _round_into(torch.lerp(x.to(work), partners, share.view((-1,) + (1,) * (x.ndim - 1))), x)
     if lam.stride(0) == 0 and x.dtype in (torch.float32, torch.float64) and host_readable(lam):
         # One lam for the batch (an expanded view), on the host: blend with a Python weight. The
         # same number as the tensor path: 1 - lam is exact in double, rounded once to x's dtype.
@@ -247,6 +319,11 @@ def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
     (channels-last stays channels-last).
     """
     b = x.shape[0]
+    if is_integer(x):
+        work = _work_dtype(x)
+        with no_autocast(x):
+            mixed = weights.to(device=x.device, dtype=work) @ x.reshape(b, -1).to(work)
+        return _round_into(mixed, x).view(x.shape)
     w = weights.to(device=x.device, dtype=x.dtype)
     with no_autocast(x):
         if x.is_contiguous():
@@ -263,13 +340,27 @@ def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
         return (w @ x.reshape(b, -1)).view(x.shape)
 
 
-def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False) -> Tensor:
+def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
+               binary: bool = False) -> Tensor:
     """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
     ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
 
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation) with one sample of
-    scratch space per permutation cycle for large CPU samples.
+    scratch space per permutation cycle for large CPU samples. ``binary=True`` promises a mask
+    of 0s and 1s: integer inputs then take each value from one sample or the other, exactly (and
+    may be written in place); a soft mask on integer inputs is blended in float and rounded.
     """
+    if is_integer(x):
+        partners = _gather(x, index)
+        if binary:
+            keep = mask.to(device=x.device, dtype=torch.bool).unsqueeze(1)
+            mixed = torch.where(keep, x, partners)
+            return x.copy_(mixed) if inplace else mixed
+        if inplace:
+            _refuse_inplace_integer(x, "a soft mask")
+        work = _work_dtype(x)
+        share = (1.0 - mask.to(device=x.device, dtype=work)).unsqueeze(1)
+        return _round_into(torch.lerp(x.to(work), partners.to(work), share), x)
     share = (1.0 - mask.to(device=x.device, dtype=x.dtype)).unsqueeze(1)  # the partner's weight
     if share.shape[0] == 1:
         return _blend(x, index, share, lambda row: share[0], inplace)
@@ -296,11 +387,11 @@ def paste_boxes(x: Tensor, index: Tensor, boxes: Tensor, *, inplace: bool = Fals
                                    and not records_grad(x)):
         # Per-sample boxes on small samples, under autograd or on a device: one vectorised masked
         # blend (below _REGION_MIN_NUMEL a Python loop over rows costs more than it saves).
-        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace)
+        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
     if boxes.shape[0] > 1:
         return _paste_regions(x, index.tolist(), boxes.tolist(), inplace)
     if not host_readable(boxes) or not host_readable(x):
-        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace)
+        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
     bounds = boxes[0].tolist()
     region = (Ellipsis,) + tuple(slice(lo, hi) for lo, hi in bounds)
     out = x if inplace else x.clone()

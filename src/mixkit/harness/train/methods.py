@@ -68,6 +68,8 @@ class InputMix(Method):
 
     def load_state_dict(self, state: dict) -> None:
         if hasattr(self.mixer, "load_state_dict"):
+            if set(state) == {"step"}:  # checkpoints from before mixers were modules
+                state = {"_extra_state": state}
             self.mixer.load_state_dict(state)
 
 

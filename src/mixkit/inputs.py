@@ -1,0 +1,139 @@
+"""What a mixer's call accepts: the batch structures and torchvision tensor types it understands.
+
+A mixer (or combination) is called as torchvision's v2 transforms are:
+
+- ``mixer(images, labels)`` -> ``(mixed, soft)``;
+- ``mixer(images, labels, *rest)`` -> ``(mixed, soft, *rest)``, the rest passed through;
+- ``mixer(batch)`` with ``batch`` a tuple or list ``(images, labels, *rest)`` (what a
+  ``DataLoader`` yields) -> the same container type, with images and labels mixed.
+
+torchvision's ``tv_tensors`` are recognised without importing torchvision (mixkit needs torch
+alone): a tensor can only be a ``TVTensor`` when torchvision is already loaded.
+
+- ``tv_tensors.Image`` ``(B, C, H, W)``: mixed as a plain tensor and returned as an ``Image``.
+- ``tv_tensors.Video`` ``(B, T, C, H, W)``: returned as a ``Video``. Time is not a spatial axis:
+  mask methods (CutMix, FMix) view it as ``(B, T * C, H, W)``, so one box or mask covers every
+  frame and channel of a sample.
+- ``tv_tensors.Mask``, ``BoundingBoxes`` and ``KeyPoints`` are targets tied to the image
+  geometry, not images: they are refused wherever they appear in the call, since the mixed
+  images would no longer match them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from torch import Tensor
+
+__all__ = ["unpack_call", "tv_kind", "Plain", "as_plain"]
+
+# tv_tensors that describe where things are in an image: mixing images leaves them wrong.
+_GEOMETRY = ("Mask", "BoundingBoxes", "KeyPoints")
+
+
+def tv_kind(x) -> str | None:
+    """The torchvision tensor type of ``x`` (``"Image"``, ``"Video"``, ``"Mask"``, ...) or None."""
+    tv = sys.modules.get("torchvision.tv_tensors")
+    if tv is None or not isinstance(x, getattr(tv, "TVTensor", ())):
+        return None
+    for name in ("Image", "Video", *_GEOMETRY):
+        cls = getattr(tv, name, None)
+        if cls is not None and isinstance(x, cls):
+            return name
+    return type(x).__name__
+
+
+def _refuse_geometry(x, where: str, owner: str) -> None:
+    kind = tv_kind(x)
+    if kind in _GEOMETRY:
+        raise TypeError(
+            f"{owner}: expected images and labels, got a tv_tensors.{kind} {where}; masks, boxes and "
+            "key points follow the image geometry, and mixing the images would leave them wrong. "
+            "Mix image batches with their class labels only"
+        )
+
+
+def unpack_call(args: tuple, owner: str) -> tuple[Tensor, Tensor, Callable]:
+    """``(images, labels, pack)`` from a mixer's positional arguments; ``pack(mixed, soft)``
+    rebuilds the structure that came in."""
+    if len(args) == 1:
+        sample = args[0]
+        if isinstance(sample, (tuple, list)) and len(sample) >= 2:
+            images, labels, *rest = sample
+            kind = type(sample) if type(sample) in (tuple, list) else (list if isinstance(sample, list)
+                                                                      else tuple)
+            for item in rest:
+                _refuse_geometry(item, "among the passed-through items", owner)
+            return images, labels, lambda mixed, soft: kind((mixed, soft, *rest))
+        if isinstance(sample, dict):
+            raise TypeError(
+                f"{owner}: expected (images, labels) or a packed (images, labels) tuple or list, got a "
+                f"dict with keys {sorted(map(str, sample))}; call it as mixer(batch[<images key>], "
+                "batch[<labels key>])"
+            )
+        _refuse_geometry(sample, "as the batch", owner)
+        sized = isinstance(sample, (tuple, list))
+        got = f"a {type(sample).__name__}" + (f" of {len(sample)}" if sized else "")
+        raise TypeError(
+            f"{owner}: expected (images, labels) or a packed (images, labels) tuple or list, got {got} "
+            "alone; the labels are missing"
+        )
+    if len(args) == 0:
+        raise TypeError(f"{owner}: expected (images, labels) or a packed (images, labels), got no inputs")
+    images, labels, *rest = args
+    for item in rest:
+        _refuse_geometry(item, "among the passed-through items", owner)
+    return images, labels, lambda mixed, soft: (mixed, soft, *rest)
+
+
+class Plain:
+    """A plain-tensor view of a mixer's inputs and the way back to their type.
+
+    ``tensor``: what the maths sees. ``restore(out)``: ``out`` (shaped like ``tensor``) in the
+    inputs' shape and torchvision type. ``copy_back(out)``: for in-place mixing through a view
+    that had to be copied (a non-contiguous Video), writes the result into the original.
+    """
+
+    __slots__ = ("tensor", "_like", "_shape", "_view")
+
+    def __init__(self, tensor: Tensor, like=None, shape=None, view: bool = True):
+        self.tensor = tensor
+        self._like = like
+        self._shape = shape
+        self._view = view
+
+    def restore(self, out: Tensor, inplace: bool = False):
+        if self._like is None:
+            return out
+        if self._shape is not None:
+            out = out.reshape(self._shape)
+        if inplace and not self._view:
+            self._like.as_subclass(Tensor).copy_(out)
+            return self._like
+        if inplace:
+            return self._like
+        tv = sys.modules["torchvision.tv_tensors"]  # loaded already: the inputs are its type
+        return tv.wrap(out, like=self._like)
+
+
+def as_plain(inputs, owner: str, video_as_frames: bool) -> Plain:
+    """``inputs`` as a plain tensor. ``video_as_frames``: a ``(B, T, C, H, W)`` Video becomes
+    ``(B, T * C, H, W)`` (mask methods: one mask through all frames and channels)."""
+    kind = tv_kind(inputs)
+    if kind is None:
+        return Plain(inputs)
+    if kind == "Image":
+        return Plain(inputs.as_subclass(Tensor), like=inputs)
+    if kind == "Video":
+        plain = inputs.as_subclass(Tensor)
+        if not video_as_frames:
+            return Plain(plain, like=inputs)
+        if plain.ndim != 5:
+            raise ValueError(f"inputs: expected a batched tv_tensors.Video (B, T, C, H, W) for {owner}, "
+                             f"got shape {tuple(plain.shape)}")
+        frames = plain.reshape(plain.shape[0], -1, *plain.shape[3:])
+        # reshape copies only a non-contiguous video; a copy never shares the first element's address
+        return Plain(frames, like=inputs, shape=plain.shape, view=frames.data_ptr() == plain.data_ptr())
+    _refuse_geometry(inputs, "as the images", owner)
+    return Plain(inputs.as_subclass(Tensor), like=inputs)
