@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
   python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 fi
-python -m pip install --quiet -e ".[harness,peers,test]"
+python -m pip install --quiet -e ".[harness,peers,test,docs]"
 
 # Fashion-MNIST, offline, from Debian's package (used by the main job; tests make their own data).
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
