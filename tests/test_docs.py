@@ -110,7 +110,7 @@ def _quickstart_namespace():
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes")
 def test_readme_quickstart_runs(monkeypatch):
     blocks = _quickstart_blocks()
-    assert len(blocks) == 4, "the Quickstart's Python blocks changed: update this test's stand-ins"
+    assert len(blocks) == 6, "the Quickstart's Python blocks changed: update this test's stand-ins"
     try:
         import torchvision.models  # noqa: F401  (the README builds a torchvision resnet18)
     except ImportError:  # without torchvision: a stand-in module with the same layer names
@@ -158,3 +158,16 @@ def test_readme_quickstart_runs(monkeypatch):
     terms = ns["syner"].last_terms
     assert all(math.isfinite(v) for v in terms.values())
     assert loss.item() == pytest.approx(0.1 * terms["intra"] + 0.9 * terms["inter"], rel=1e-5)
+
+    # 5. torchvision v2: a RandomChoice of mixkit mixers as the loader's collate
+    pytest.importorskip("torchvision")
+    exec(compile(blocks[4], "README.md (Quickstart, block 5)", "exec"), ns)
+    mixed, soft = next(iter(ns["loader"]))
+    assert mixed.shape == (128, 3, 8, 8) and soft.shape == (128, 10)
+    assert bool(((soft != 0).sum(1) == 2).all())           # pairing="roll": every row mixes two
+
+    # 6. the timm drop-in, with an extra FMix in the switch
+    ns["samples"], ns["targets"] = torch.rand(8, 3, 32, 32), torch.arange(8)
+    exec(compile(blocks[5], "README.md (Quickstart, block 6)", "exec"), ns)
+    assert ns["samples"].shape == (8, 3, 32, 32) and ns["targets"].shape == (8, 1000)
+    torch.testing.assert_close(ns["targets"].sum(1), torch.ones(8))

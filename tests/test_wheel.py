@@ -3,9 +3,10 @@ source), it carries the library, the harness and ``py.typed``, and once installe
 virtual environment (outside the checkout) it imports and mixes a batch.
 
 The fresh environment reuses this interpreter's torch (``--system-site-packages``; the wheel is
-installed with ``--no-deps``), so the test needs no download; that the library needs nothing but
-torch is checked on the wheel's ``Requires-Dist`` here and on what ``import mixkit`` loads in
-``tests/test_architecture.py``.
+installed with ``--no-deps``), so the test needs no download. That the library needs nothing but
+torch is checked three ways: the wheel's ``Requires-Dist``; in the venv, every library module
+imported and used with the harness's, the peers' and compat's packages made unimportable; and
+what ``import mixkit`` loads (``tests/test_architecture.py``).
 """
 
 import os
@@ -20,6 +21,9 @@ import pytest
 import mixkit
 
 ROOT = Path(__file__).resolve().parents[1]
+# what the harness, the peers and mixkit.compat use; the library must work without any of them
+BLOCKED = {"torchvision", "timm", "lightning", "pytorch_lightning", "kornia", "accelerate", "PIL",
+           "matplotlib", "sklearn", "scipy", "yaml", "mnist1d"}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,28 @@ def test_wheel_installs_and_mixes_in_a_fresh_venv(wheel, tmp_path):
     p = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    code = ("import mixkit, torch; from mixkit import MixUp; "
-            "x, s = MixUp(alpha=1.0, num_classes=3)(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), "
-            "generator=torch.Generator().manual_seed(0)); "
-            "print(mixkit.__version__, mixkit.__file__, tuple(x.shape), round(float(s.sum()), 4), sep='|')")
+    # Torch only: the packages the harness, the peers and compat adapt to are made unimportable
+    # in that process, and every library module is imported and used.
+    code = f"""
+import importlib.abc, sys
+BLOCKED = {sorted(BLOCKED)!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked in the torch-only check: ' + name)
+sys.meta_path.insert(0, Block())
+import torch, mixkit
+from mixkit import functional, inputs, samplers, collate, paired, hidden, losses
+g = torch.Generator().manual_seed(0)
+x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+for m in (mixkit.MixUp(num_classes=3), mixkit.CutMix(num_classes=3), mixkit.FMix(num_classes=3),
+          mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=3, label_smoothing=0.1)):
+    out, soft = m((x, y), generator=g)
+u8, _ = mixkit.CutMix(num_classes=3)((x * 255).to(torch.uint8), y, generator=g)
+assert u8.dtype == torch.uint8 and not any(b in sys.modules for b in BLOCKED)
+x, s = mixkit.MixUp(alpha=1.0, num_classes=3)(x, y, generator=torch.Generator().manual_seed(0))
+print(mixkit.__version__, mixkit.__file__, tuple(x.shape), round(float(s.sum()), 4), sep='|')
+"""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-3000:]

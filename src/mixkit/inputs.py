@@ -120,6 +120,8 @@ class Plain:
 def as_plain(inputs, owner: str, video_as_frames: bool) -> Plain:
     """``inputs`` as a plain tensor. ``video_as_frames``: a ``(B, T, C, H, W)`` Video becomes
     ``(B, T * C, H, W)`` (mask methods: one mask through all frames and channels)."""
+    if type(inputs) is Tensor:  # the common case, without looking for torchvision
+        return Plain(inputs)
     kind = tv_kind(inputs)
     if kind is None:
         return Plain(inputs)
