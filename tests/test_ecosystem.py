@@ -502,3 +502,16 @@ def test_label_smoothing_reaches_manifold_mixup_and_is_checked():
     for bad, err in ((1.0, ValueError), (-0.1, ValueError), (True, TypeError)):
         with pytest.raises(err, match="label_smoothing: expected a number in"):
             mixkit.MixUp(label_smoothing=bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mixup", "cutmix-elem"])
+def test_a_compiled_mixer_module_traces_whole_calls_in_both_forms(name):
+    mixer = _factories(label_smoothing=0.1)[name]()
+    compiled = torch.compile(mixer, fullgraph=True)  # no graph break in forward, packed or not
+    x, y = _batch()
+    for call in (lambda: compiled(x, y), lambda: compiled((x, y))):
+        mixed, soft = call()
+        assert mixed.shape == x.shape and soft.shape == (8, C)
+        torch.testing.assert_close(soft.sum(1), torch.ones(8))
+        assert float(soft.min()) >= 0.01 - 1e-7
