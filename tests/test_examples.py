@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_accelerate_example_runs():
     pytest.importorskip("accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "2", "ACCELERATE_DISABLE_RICH": "1"}
