@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import get_worker_info
 
-from .functional import sampling
+from .functional import mixing, sampling
 from .mixers import MixParams, Targets, _flag, _num_classes, _smoothing
 from .reprs import init_repr
 
@@ -68,6 +68,15 @@ class _Combination(Targets):
         self.label_smoothing = _smoothing(_agreed(mixers, "label_smoothing", label_smoothing, 0.0))
         self.multilabel = _flag("multilabel", _agreed(mixers, "multilabel", multilabel, False))
 
+    def _dense_for(self, part, masks):
+        """Class maps handed to a blending part that lacks ``num_classes`` become probability maps
+        with the combination's (the combination's classes are the parts' classes)."""
+        if (masks is None or masks.is_floating_point() or getattr(part, "num_classes", 0) is not None
+                or not getattr(part, "_interpolates", lambda: False)()):
+            return masks
+        plain = masks if type(masks) is Tensor else masks.as_subclass(Tensor)
+        return mixing.probability_maps(plain, self.num_classes)
+
     def __repr__(self) -> str:
         # label_smoothing and multilabel are shown where they differ from the defaults they stand for
         return init_repr(self, mixers="[" + ", ".join(repr(m) for m in self.mixers) + "]",
@@ -85,9 +94,10 @@ class _OneOf(_Combination):
         i = self._pick(inputs, generator)
         return ComposedParams(choice=i, parts=[self.mixers[i].sample(inputs, generator=generator)])
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor, params: ComposedParams):
+    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
         """``apply`` with labels already made into target rows."""
-        return self.mixers[params.choice].apply_soft(inputs, soft, params.parts[0])
+        part = self.mixers[params.choice]
+        return part.apply_soft(inputs, soft, params.parts[0], masks=self._dense_for(part, masks))
 
 
 class RandomChoice(_OneOf):
@@ -180,13 +190,17 @@ class Compose(_Combination):
         # Every mixer keeps the shape, so each one's parameters can be drawn from the input.
         return ComposedParams(None, [m.sample(inputs, generator=generator) for m in self.mixers])
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor, params: ComposedParams):
-        """``apply`` with labels already made into target rows."""
+    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
+        """``apply`` with labels already made into target rows (and masks, when given, mixed
+        along: class maps become probability maps after a blending part)."""
         if len(params.parts) != len(self.mixers):
             raise ValueError(
                 f"params: expected {len(self.mixers)} parts, got {len(params.parts)}"
             )
         out = inputs
         for m, part in zip(self.mixers, params.parts, strict=True):
-            out, soft = m.apply_soft(out, soft, part)
-        return out, soft
+            if masks is None:
+                out, soft = m.apply_soft(out, soft, part)
+            else:
+                out, soft, masks = m.apply_soft(out, soft, part, masks=self._dense_for(m, masks))
+        return (out, soft) if masks is None else (out, soft, masks)

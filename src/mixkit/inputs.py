@@ -15,8 +15,9 @@ alone): a tensor can only be a ``TVTensor`` when torchvision is already loaded.
   mask methods (CutMix, FMix) view it as ``(B, T * C, H, W)``, so one box or mask covers every
   frame and channel of a sample.
 - ``tv_tensors.Mask``, ``BoundingBoxes`` and ``KeyPoints`` are targets tied to the image
-  geometry, not images: they are refused wherever they appear in the call, since the mixed
-  images would no longer match them.
+  geometry, not images: they are refused wherever they appear among the images and labels, since
+  the mixed images would no longer match them. Segmentation masks go in as dense targets,
+  ``mixer(images, labels, masks=seg)`` (``dense_view``), and come back mixed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
-__all__ = ["unpack_call", "tv_kind", "Plain", "as_plain"]
+__all__ = ["unpack_call", "tv_kind", "Plain", "as_plain", "dense_view"]
 
 # tv_tensors that describe where things are in an image: mixing images leaves them wrong.
 _GEOMETRY = ("Mask", "BoundingBoxes", "KeyPoints")
@@ -65,7 +67,7 @@ def unpack_call(args: tuple, owner: str) -> tuple[Tensor, Tensor, Callable]:
                                                                       else tuple)
             for item in rest:
                 _refuse_geometry(item, "among the passed-through items", owner)
-            return images, labels, lambda mixed, soft: kind((mixed, soft, *rest))
+            return images, labels, lambda mixed, soft, *more: kind((mixed, soft, *more, *rest))
         if isinstance(sample, dict):
             raise TypeError(
                 f"{owner}: expected (images, labels) or a packed (images, labels) tuple or list, got a "
@@ -84,7 +86,7 @@ def unpack_call(args: tuple, owner: str) -> tuple[Tensor, Tensor, Callable]:
     images, labels, *rest = args
     for item in rest:
         _refuse_geometry(item, "among the passed-through items", owner)
-    return images, labels, lambda mixed, soft: (mixed, soft, *rest)
+    return images, labels, lambda mixed, soft, *more: (mixed, soft, *more, *rest)
 
 
 class Plain:
@@ -139,3 +141,41 @@ def as_plain(inputs, owner: str, video_as_frames: bool) -> Plain:
         return Plain(frames, like=inputs, shape=plain.shape, view=frames.data_ptr() == plain.data_ptr())
     _refuse_geometry(inputs, "as the images", owner)
     return Plain(inputs.as_subclass(Tensor), like=inputs)
+
+
+def dense_view(masks, images: Tensor) -> Plain:
+    """Dense targets for ``images`` (plain, ``(B, C, *spatial)``): class maps ``(B, *spatial)``
+    (integer) or probability maps ``(B, K, *spatial)`` (float); a ``tv_tensors.Mask`` comes back
+    as one where the mixed maps keep its shape and dtype (pasting), else as a plain tensor."""
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"masks: expected a tensor or tv_tensors.Mask, got {type(masks).__name__}")
+    kind = tv_kind(masks)
+    if kind not in (None, "Mask"):
+        raise TypeError(f"masks: expected class or probability maps (a tensor or tv_tensors.Mask), "
+                        f"got a tv_tensors.{kind}")
+    plain = masks if kind is None else masks.as_subclass(Tensor)
+    b, spatial = images.shape[0], tuple(images.shape[2:])
+    classes = plain.ndim == 1 + len(spatial) and not plain.is_floating_point()
+    probabilities = plain.ndim == 2 + len(spatial) and plain.is_floating_point()
+    if plain.dtype == torch.bool or not (classes or probabilities) or plain.shape[0] != b \
+            or tuple(plain.shape[-len(spatial):]) != spatial:
+        shape = ", ".join(map(str, spatial))
+        raise ValueError(f"masks: expected class maps ({b}, {shape}) of integers or probability maps "
+                         f"({b}, K, {shape}) of floats, got {plain.dtype} of shape {tuple(plain.shape)}")
+    if plain.device != images.device:
+        raise ValueError(f"masks: expected a tensor on the images' device ({images.device}), got one on "
+                         f"{plain.device}")
+    return _DenseView(plain, masks if kind == "Mask" else None)
+
+
+class _DenseView(Plain):
+    __slots__ = ()
+
+    def __init__(self, tensor: Tensor, like):
+        super().__init__(tensor, like=like)
+
+    def restore(self, out: Tensor, inplace: bool = False):
+        like = self._like
+        if like is None or out.shape != like.shape or out.dtype != like.dtype:
+            return out
+        return sys.modules["torchvision.tv_tensors"].wrap(out, like=like)

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from .functional import masks, mixing, sampling
-from .inputs import as_plain, unpack_call
+from .inputs import as_plain, dense_view, unpack_call
 from .reprs import init_repr
 
 __all__ = ["MixParams", "Targets", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix"]
@@ -145,24 +145,39 @@ class Targets(nn.Module):
     label_smoothing: float
     multilabel: bool
 
-    def forward(self, *batch, generator: torch.Generator | None = None):
+    def forward(self, *batch, generator: torch.Generator | None = None, masks=None):
         """``mixer(images, labels)``, ``mixer(images, labels, *rest)`` or ``mixer((images, labels,
-        *rest))`` (a tuple or list): the same structure back, images mixed, labels as soft rows."""
+        *rest))`` (a tuple or list): the same structure back, images mixed, labels as soft rows.
+        With ``masks=`` (dense targets, see ``apply``) the mixed masks follow the labels:
+        ``(mixed, soft, mixed_masks, *rest)``."""
         images, labels, pack = unpack_call(batch, type(self).__name__)
-        mixed, soft = self.apply(images, labels, self.sample(images, generator=generator))
-        return pack(mixed, soft)
+        params = self.sample(images, generator=generator)
+        if masks is None:
+            return pack(*self.apply(images, labels, params))
+        return pack(*self.apply(images, labels, params, masks=masks))
 
-    def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        """Labels as the float ``(B, C)`` rows that get mixed (see the class docstring)."""
+    def targets(self, inputs: Tensor, labels: Tensor | None) -> Tensor | None:
+        """Labels as the float ``(B, C)`` rows that get mixed (see the class docstring); None
+        stays None (segmentation-only use, with ``masks=``)."""
         if not isinstance(inputs, Tensor) or inputs.ndim == 0:
             got = "a scalar tensor" if isinstance(inputs, Tensor) else type(inputs).__name__
             raise TypeError(f"inputs: expected a batch tensor (B, ...), got {got}")
+        if labels is None:
+            return None
         soft = mixing.to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0],
                                      device=inputs.device, multilabel=self.multilabel)
         return mixing.smooth_labels(soft, self.label_smoothing, self.multilabel)
 
-    def apply(self, inputs, labels=None, params=None):
+    def apply(self, inputs, labels=None, params=None, *, masks=None):
         """Mix ``inputs`` and ``labels`` with ``params`` (from ``sample``); returns ``(mixed, soft)``.
+
+        ``masks``: dense targets that follow the images, pixel for pixel: class maps ``(B,
+        *spatial)`` (integer) or probability maps ``(B, C, *spatial)`` (float), ``spatial`` the
+        images' trailing shape; a ``tv_tensors.Mask`` is accepted. Then the result is ``(mixed,
+        soft, mixed_masks)``. Methods that paste (CutMix, hard FMix, ...) copy each mask pixel from
+        the sample its image pixel came from, keeping class maps as class maps; methods that blend
+        (MixUp, zeta-mixup, soft FMix edges) return probability maps (class maps need
+        ``num_classes``). ``labels`` may be None (soft is then None).
 
         Called with a single function, as ``nn.Module.apply(fn)`` is when a model tree holding
         this mixer is walked (``model.apply(init_weights)``), it does that instead.
@@ -173,12 +188,12 @@ class Targets(nn.Module):
             raise TypeError(f"params: expected the parameters from {type(self).__name__}.sample(inputs), "
                             "got None")
         self._check_call(inputs)
-        return self.apply_soft(inputs, self.targets(inputs, labels), params)
+        return self.apply_soft(inputs, self.targets(inputs, labels), params, masks=masks)
 
     def _check_call(self, inputs) -> None:
         """Checks of the inputs that come before the labels' (their errors are the clearer)."""
 
-    def apply_soft(self, inputs, soft: Tensor, params):  # pragma: no cover - abstract
+    def apply_soft(self, inputs, soft: Tensor | None, params, *, masks=None):  # pragma: no cover
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -223,11 +238,16 @@ class Mixer(Targets):
         self.check_inputs(plain)
         return self._sample(plain, sampling.device_generator(generator, plain.device))
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
-        """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``."""
+    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: MixParams, *, masks=None):
+        """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``,
+        or None."""
         view = self._plain(inputs)
         plain = view.tensor
         self.check_inputs(plain)
+        dense = None if masks is None else dense_view(masks, plain)
+        labelled = soft is not None
+        if not labelled:  # segmentation only: mix a column of ones and drop it
+            soft = torch.ones(plain.shape[0], 1, device=plain.device)
         if not (isinstance(soft, Tensor) and soft.ndim == 2 and soft.is_floating_point()
                 and soft.shape[0] == plain.shape[0]):
             got = (f"{soft.dtype} of shape {tuple(soft.shape)}" if isinstance(soft, Tensor)
@@ -246,7 +266,13 @@ class Mixer(Targets):
         if params.lam.device != plain.device:
             params = params.to(plain.device)
         mixed, soft = self._mix(plain, soft, params)
-        return view.restore(mixed, inplace=self.inplace), soft
+        out = (view.restore(mixed, inplace=self.inplace), soft if labelled else None)
+        if dense is None:
+            return out
+        return (*out, dense.restore(self._mix_dense(dense.tensor, params)))
+
+    def _mix_dense(self, masks: Tensor, params: MixParams) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _check_call(self, inputs) -> None:
         self.check_inputs(self._plain(inputs).tensor)
@@ -342,6 +368,9 @@ class MixUp(Mixer):
         mixed = mixing.blend_pairs(inputs, params.index, params.lam, inplace=self.inplace)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
+    def _mix_dense(self, masks, params):
+        return mixing.blend_pairs(mixing.probability_maps(masks, self.num_classes), params.index, params.lam)
+
 
 class ZetaMixup(Mixer):
     """zeta-mixup (Abhishek, Brown, Hamarneh; arXiv 2204.03323, J. Big Data 2024).
@@ -386,6 +415,9 @@ class ZetaMixup(Mixer):
                 f"{None if params.weights is None else tuple(params.weights.shape)}"
             )
         return mixing.blend_matrix(inputs, params.weights), mixing.mix_labels_matrix(soft, params.weights)
+
+    def _mix_dense(self, masks, params):
+        return mixing.blend_matrix(mixing.probability_maps(masks, self.num_classes), params.weights)
 
 
 class _MaskMixer(Mixer):
@@ -453,6 +485,11 @@ class CutMix(_MaskMixer):
             )
         mixed = mixing.paste_boxes(inputs, params.index, params.boxes, inplace=self.inplace)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
+
+    def _mix_dense(self, masks, params):
+        spatial = tuple(masks.shape[-params.boxes.shape[1]:])
+        keep = masks_keep(params.boxes, spatial, masks.device)
+        return mixing.paste_dense(masks, params.index.to(masks.device), keep)
 
 
 class FMix(_MaskMixer):
@@ -528,3 +565,14 @@ class FMix(_MaskMixer):
         if self.reformulate:
             return mixed, soft
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
+
+    def _mix_dense(self, masks, params):
+        index = params.index.to(masks.device)
+        if self.max_soft == 0:  # a hard mask: paste
+            return mixing.paste_dense(masks, index, params.mask.to(masks.device) > 0.5)
+        return mixing.blend_mask(mixing.probability_maps(masks, self.num_classes), index, params.mask)
+
+
+def masks_keep(boxes: Tensor, spatial: tuple[int, ...], device) -> Tensor:
+    """CutMix's boxes as a boolean keep mask ``(B|1, *spatial)`` on ``device``."""
+    return masks.box_keep_mask(boxes.to(device), spatial, dtype=torch.bool)

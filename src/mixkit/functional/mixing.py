@@ -45,6 +45,8 @@ __all__ = [
     "blend_mask",
     "paste_box",
     "paste_boxes",
+    "probability_maps",
+    "paste_dense",
 ]
 
 
@@ -103,18 +105,18 @@ def _identity(num_classes: int, device: str) -> Tensor:
     return torch.eye(num_classes, dtype=torch.float32, device=device)
 
 
-def check_class_ids(labels: Tensor, num_classes: int) -> None:
+def check_class_ids(labels: Tensor, num_classes: int, what: str = "labels") -> None:
     """Class ids in [0, num_classes): a ValueError on the host, an async assert on a device."""
     if not labels.numel():
         return
     if not host_readable(labels):
         # On the device: an asynchronous assert, raised at the next synchronisation.
         torch._assert_async(((labels >= 0) & (labels < num_classes)).all(),
-                            f"labels: expected class ids in [0, {num_classes - 1}]")
+                            f"{what}: expected class ids in [0, {num_classes - 1}]")
         return
     lo, hi = (int(v) for v in torch.aminmax(labels))
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"labels: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+        raise ValueError(f"{what}: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
 
 
 def check_probabilities(probs: Tensor) -> None:
@@ -438,3 +440,33 @@ def _paste_regions(x: Tensor, perm: list[int], bounds: list, inplace: bool) -> T
             x[row][regions[row]] = src
     return x
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense targets (segmentation): class maps (B, *spatial) or probability maps (B, C, *spatial),
+# mixed with the parameters of their images.
+
+
+def probability_maps(masks: Tensor, num_classes: int | None) -> Tensor:
+    """Class maps ``(B, *spatial)`` -> one-hot float32 ``(B, C, *spatial)``; probability maps are
+    returned as they are (float32 at least). Interpolating methods mix these."""
+    if masks.is_floating_point():
+        return masks if masks.dtype in (torch.float32, torch.float64) else masks.float()
+    if num_classes is None:
+        raise ValueError("num_classes: expected an int to turn class maps into probability maps for a "
+                         "blending mixer, got None; pass num_classes=... to the mixer")
+    check_class_ids(masks.reshape(-1), num_classes, what="masks")
+    # scatter, not one_hot: one_hot reads the maximum back to the host (a device sync)
+    shape = (masks.shape[0], num_classes, *masks.shape[1:])
+    out = torch.zeros(shape, dtype=torch.float32, device=masks.device)
+    return out.scatter_(1, masks.long().unsqueeze(1), 1.0)
+
+
+def paste_dense(masks: Tensor, index: Tensor, keep: Tensor) -> Tensor:
+    """Each pixel of each map from the sample the image pixel came from: ``masks[i]`` where
+    ``keep`` (bool ``(B|1, *spatial)``) holds, else ``masks[index[i]]``. Class maps ``(B,
+    *spatial)`` and probability maps ``(B, C, *spatial)`` alike; values are copied exactly."""
+    partners = _gather(masks, index)
+    if masks.ndim == keep.ndim + 1:  # probability maps: one keep mask for every class channel
+        keep = keep.unsqueeze(1)
+    return torch.where(keep, masks, partners)
