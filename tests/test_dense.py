@@ -24,11 +24,13 @@ FACTORIES = {
     "fmix": lambda **kw: mixkit.FMix(num_classes=K, **kw),
     "fmix-elem": lambda **kw: mixkit.FMix(num_classes=K, mode="elem", **kw),
     "fmix-soft": lambda **kw: mixkit.FMix(num_classes=K, mode="elem", max_soft=0.2, **kw),
+    "resizemix": lambda **kw: mixkit.ResizeMix(num_classes=K, resample="nearest", **kw),
+    "resizemix-elem": lambda **kw: mixkit.ResizeMix(num_classes=K, mode="elem", resample="nearest", **kw),
     "compose": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.FMix(mode="elem")], num_classes=K, **kw),
     "compose-blend": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
     "choice": lambda **kw: mixkit.RandomChoice([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
 }
-PASTING = {"cutmix", "cutmix-elem", "cutmix-p0.5", "fmix", "fmix-elem", "compose"}
+PASTING = {"cutmix", "cutmix-elem", "cutmix-p0.5", "fmix", "fmix-elem", "resizemix", "resizemix-elem", "compose"}
 SPATIAL = {"1d": (24,), "2d": (12, 10), "3d": (6, 5, 4)}
 
 

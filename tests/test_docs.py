@@ -39,7 +39,7 @@ def test_docstring_examples(module):
 
 
 def test_every_public_mixer_has_an_example():
-    for name in ["MixUp", "ZetaMixup", "CutMix", "FMix", "RandomChoice", "Alternate", "Compose",
+    for name in ["MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix", "RandomChoice", "Alternate", "Compose",
                  "ManifoldMixup", "SynerMix", "BalancedBatchSampler", "MixingCollate", "PairedViews"]:
         doc = getattr(mixkit, name).__doc__ or ""
         assert ">>>" in doc, f"{name} has no runnable example"

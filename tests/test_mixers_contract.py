@@ -35,11 +35,14 @@ FACTORIES = {
     "fmix-soft": lambda: mixkit.FMix(num_classes=C, mode="elem", max_soft=0.2),
     "fmix-reformulate": lambda: mixkit.FMix(num_classes=C, reformulate=True),
     "fmix-official": lambda: mixkit.FMix(num_classes=C, mode="elem", spectrum="official"),
+    "resizemix-batch": lambda: mixkit.ResizeMix(num_classes=C),
+    "resizemix-elem": lambda: mixkit.ResizeMix(num_classes=C, mode="elem"),
+    "resizemix-nearest-p0.5": lambda: mixkit.ResizeMix(num_classes=C, mode="elem", resample="nearest", p=0.5),
     "mixup+fmix": lambda: mixkit.Alternate([mixkit.MixUp(), mixkit.FMix()], num_classes=C),
     "cutmix+zeta": lambda: mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=C),
     "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix(mode="elem")], num_classes=C),
 }
-MASK_BASED = {n for n in FACTORIES if n.startswith(("cutmix", "fmix", "mixup+fmix", "choice"))}
+MASK_BASED = {n for n in FACTORIES if n.startswith(("cutmix", "fmix", "resizemix", "mixup+fmix", "choice"))}
 INPLACE = {n for n in FACTORIES if "inplace" in n}
 
 SHAPES = {

@@ -1,6 +1,8 @@
 """Mixers where users train: autograd at hidden-layer sizes, autocast, no host reads of device
 data, torch.compile. Each mixer's gradient is checked against a slow per-sample reference."""
 
+import math
+
 import pytest
 import torch
 from test_mixers_contract import FACTORIES, INPLACE, C
@@ -21,15 +23,50 @@ def _box_mask_loop(box, spatial):
     return mask
 
 
-def reference_mix(x, params):
-    """``x`` mixed by ``params`` (MixParams or ComposedParams), sample by sample."""
+def _resize_axis(t, dim, size, resample):
+    """``t`` resized along ``dim`` to ``size`` at pixel centres (F.interpolate's convention),
+    coordinates in Python floats (F.interpolate itself rounds its scale to float32)."""
+    n = t.shape[dim]
+    picks = []
+    for p in range(size):
+        if resample == "nearest":
+            k = min(((2 * p + 1) * n) // (2 * size), n - 1)
+            picks.append(t.select(dim, k))
+            continue
+        c = min(max((p + 0.5) * n / size - 0.5, 0.0), n - 1)
+        k = math.floor(c)
+        w = c - k
+        picks.append((1 - w) * t.select(dim, k) + w * t.select(dim, min(k + 1, n - 1)))
+    return torch.stack(picks, dim=dim)
+
+
+def _resized_into_box(x, i, j, box, resample):
+    """ResizeMix's row i: x[i] with the whole of x[j] resized into ``box``, axis by axis."""
+    region = tuple(slice(int(lo), int(hi)) for lo, hi in box.tolist())
+    row = x[i].clone()
+    if min(r.stop - r.start for r in region) > 0:
+        small = x[j]
+        for axis, r in enumerate(region):
+            small = _resize_axis(small, axis + 1, r.stop - r.start, resample)
+        row[(slice(None),) + region] = small
+    return row
+
+
+def reference_mix(x, params, mixer=None):
+    """``x`` mixed by ``params`` (MixParams or ComposedParams), sample by sample; ``mixer`` says
+    how (needed for ResizeMix, whose boxes hold a resized partner)."""
     if isinstance(params, ComposedParams):
-        for part in params.parts:
-            x = reference_mix(x, part)
+        parts = [mixer.mixers[params.choice]] if params.choice is not None else list(mixer.mixers)
+        for part, sub in zip(params.parts, parts, strict=True):
+            x = reference_mix(x, part, sub)
         return x
     b = x.shape[0]
     rows = []
     for i in range(b):
+        if isinstance(mixer, mixkit.ResizeMix):
+            box = params.boxes[i if params.boxes.shape[0] > 1 else 0]
+            rows.append(_resized_into_box(x, i, int(params.index[i]), box, mixer.resample))
+            continue
         if params.weights is not None:
             rows.append(sum(params.weights[i, j].double() * x[j] for j in range(b)))
             continue
@@ -76,7 +113,7 @@ def test_gradients_equal_the_reference_at_hidden_layer_sizes(name, shape):
     (mixed.double() * upstream).sum().backward()
 
     ref_leaf = leaf.detach().double().requires_grad_(True)
-    ref = reference_mix(ref_leaf, params)
+    ref = reference_mix(ref_leaf, params, mixer)
     torch.testing.assert_close(mixed.detach().double(), ref.detach(), atol=1e-5, rtol=1e-5)
     (ref * upstream).sum().backward()
     torch.testing.assert_close(leaf.grad.double(), ref_leaf.grad, atol=1e-5, rtol=1e-5)
@@ -92,7 +129,7 @@ def test_host_fast_paths_equal_the_reference(name, shape):
     mixer, params = _mixer_and_params(name, x, seed=3)
     inp = x.clone()
     mixed, _ = mixer.apply(inp, y, params)
-    torch.testing.assert_close(mixed.double(), reference_mix(x.double(), params), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed.double(), reference_mix(x.double(), params, mixer), atol=1e-5, rtol=1e-5)
     if name in INPLACE:
         assert mixed.data_ptr() == inp.data_ptr()
 

@@ -18,7 +18,7 @@ from .losses import (
     soft_target_binary_cross_entropy,
     soft_target_cross_entropy,
 )
-from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ZetaMixup
+from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ResizeMix, ZetaMixup
 from .paired import PairedViews
 from .samplers import BalancedBatchSampler
 
@@ -38,6 +38,7 @@ __all__ = [
     "MixingCollate",
     "PairedViews",
     "RandomChoice",
+    "ResizeMix",
     "SoftTargetBinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "SynerMix",

@@ -25,6 +25,7 @@ __all__ = [
     "binarise_noise",
     "top_k_mask",
     "fourier_masks",
+    "sample_resize_boxes",
 ]
 
 
@@ -297,3 +298,23 @@ def fourier_masks(
         lam.shape[0], spatial, decay_power, generator=generator, device=lam.device, spectrum=spectrum
     )
     return binarise_noise(noise, lam, max_soft=max_soft, generator=generator, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# ResizeMix (Qin et al. 2020, arXiv 2012.11101): the partner, shrunk by a scale rate tau, pasted whole.
+
+
+def sample_resize_boxes(tau: Tensor, spatial: tuple[int, ...], *, generator: torch.Generator | None = None
+                        ) -> Tensor:
+    """Boxes holding a partner shrunk by ``tau`` (``(B,)``, in (0, 1]): side ``max(1, floor(S_d *
+    tau))`` on every axis, placed uniformly where it fits whole. int64 ``(B, d, 2)`` of ``[lo,
+    hi)``, on ``tau``'s device. A ``tau`` of 0 gives an empty box (nothing pasted)."""
+    b, d = tau.shape[0], len(spatial)
+    size = torch.empty(b, d, dtype=torch.float64, device=tau.device)
+    for axis, n in enumerate(spatial):
+        size[:, axis] = float(n)
+    side = torch.floor(size * tau.to(torch.float64)[:, None]).clamp_min(1.0)
+    side = torch.where(tau[:, None] > 0, side, 0.0)
+    u = torch.rand(b, d, generator=generator, device=tau.device, dtype=torch.float64)
+    lo = torch.floor(u * (size - side + 1.0)).clamp_max(size - side)
+    return torch.stack([lo, lo + side], dim=-1).to(torch.int64)

@@ -47,6 +47,7 @@ __all__ = [
     "paste_boxes",
     "probability_maps",
     "paste_dense",
+    "paste_resized",
 ]
 
 
@@ -470,3 +471,59 @@ def paste_dense(masks: Tensor, index: Tensor, keep: Tensor) -> Tensor:
     if masks.ndim == keep.ndim + 1:  # probability maps: one keep mask for every class channel
         keep = keep.unsqueeze(1)
     return torch.where(keep, masks, partners)
+
+
+# ---------------------------------------------------------------------------------------------
+# ResizeMix: the whole partner, resampled into a box.
+
+_RESAMPLING = ("nearest", "linear")
+
+
+def paste_resized(x: Tensor, index: Tensor, boxes: Tensor, *, mode: str = "linear") -> Tensor:
+    """ResizeMix: ``x[i]`` with the whole of ``x[index[i]]`` resampled into ``boxes[i]`` (or
+    ``boxes[0]`` for all). ``x``: ``(B, C, *spatial)`` with 1 to 3 spatial dims.
+
+    Output pixel p of a box ``[lo, lo + e)`` on an axis of size S reads the partner at pixel
+    centre ``c = (p + 0.5 - lo) S / e - 0.5`` (``F.interpolate``'s convention), computed in
+    float64. ``mode="linear"``: separable (bi-/tri-)linear interpolation between ``floor(c)`` and
+    the next pixel, clamped at the border, as ``F.interpolate(align_corners=False)``; integer
+    inputs are interpolated in float and rounded. ``mode="nearest"``: the pixel
+    ``floor((2 (p - lo) + 1) S / (2 e))`` in integer arithmetic (``"nearest-exact"``), values
+    copied exactly. Batched gathers on ``x``'s device, no host reads, differentiable.
+    """
+    if mode not in _RESAMPLING:
+        raise ValueError(f"mode: expected 'linear' or 'nearest', got {mode!r}")
+    spatial = tuple(x.shape[2:])
+    boxes = boxes.to(x.device)
+    keep = box_keep_mask(boxes, spatial, dtype=torch.bool).unsqueeze(1)
+    out = _gather(x, index)
+    if mode == "linear" and not x.is_floating_point():
+        out = out.to(_work_dtype(x))
+    for a, n in enumerate(spatial):
+        lo = boxes[:, a, 0:1]
+        extent = (boxes[:, a, 1:2] - lo).clamp_min(1)
+        pos = torch.arange(n, device=x.device)
+        if mode == "nearest":
+            src = ((2 * (pos - lo) + 1) * n).div(2 * extent, rounding_mode="floor").clamp(0, n - 1)
+            out = _take(out, a, src)
+            continue
+        offset = (pos - lo).to(torch.float64)  # float64, not the default float32
+        centre = ((offset + 0.5) * n / extent.to(torch.float64) - 0.5).clamp(0, n - 1)  # (B|1, S_a)
+        left = centre.floor().to(torch.int64)
+        right = (left + 1).clamp_max(n - 1)
+        weight = (centre - left).to(out.dtype)
+        shape = [weight.shape[0]] + [1] * (out.ndim - 1)
+        shape[a + 2] = n
+        out = torch.lerp(_take(out, a, left), _take(out, a, right), weight.view(shape))
+    if not x.is_floating_point() and out.is_floating_point():
+        out = _round_into(out, x)
+    return torch.where(keep, x, out)
+
+
+def _take(t: Tensor, axis: int, src: Tensor) -> Tensor:
+    """``t`` with spatial axis ``axis`` re-indexed per sample: ``out[b, ..., p, ...] = t[b, ...,
+    src[b, p], ...]`` (``src``: ``(B|1, S_axis)``)."""
+    dim = axis + 2
+    shape = [src.shape[0]] + [1] * (t.ndim - 1)
+    shape[dim] = src.shape[1]
+    return t.gather(dim, src.view(shape).expand(t.shape))
