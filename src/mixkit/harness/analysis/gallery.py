@@ -3,7 +3,7 @@
 ``python -m mixkit.harness.analysis.gallery --out docs/gallery`` (or ``mixkit show`` once wired) writes:
 
 - ``mixed_batch.png``: eight Fashion-MNIST test images mixed by MixUp, zeta-mixup (gamma 2.8),
-  CutMix, FMix, MixUp+FMix (both of its alternating batches) and CutMix then zeta-mixup, each
+  CutMix, FMix, ResizeMix, MixUp+FMix (both of its alternating batches) and CutMix then zeta-mixup, each
   cell titled with the realised weight of the image's own input;
 - ``fmix_masks.png``: FMix masks with the paper's isotropic spectrum beside the official code's
   (``spectrum="official"``), 2-D at 32x32 and 1-D at length 64, all at lambda = 0.5;
@@ -42,7 +42,7 @@ def _plt():
 def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
     """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
     from mixkit.compose import Alternate, Compose
-    from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
+    from mixkit.mixers import CutMix, FMix, MixUp, ResizeMix, ZetaMixup
 
     alternate = Alternate([MixUp(alpha=1.0), FMix(alpha=1.0, decay_power=3.0)])
     return [
@@ -50,6 +50,7 @@ def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
         (f"zeta-mixup\n(gamma={gamma:g}, N=B)", ZetaMixup(gamma=gamma), 0),
         ("CutMix\n(alpha=1, per sample)", CutMix(alpha=1.0, mode="elem"), 0),
         ("FMix\n(alpha=1, delta=3, per sample)", FMix(alpha=1.0, decay_power=3.0, mode="elem"), 0),
+        ("ResizeMix\n(tau in [0.1, 0.8], per sample)", ResizeMix(mode="elem"), 0),
         ("MixUp+FMix\nbatch 1 (MixUp)", alternate, 0),
         ("MixUp+FMix\nbatch 2 (FMix)", alternate, 1),
         (f"CutMix, then\nzeta (gamma={gamma:g})", Compose([CutMix(alpha=1.0, mode="elem"),

@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", 
            "parse_int_list", "LIST_FIELDS"]
 
 METHODS: tuple[str, ...] = (
-    "erm", "mixup", "zeta", "cutmix", "fmix", "mixup+fmix", "cutmix+zeta", "manifold",
+    "erm", "mixup", "zeta", "cutmix", "fmix", "resizemix", "mixup+fmix", "cutmix+zeta", "manifold",
     "synermix-intra", "synermix", "synermix-manifold",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")

@@ -12,6 +12,7 @@ mixup                  MixUp(alpha)
 zeta                   ZetaMixup(zeta_gamma)
 cutmix                 CutMix(alpha)
 fmix                   FMix(alpha, decay_power, spectrum)
+resizemix              ResizeMix(scale=(0.1, 0.8)), the paper's scale range
 mixup+fmix             Alternate([MixUp, FMix]): one per batch in turn (FMix paper)
 cutmix+zeta            Compose([CutMix, ZetaMixup]): CutMix then zeta-mixup (zeta-mixup paper)
 manifold               ManifoldMixup at the model's mixing layers (manifold_alpha)
@@ -30,7 +31,7 @@ from torch import nn
 from mixkit.compose import Alternate, Compose
 from mixkit.hidden import ManifoldMixup, SynerMix
 from mixkit.losses import soft_target_cross_entropy
-from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
+from mixkit.mixers import CutMix, FMix, MixUp, ResizeMix, ZetaMixup
 
 from .config import TrainConfig
 
@@ -104,6 +105,8 @@ def _mixer(cfg: TrainConfig, kind: str, k: int):
     if kind == "fmix":
         return FMix(alpha=cfg.alpha, decay_power=cfg.decay_power, num_classes=k, mode=cfg.mix_mode,
                     spectrum=cfg.fmix_spectrum)
+    if kind == "resizemix":
+        return ResizeMix(num_classes=k, mode=cfg.mix_mode)
     raise AssertionError(kind)
 
 
@@ -116,7 +119,7 @@ def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method
     base = getattr(model, "module", model)
     if name == "erm":
         return Method()
-    if name in ("mixup", "zeta", "cutmix", "fmix"):
+    if name in ("mixup", "zeta", "cutmix", "fmix", "resizemix"):
         return InputMix(name, _mixer(cfg, name, k))
     if name == "mixup+fmix":
         return InputMix(name, Alternate([_mixer(cfg, "mixup", k), _mixer(cfg, "fmix", k)], num_classes=k))
