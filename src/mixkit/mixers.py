@@ -477,12 +477,7 @@ class CutMix(_MaskMixer):
                          boxes=boxes)
 
     def _mix(self, inputs, soft, params):
-        spatial = tuple(inputs.shape[2:])
-        if params.boxes is None or params.boxes.shape[1:] != (len(spatial), 2):
-            raise ValueError(
-                f"params: expected boxes of shape (B or 1, {len(spatial)}, 2), got "
-                f"{None if params.boxes is None else tuple(params.boxes.shape)}"
-            )
+        _check_boxes(params, inputs.ndim - 2)
         mixed = mixing.paste_boxes(inputs, params.index, params.boxes, inplace=self.inplace)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
@@ -628,12 +623,7 @@ class ResizeMix(_MaskMixer):
         return MixParams(lam=lam.expand(b), applied=applied, index=index, boxes=boxes)
 
     def _mix(self, inputs, soft, params):
-        spatial = tuple(inputs.shape[2:])
-        if params.boxes is None or params.boxes.shape[1:] != (len(spatial), 2):
-            raise ValueError(
-                f"params: expected boxes of shape (B or 1, {len(spatial)}, 2), got "
-                f"{None if params.boxes is None else tuple(params.boxes.shape)}"
-            )
+        _check_boxes(params, inputs.ndim - 2)
         mixed = mixing.paste_resized(inputs, params.index, params.boxes, mode=self.resample)
         return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
@@ -644,6 +634,13 @@ class ResizeMix(_MaskMixer):
         work = masks.unsqueeze(1) if classes else masks
         out = mixing.paste_resized(work, params.index.to(masks.device), params.boxes, mode="nearest")
         return out.squeeze(1) if classes else out
+
+
+def _check_boxes(params: MixParams, dims: int) -> None:
+    """Box methods' parameters: int boxes ``(B or 1, dims, 2)``."""
+    if params.boxes is None or params.boxes.shape[1:] != (dims, 2):
+        raise ValueError(f"params: expected boxes of shape (B or 1, {dims}, 2), got "
+                         f"{None if params.boxes is None else tuple(params.boxes.shape)}")
 
 
 def masks_keep(boxes: Tensor, spatial: tuple[int, ...], device) -> Tensor:
