@@ -26,11 +26,18 @@ FACTORIES = {
     "fmix-soft": lambda **kw: mixkit.FMix(num_classes=K, mode="elem", max_soft=0.2, **kw),
     "resizemix": lambda **kw: mixkit.ResizeMix(num_classes=K, resample="nearest", **kw),
     "resizemix-elem": lambda **kw: mixkit.ResizeMix(num_classes=K, mode="elem", resample="nearest", **kw),
+    "saliencymix": lambda **kw: mixkit.SaliencyMix(num_classes=K, **kw),
+    "saliencymix-elem": lambda **kw: mixkit.SaliencyMix(num_classes=K, mode="elem", **kw),
+    "gridmix": lambda **kw: mixkit.GridMix(num_classes=K, **kw),
+    "gridmix-elem": lambda **kw: mixkit.GridMix(num_classes=K, mode="elem", holes=(1, 4), **kw),
+    "smoothmix-elem": lambda **kw: mixkit.SmoothMix(num_classes=K, mode="elem", **kw),
+    "classmix": lambda **kw: mixkit.ClassMix(num_classes=K, **kw),
     "compose": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.FMix(mode="elem")], num_classes=K, **kw),
     "compose-blend": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
     "choice": lambda **kw: mixkit.RandomChoice([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
 }
-PASTING = {"cutmix", "cutmix-elem", "cutmix-p0.5", "fmix", "fmix-elem", "resizemix", "resizemix-elem", "compose"}
+PASTING = {"cutmix", "cutmix-elem", "cutmix-p0.5", "fmix", "fmix-elem", "resizemix", "resizemix-elem", "saliencymix",
+           "saliencymix-elem", "gridmix", "gridmix-elem", "classmix", "compose"}
 SPATIAL = {"1d": (24,), "2d": (12, 10), "3d": (6, 5, 4)}
 
 
@@ -62,7 +69,7 @@ def test_every_mask_pixel_comes_from_its_image_pixel(name, dims):
     mixer = FACTORIES[name]()
     for seed in range(4):
         g = torch.Generator().manual_seed(seed)
-        params = mixer.sample(images, generator=g)
+        params = mixer.sample(images, generator=g, masks=maps)  # ClassMix draws from the maps
         mixed, soft, masks = mixer.apply(images, ids, params, masks=maps)
         chosen = params.parts[0] if isinstance(params, mixkit.ComposedParams) and params.choice is not None else None
         pasting = name in PASTING or (chosen is not None and chosen.mask is None and chosen.boxes is not None)
@@ -79,7 +86,7 @@ def test_probability_maps_in_follow_the_same_pixels(name):
     images, ids, maps = _data((12, 10))
     probs = torch.nn.functional.one_hot(maps, K).movedim(-1, 1).float()
     mixer = FACTORIES[name]()
-    params = mixer.sample(images, generator=torch.Generator().manual_seed(0))
+    params = mixer.sample(images, generator=torch.Generator().manual_seed(0), masks=maps)
     _, _, from_maps = mixer.apply(images, ids, params, masks=maps)
     _, _, from_probs = mixer.apply(images, ids, params, masks=probs)
     if from_maps.dtype == torch.int64:

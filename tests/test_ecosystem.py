@@ -41,6 +41,9 @@ def _factories(**kw):
         "cutmix-elem": lambda: mixkit.CutMix(num_classes=C, mode="elem", **kw),
         "fmix": lambda: mixkit.FMix(num_classes=C, **kw),
         "fmix-elem": lambda: mixkit.FMix(num_classes=C, mode="elem", **kw),
+        "saliencymix-elem": lambda: mixkit.SaliencyMix(num_classes=C, mode="elem", **kw),
+        "gridmix": lambda: mixkit.GridMix(num_classes=C, **kw),
+        "smoothmix-elem": lambda: mixkit.SmoothMix(num_classes=C, mode="elem", **kw),
         "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(**kw), mixkit.CutMix(**kw)], num_classes=C),
         "alternate": lambda: mixkit.Alternate([mixkit.MixUp(**kw), mixkit.FMix(**kw)], num_classes=C),
         "compose": lambda: mixkit.Compose([mixkit.CutMix(**kw), mixkit.MixUp(**kw)], num_classes=C),
@@ -49,7 +52,8 @@ def _factories(**kw):
 
 FACTORIES = _factories()
 PAIRWISE = {k: v for k, v in _factories(pairing="roll").items() if k not in ("zeta", "compose")}
-MASKS = ("cutmix", "cutmix-elem", "fmix", "fmix-elem")
+MASKS = ("cutmix", "cutmix-elem", "fmix", "fmix-elem", "saliencymix-elem", "gridmix", "smoothmix-elem")
+PASTES = tuple(n for n in MASKS if n != "smoothmix-elem")  # SmoothMix's mask is soft: it blends
 
 
 def _batch(b=8, shape=(3, 12, 12), seed=0):
@@ -286,7 +290,7 @@ def _uint8(b=8, shape=(3, 16, 16), seed=0):
     return torch.randint(0, 256, (b, *shape), generator=g, dtype=torch.uint8), torch.arange(b) % C
 
 
-@pytest.mark.parametrize("name", [*MASKS, "choice", "alternate"])
+@pytest.mark.parametrize("name", [*PASTES, "choice", "alternate"])
 def test_uint8_mask_methods_copy_exact_values(name):
     x, y = _uint8()
     mixer = FACTORIES[name]()
@@ -306,7 +310,7 @@ def test_uint8_mask_methods_copy_exact_values(name):
         torch.testing.assert_close(mixed.double(), ref)
 
 
-@pytest.mark.parametrize("name", ["mixup", "mixup-elem", "zeta", "compose"])
+@pytest.mark.parametrize("name", ["mixup", "mixup-elem", "zeta", "compose", "smoothmix-elem"])
 def test_uint8_interpolating_methods_round_to_nearest(name):
     x, y = _uint8()
     mixer = FACTORIES[name]()

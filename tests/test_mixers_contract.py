@@ -38,11 +38,19 @@ FACTORIES = {
     "resizemix-batch": lambda: mixkit.ResizeMix(num_classes=C),
     "resizemix-elem": lambda: mixkit.ResizeMix(num_classes=C, mode="elem"),
     "resizemix-nearest-p0.5": lambda: mixkit.ResizeMix(num_classes=C, mode="elem", resample="nearest", p=0.5),
+    "saliencymix-batch": lambda: mixkit.SaliencyMix(num_classes=C),
+    "saliencymix-elem-p0.5": lambda: mixkit.SaliencyMix(num_classes=C, mode="elem", p=0.5),
+    "gridmix-batch": lambda: mixkit.GridMix(num_classes=C),
+    "gridmix-elem": lambda: mixkit.GridMix(num_classes=C, mode="elem", holes=(1, 3)),
+    "gridmix-elem-inplace": lambda: mixkit.GridMix(num_classes=C, mode="elem", inplace=True),
+    "smoothmix-batch": lambda: mixkit.SmoothMix(num_classes=C),
+    "smoothmix-elem-p0.5": lambda: mixkit.SmoothMix(num_classes=C, mode="elem", p=0.5),
     "mixup+fmix": lambda: mixkit.Alternate([mixkit.MixUp(), mixkit.FMix()], num_classes=C),
     "cutmix+zeta": lambda: mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=C),
     "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix(mode="elem")], num_classes=C),
 }
-MASK_BASED = {n for n in FACTORIES if n.startswith(("cutmix", "fmix", "resizemix", "mixup+fmix", "choice"))}
+MASK_BASED = {n for n in FACTORIES if n.startswith((
+    "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix", "mixup+fmix", "choice"))}
 INPLACE = {n for n in FACTORIES if "inplace" in n}
 
 SHAPES = {

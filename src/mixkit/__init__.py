@@ -1,10 +1,12 @@
 """mixkit: mixed-sample data augmentation for PyTorch.
 
-Input-space mixers (MixUp, ZetaMixup, CutMix, FMix), their combinations (RandomChoice, Alternate,
-Compose), hidden-layer mixing (ManifoldMixup, SynerMix), the losses they need, and the data
-pieces around them (MixingCollate, PairedViews, BalancedBatchSampler). This library needs torch
-alone; ``mixkit.harness`` (training, comparisons, benchmark, analyses, the ``mixkit`` command) is
-the second wing and may use numpy, scikit-learn, matplotlib and torchvision.
+Input-space mixers (MixUp, ZetaMixup, CutMix, FMix, ResizeMix, SaliencyMix, GridMix, SmoothMix,
+ClassMix), their combinations (RandomChoice, Alternate, Compose), hidden-layer mixing
+(ManifoldMixup, SynerMix), attention-weighted labels for vision transformers (TransMix), mixing
+across DDP ranks (CrossRank), the losses they need, and the data pieces around them
+(MixingCollate, PairedViews, BalancedBatchSampler). This library needs torch alone;
+``mixkit.harness`` (training, comparisons, benchmark, analyses, the ``mixkit`` command) is the
+second wing and may use numpy, scikit-learn, matplotlib and torchvision.
 """
 
 from . import functional
@@ -18,7 +20,19 @@ from .losses import (
     soft_target_binary_cross_entropy,
     soft_target_cross_entropy,
 )
-from .mixers import CutMix, FMix, Mixer, MixParams, MixUp, ResizeMix, ZetaMixup
+from .mixers import (
+    ClassMix,
+    CutMix,
+    FMix,
+    GridMix,
+    Mixer,
+    MixParams,
+    MixUp,
+    ResizeMix,
+    SaliencyMix,
+    SmoothMix,
+    ZetaMixup,
+)
 from .paired import PairedViews
 from .samplers import BalancedBatchSampler
 
@@ -27,10 +41,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Alternate",
     "BalancedBatchSampler",
+    "ClassMix",
     "Compose",
     "ComposedParams",
     "CutMix",
     "FMix",
+    "GridMix",
     "ManifoldMixup",
     "MixParams",
     "MixUp",
@@ -39,6 +55,8 @@ __all__ = [
     "PairedViews",
     "RandomChoice",
     "ResizeMix",
+    "SaliencyMix",
+    "SmoothMix",
     "SoftTargetBinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "SynerMix",

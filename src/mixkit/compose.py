@@ -77,6 +77,16 @@ class _Combination(Targets):
         plain = masks if type(masks) is Tensor else masks.as_subclass(Tensor)
         return mixing.probability_maps(plain, self.num_classes)
 
+    def _drawing_masks(self, part, masks):
+        """The masks a part draws from (ClassMix): class maps become probability maps with the
+        combination's classes when the part has no ``num_classes`` of its own."""
+        drawing = getattr(part, "_needs_masks", False) and getattr(part, "num_classes", 0) is None
+        if not drawing or not isinstance(masks, Tensor) or masks.is_floating_point() \
+                or self.num_classes is None:
+            return masks
+        plain = masks if type(masks) is Tensor else masks.as_subclass(Tensor)
+        return mixing.probability_maps(plain, self.num_classes)
+
     def __repr__(self) -> str:
         # label_smoothing and multilabel are shown where they differ from the defaults they stand for
         return init_repr(self, mixers="[" + ", ".join(repr(m) for m in self.mixers) + "]",
@@ -88,11 +98,14 @@ class _OneOf(_Combination):
     def _pick(self, inputs, generator) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
+    def sample(self, inputs: Tensor, generator: torch.Generator | None = None, *,
+               masks=None) -> ComposedParams:
         _check_tensor(inputs)
         sampling.check_generator(generator, inputs.device)
         i = self._pick(inputs, generator)
-        return ComposedParams(choice=i, parts=[self.mixers[i].sample(inputs, generator=generator)])
+        chosen = self.mixers[i]
+        part = chosen.sample(inputs, generator=generator, masks=self._drawing_masks(chosen, masks))
+        return ComposedParams(choice=i, parts=[part])
 
     def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
         """``apply`` with labels already made into target rows."""
@@ -184,11 +197,16 @@ class Compose(_Combination):
         >>> mixed, soft = both(torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,)))
     """
 
-    def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> ComposedParams:
+    def sample(self, inputs: Tensor, generator: torch.Generator | None = None, *,
+               masks=None) -> ComposedParams:
         _check_tensor(inputs)
         sampling.check_generator(generator, inputs.device)
-        # Every mixer keeps the shape, so each one's parameters can be drawn from the input.
-        return ComposedParams(None, [m.sample(inputs, generator=generator) for m in self.mixers])
+        # Every mixer keeps the shape, so each one's parameters can be drawn from the input. The
+        # parts that read data to draw (SaliencyMix the images, ClassMix the masks) read the batch
+        # as given to the Compose, not as the parts before them left it.
+        return ComposedParams(None, [m.sample(inputs, generator=generator,
+                                                       masks=self._drawing_masks(m, masks))
+                                     for m in self.mixers])
 
     def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
         """``apply`` with labels already made into target rows (and masks, when given, mixed

@@ -1,4 +1,5 @@
-"""The mixers users hold: MixUp, ZetaMixup, CutMix and FMix.
+"""The mixers users hold: MixUp, ZetaMixup, CutMix, FMix, ResizeMix, SaliencyMix, GridMix, SmoothMix
+and ClassMix.
 
 Every mixer is an ``nn.Module`` and keeps one contract::
 
@@ -41,11 +42,12 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from .functional import masks, mixing, sampling
+from .functional import masks, mixing, saliency, sampling
 from .inputs import as_plain, dense_view, unpack_call
 from .reprs import init_repr
 
-__all__ = ["MixParams", "Targets", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix"]
+__all__ = ["MixParams", "Targets", "Mixer", "MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix",
+           "SaliencyMix", "GridMix", "SmoothMix", "ClassMix"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -151,7 +153,7 @@ class Targets(nn.Module):
         With ``masks=`` (dense targets, see ``apply``) the mixed masks follow the labels:
         ``(mixed, soft, mixed_masks, *rest)``."""
         images, labels, pack = unpack_call(batch, type(self).__name__)
-        params = self.sample(images, generator=generator)
+        params = self.sample(images, generator=generator, masks=masks)
         if masks is None:
             return pack(*self.apply(images, labels, params))
         return pack(*self.apply(images, labels, params, masks=masks))
@@ -215,6 +217,8 @@ class Mixer(Targets):
     _shape_hint = "(B, *) with at least one dimension after the batch"
     #: mask methods view a Video's frames as channels: one mask through time
     _video_as_frames = False
+    #: whether ``sample`` draws from the segmentation (ClassMix)
+    _needs_masks = False
 
     def __init__(self, *, num_classes: int | None = None, p: float = 1.0, inplace: bool = False,
                  label_smoothing: float = 0.0, multilabel: bool = False):
@@ -226,17 +230,25 @@ class Mixer(Targets):
         self.multilabel = _flag("multilabel", multilabel)
 
     # -- the contract ------------------------------------------------------------------------
-    def sample(self, inputs: Tensor, generator: torch.Generator | None = None) -> MixParams:
-        """Draw every random quantity for a batch shaped like ``inputs`` (not read otherwise).
+    def sample(self, inputs: Tensor, generator: torch.Generator | None = None, *, masks=None) -> MixParams:
+        """Draw every random quantity for a batch shaped like ``inputs``.
 
         Everything is drawn on ``inputs``' device and nothing is read back to the host. A CPU
         ``generator`` drives draws for inputs on any device (for an accelerator through a
         device generator seeded from it); see ``mixkit.functional.sampling.device_generator``.
-        When the batch is not mixed (``p``), the parameters are the identity (lam = 1).
+        When the batch is not mixed (``p``), the parameters are the identity (lam = 1). Most
+        mixers read only the shape of ``inputs``; SaliencyMix reads the images (its boxes follow
+        their saliency) and ClassMix the segmentation ``masks`` (required there, ignored elsewhere).
         """
         plain = self._plain(inputs).tensor
         self.check_inputs(plain)
-        return self._sample(plain, sampling.device_generator(generator, plain.device))
+        generator = sampling.device_generator(generator, plain.device)
+        if not self._needs_masks:
+            return self._sample(plain, generator)
+        if masks is None:
+            raise ValueError(f"masks: expected the segmentation of the batch for {type(self).__name__} "
+                             "(class maps (B, *spatial) or probability maps (B, K, *spatial)), got None")
+        return self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
 
     def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: MixParams, *, masks=None):
         """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``,
@@ -322,6 +334,9 @@ class Mixer(Targets):
         raise NotImplementedError
 
     def _mix(self, inputs: Tensor, soft: Tensor, params: MixParams):  # pragma: no cover
+        raise NotImplementedError
+
+    def _sample_from_masks(self, inputs: Tensor, generator, masks: Tensor) -> MixParams:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -429,7 +444,63 @@ class _MaskMixer(Mixer):
     _video_as_frames = True
 
 
-class CutMix(_MaskMixer):
+class _BoxPaste(_MaskMixer):
+    """Methods that paste a box of the partner (``params.boxes``): CutMix, SaliencyMix."""
+
+    def _interpolates(self) -> bool:
+        return False  # boxes copy values
+
+    def _mix(self, inputs, soft, params):
+        _check_boxes(params, inputs.ndim - 2)
+        mixed = mixing.paste_boxes(inputs, params.index, params.boxes, inplace=self.inplace)
+        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
+
+    def _mix_dense(self, masks, params):
+        spatial = tuple(masks.shape[-params.boxes.shape[1]:])
+        keep = masks_keep(params.boxes, spatial, masks.device)
+        return mixing.paste_dense(masks, params.index.to(masks.device), keep)
+
+
+class _KeepMask(_MaskMixer):
+    """Methods whose parameters are a keep mask ``params.mask`` (FMix, GridMix, SmoothMix,
+    ClassMix): ``mixed = M x + (1 - M) x[index]``. Binary masks paste (values and dense targets
+    copied), soft ones blend (dense targets become probability maps)."""
+
+    def _binary(self) -> bool:
+        return True
+
+    def _interpolates(self) -> bool:
+        return not self._binary()
+
+    def _mix(self, inputs, soft, params):
+        spatial = tuple(inputs.shape[2:])
+        if params.mask is None or tuple(params.mask.shape[1:]) != spatial:
+            raise ValueError(
+                f"params: expected a mask of shape (B or 1, {', '.join(map(str, spatial))}), got "
+                f"{None if params.mask is None else tuple(params.mask.shape)}"
+            )
+        mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace,
+                                  binary=self._binary())
+        return mixed, self._mix_labels(soft, params)
+
+    def _mix_labels(self, soft, params):
+        return mixing.mix_labels_pairs(soft, params.index, params.lam)
+
+    def _mix_dense(self, masks, params):
+        index = params.index.to(masks.device)
+        if self._binary():
+            return mixing.paste_dense(masks, index, params.mask.to(masks.device) > 0.5)
+        return mixing.blend_mask(mixing.probability_maps(masks, self.num_classes), index, params.mask)
+
+    def _finish(self, keep: Tensor, count: int, b: int, applied: Tensor, index: Tensor) -> MixParams:
+        """Parameters from keep masks ``(count, *spatial)``: unmixed samples get an all-ones mask,
+        lam is each mask's mean."""
+        keep = self._where_applied(applied[:count], keep.to(torch.float32), 1.0)
+        lam = keep.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
+        return MixParams(lam=lam.expand(b), applied=applied, index=index, mask=keep)
+
+
+class CutMix(_BoxPaste):
     """CutMix (Yun et al., ICCV 2019, arXiv 1905.04899), for 1-D, 2-D and 3-D data.
 
     A box (interval, rectangle or cuboid) of volume fraction ``1 - lam``, lam ~ Beta(alpha,
@@ -458,9 +529,6 @@ class CutMix(_MaskMixer):
         self.pairing = _pairing(pairing)
         self.correct_lam = bool(correct_lam)
 
-    def _interpolates(self) -> bool:
-        return False  # boxes copy values
-
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
         spatial = tuple(inputs.shape[2:])
@@ -476,18 +544,8 @@ class CutMix(_MaskMixer):
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          boxes=boxes)
 
-    def _mix(self, inputs, soft, params):
-        _check_boxes(params, inputs.ndim - 2)
-        mixed = mixing.paste_boxes(inputs, params.index, params.boxes, inplace=self.inplace)
-        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
 
-    def _mix_dense(self, masks, params):
-        spatial = tuple(masks.shape[-params.boxes.shape[1]:])
-        keep = masks_keep(params.boxes, spatial, masks.device)
-        return mixing.paste_dense(masks, params.index.to(masks.device), keep)
-
-
-class FMix(_MaskMixer):
+class FMix(_KeepMask):
     """FMix (Harris et al. 2020, arXiv 2002.12047), for 1-D, 2-D and 3-D data.
 
     A keep mask is made by sampling a complex Gaussian spectrum on the input's trailing shape,
@@ -527,8 +585,8 @@ class FMix(_MaskMixer):
             raise ValueError(f"spectrum: expected 'paper' or 'official', got {spectrum!r}")
         self.spectrum = spectrum
 
-    def _interpolates(self) -> bool:
-        return self.max_soft > 0  # hard masks copy values; soft edges blend them
+    def _binary(self) -> bool:
+        return self.max_soft == 0  # hard masks copy values; soft edges blend them
 
     def _sample(self, inputs, generator):
         b, dev = inputs.shape[0], inputs.device
@@ -548,24 +606,10 @@ class FMix(_MaskMixer):
         return MixParams(lam=lam.expand(b), applied=applied, index=index,
                          mask=mask)
 
-    def _mix(self, inputs, soft, params):
-        spatial = tuple(inputs.shape[2:])
-        if params.mask is None or tuple(params.mask.shape[1:]) != spatial:
-            raise ValueError(
-                f"params: expected a mask of shape (B or 1, {', '.join(map(str, spatial))}), got "
-                f"{None if params.mask is None else tuple(params.mask.shape)}"
-            )
-        mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace,
-                                  binary=self.max_soft == 0)
+    def _mix_labels(self, soft, params):
         if self.reformulate:
-            return mixed, soft
-        return mixed, mixing.mix_labels_pairs(soft, params.index, params.lam)
-
-    def _mix_dense(self, masks, params):
-        index = params.index.to(masks.device)
-        if self.max_soft == 0:  # a hard mask: paste
-            return mixing.paste_dense(masks, index, params.mask.to(masks.device) > 0.5)
-        return mixing.blend_mask(mixing.probability_maps(masks, self.num_classes), index, params.mask)
+            return soft
+        return mixing.mix_labels_pairs(soft, params.index, params.lam)
 
 
 class ResizeMix(_MaskMixer):
@@ -634,6 +678,237 @@ class ResizeMix(_MaskMixer):
         work = masks.unsqueeze(1) if classes else masks
         out = mixing.paste_resized(work, params.index.to(masks.device), params.boxes, mode="nearest")
         return out.squeeze(1) if classes else out
+
+
+class SaliencyMix(_BoxPaste):
+    """SaliencyMix (Uddin et al., ICLR 2021, arXiv 2006.01791), for 1-D, 2-D and 3-D data.
+
+    CutMix with the box placed where the partner is most salient: lam ~ Beta(alpha, alpha), a box
+    of side ``floor(S_k (1 - lam)^(1/d))`` per axis centred on the peak of the partner's
+    spectral-residual saliency (``[c - side // 2, c + side // 2)``, clipped, as the paper's code
+    cuts it) is pasted from the partner; lam is the realised kept share. The saliency is computed
+    in torch on the inputs' device (``mixkit.functional.saliency``), so ``sample`` reads the
+    images, not only their shape. ``mode="batch"`` uses one box for the batch, placed on the
+    saliency of sample 0's partner (the paper's code); ``mode="elem"`` one box per sample on its
+    own partner's saliency.
+
+    Example::
+
+        >>> import torch, mixkit
+        >>> sal = mixkit.SaliencyMix(alpha=1.0, num_classes=10, mode="elem")
+        >>> x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+        >>> mixed, soft = sal(x, y, generator=torch.Generator().manual_seed(0))
+    """
+
+    def __init__(self, *, alpha: float = 1.0, num_classes=None, mode: str = "batch", p: float = 1.0,
+                 inplace: bool = False, pairing: str = "permutation", label_smoothing: float = 0.0,
+                 multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
+        self.alpha = _positive("alpha", alpha)
+        self.mode = _mode(mode)
+        self.pairing = _pairing(pairing)
+
+    def _sample(self, inputs, generator):
+        b, dev = inputs.shape[0], inputs.device
+        spatial = tuple(inputs.shape[2:])
+        count = 1 if self.mode == "batch" else b
+        applied = self._draw_applied(count, b, generator, dev)
+        lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+        centre = saliency.saliency_peaks(inputs[index[:count]])
+        boxes = self._where_applied(applied[:count], masks.centred_boxes(lam, centre, spatial), 0)
+        return MixParams(lam=masks.boxes_lambda(boxes, spatial).expand(b), applied=applied, index=index,
+                         boxes=boxes)
+
+
+class GridMix(_KeepMask):
+    """GridMix (Baek et al., Pattern Recognition 2021), for 1-D, 2-D and 3-D data.
+
+    The partner shows through a regular grid of holes inside a crop of the image (the hole-grid
+    construction of OpenMixup's ``gridmix``): lam ~ Beta(alpha, alpha); a crop of ``area`` of the
+    image with height / width ``aspect``, placed uniformly; ``holes`` cells across its width
+    (cells ``hole_aspect`` times as high as wide); in each cell a hole of ``(1 - lam)^(1/d)`` of
+    the cell's side per axis. Ranges ``(low, high)`` are drawn uniformly per batch (``"elem"``: per
+    sample), ``holes`` as an integer in ``[low, high]``. ``params.mask`` is the keep mask,
+    ``params.lam`` its mean. See ``mixkit.functional.masks.grid_keep_masks`` for the exact
+    geometry. (The paper's patch-level label loss is a training objective, not part of the mix.)
+
+    Example::
+
+        >>> import torch, mixkit
+        >>> grid = mixkit.GridMix(alpha=1.0, holes=(2, 6), num_classes=10, mode="elem")
+        >>> x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+        >>> params = grid.sample(x, generator=torch.Generator().manual_seed(0))
+        >>> bool((params.mask.mean((1, 2)) == params.lam).all())
+        True
+    """
+
+    def __init__(self, *, alpha: float = 1.0, holes=(2, 6), hole_aspect=1.0, area=(0.5, 1.0),
+                 aspect=(0.5, 2.0), num_classes=None, mode: str = "batch", p: float = 1.0,
+                 inplace: bool = False, pairing: str = "permutation", label_smoothing: float = 0.0,
+                 multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
+        self.alpha = _positive("alpha", alpha)
+        self.holes = _span("holes", holes, 1, None, integer=True)
+        self.hole_aspect = _span("hole_aspect", hole_aspect, 0, None)
+        self.area = _span("area", area, 0, 1.0)
+        self.aspect = _span("aspect", aspect, 0, None)
+        self.mode = _mode(mode)
+        self.pairing = _pairing(pairing)
+
+    def _sample(self, inputs, generator):
+        b, dev = inputs.shape[0], inputs.device
+        spatial = tuple(inputs.shape[2:])
+        count = 1 if self.mode == "batch" else b
+        applied = self._draw_applied(count, b, generator, dev)
+        lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
+        draws = sampling.sample_uniform((count, 4 + len(spatial)), generator=generator, device=dev,
+                                        dtype=torch.float64)
+        lo, hi = _bounds(self.holes)
+        holes = (lo + draws[:, 0] * (hi - lo + 1)).floor().clamp_max(hi)
+        keep = masks.grid_keep_masks(
+            lam, spatial, holes=holes, hole_aspect=_within(self.hole_aspect, draws[:, 1]),
+            area=_within(self.area, draws[:, 2]), aspect=_within(self.aspect, draws[:, 3]),
+            place=draws[:, 4:])
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+        return self._finish(keep, count, b, applied, index)
+
+
+class SmoothMix(_KeepMask):
+    """SmoothMix (Lee et al., CVPR Workshops 2020), for 1-D, 2-D and 3-D data.
+
+    A smooth-edged blob of the partner: ``mixed = (1 - G) x + G x[index]`` with the Gaussian
+    ``G(p) = exp(-sum_k (p_k - c_k)^2 / (2 (sigma S_k)^2))``, its centre ``c`` a uniformly drawn
+    element, ``sigma ~ U(sigma)`` (the paper's ``(0.25, 0.5)`` of the image's side). lam is the
+    realised kept share ``1 - mean(G)`` (mixing the labels by the mask's area, as the paper does).
+    ``params.mask`` is the soft keep mask ``1 - G``; integer images are blended in float and
+    rounded; dense targets become probability maps.
+
+    Example::
+
+        >>> import torch, mixkit
+        >>> smooth = mixkit.SmoothMix(num_classes=10, mode="elem")
+        >>> x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+        >>> mixed, soft = smooth(x, y, generator=torch.Generator().manual_seed(0))
+    """
+
+    def __init__(self, *, sigma=(0.25, 0.5), num_classes=None, mode: str = "batch", p: float = 1.0,
+                 inplace: bool = False, pairing: str = "permutation", label_smoothing: float = 0.0,
+                 multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
+        self.sigma = _span("sigma", sigma, 0, None)
+        self.mode = _mode(mode)
+        self.pairing = _pairing(pairing)
+
+    def _binary(self) -> bool:
+        return False
+
+    def _sample(self, inputs, generator):
+        b, dev = inputs.shape[0], inputs.device
+        spatial = tuple(inputs.shape[2:])
+        count = 1 if self.mode == "batch" else b
+        applied = self._draw_applied(count, b, generator, dev)
+        draws = sampling.sample_uniform((count, 1 + len(spatial)), generator=generator, device=dev,
+                                        dtype=torch.float64)
+        centre = torch.stack([(draws[:, 1 + k] * n).floor().clamp_max(n - 1)
+                              for k, n in enumerate(spatial)], dim=1)
+        keep = masks.gaussian_keep_masks(centre, _within(self.sigma, draws[:, 0]), spatial)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+        return self._finish(keep, count, b, applied, index)
+
+
+class ClassMix(_KeepMask):
+    """ClassMix (Olsson et al., WACV 2021, arXiv 2007.07936): segmentation-aware mixing.
+
+    For each image A, half of the classes present in its segmentation (``ceil(n / 2)`` of the n
+    present, drawn uniformly) are cut out along their pixels and pasted onto the image B that
+    takes A as its partner: ``mixed_B = M_A A + (1 - M_A) B``, the segmentation mixed the same
+    way, so each mask pixel follows its image pixel exactly. Labels (if given) are mixed by area,
+    ``lam`` the share B keeps. The segmentation is required, at ``sample`` too::
+
+        mixed, soft, seg_mixed = classmix(images, labels, masks=seg)   # labels may be None
+        params = classmix.sample(images, generator=g, masks=seg)
+
+    ``masks``: class maps ``(B, *spatial)`` (integers; ``num_classes`` needed) or probability maps
+    ``(B, K, *spatial)`` (their argmax is used to choose, the maps themselves are pasted).
+    ``ignore_index`` (e.g. 255) is never chosen, so unlabelled pixels stay with their image. ``p``
+    is the chance that each sample is mixed. 1-D, 2-D and 3-D.
+
+    Example::
+
+        >>> import torch, mixkit
+        >>> cm = mixkit.ClassMix(num_classes=5)
+        >>> x, seg = torch.rand(4, 3, 16, 16), torch.randint(0, 5, (4, 16, 16))
+        >>> mixed, _, seg_mixed = cm(x, None, masks=seg, generator=torch.Generator().manual_seed(0))
+        >>> seg_mixed.shape, seg_mixed.dtype
+        (torch.Size([4, 16, 16]), torch.int64)
+    """
+
+    _needs_masks = True
+
+    def __init__(self, *, num_classes=None, ignore_index: int | None = None, p: float = 1.0,
+                 inplace: bool = False, pairing: str = "permutation", label_smoothing: float = 0.0,
+                 multilabel: bool = False):
+        super().__init__(num_classes=num_classes, p=p, inplace=inplace, label_smoothing=label_smoothing,
+                         multilabel=multilabel)
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise TypeError(f"ignore_index: expected None or an int, got {type(ignore_index).__name__}")
+        self.ignore_index = ignore_index
+        self.pairing = _pairing(pairing)
+
+    def _sample(self, inputs, generator):  # pragma: no cover - sample() routes to _sample_from_masks
+        raise ValueError("masks: expected the segmentation for ClassMix, got None")
+
+    def _sample_from_masks(self, inputs, generator, dense):
+        b, dev = inputs.shape[0], inputs.device
+        if dense.is_floating_point():
+            classes, maps = dense.shape[1], dense.argmax(dim=1)
+        else:
+            if self.num_classes is None:
+                raise ValueError("num_classes: expected the number of classes for ClassMix with class maps "
+                                 "(or give probability maps (B, K, *spatial)), got None")
+            classes, maps = self.num_classes, dense
+            valid = maps if self.ignore_index is None else torch.where(maps == self.ignore_index, 0, maps)
+            mixing.check_class_ids(valid.reshape(-1), classes, what="masks")
+        applied = self._draw_applied(b, b, generator, dev)
+        scores = sampling.sample_uniform((b, classes), generator=generator, device=dev)
+        index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+        chosen = masks.class_paste_masks(maps, classes, scores, self.ignore_index)
+        return self._finish(~chosen[index], b, b, applied, index)
+
+
+def _span(name: str, value, low: float, high: float | None, integer: bool = False) -> tuple:
+    """A number or a ``(low, high)`` range in ``(low, high]`` (``[low, high]`` of ints when
+    ``integer``), checked; a range comes back as a tuple, a number as a number."""
+    one, kind = ("an integer", "integers") if integer else ("a number", "numbers")
+    bound = f">= {low}" if integer else f"> {low}"
+    if high is not None:
+        bound += f" and <= {high}"
+
+    def ok(v):
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            return False
+        return (v >= low if integer else v > low) and (high is None or v <= high) and math.isfinite(v)
+
+    pair = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(ok(v) for v in pair) or pair[0] > pair[1]:
+        raise ValueError(f"{name}: expected {one} or a (low, high) range of {kind} {bound}, got {value!r}")
+    cast = int if integer else float
+    return (cast(pair[0]), cast(pair[1])) if isinstance(value, (tuple, list)) else cast(value)
+
+
+def _bounds(span) -> tuple:
+    """A number or a range as ``(low, high)``."""
+    return tuple(span) if isinstance(span, tuple) else (span, span)
+
+
+def _within(span, u: Tensor) -> Tensor:
+    """``u`` in [0, 1) mapped onto ``span`` (a number or a range)."""
+    lo, hi = _bounds(span)
+    return lo + (hi - lo) * u
 
 
 def _check_boxes(params: MixParams, dims: int) -> None:

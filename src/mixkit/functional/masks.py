@@ -1,4 +1,5 @@
-"""Masks for the masking mixers: boxes (CutMix) and thresholded Fourier noise (FMix).
+"""Masks for the masking mixers: boxes (CutMix, ResizeMix, SaliencyMix), thresholded Fourier noise
+(FMix), grids of holes (GridMix), Gaussians (SmoothMix) and class regions (ClassMix).
 
 A *keep mask* ``M`` holds, per element of the trailing (spatial) shape, the weight of the sample's
 own input: ``mixed = M * x + (1 - M) * x[index]``. Its mean is the realised lambda. Masks are
@@ -26,6 +27,10 @@ __all__ = [
     "top_k_mask",
     "fourier_masks",
     "sample_resize_boxes",
+    "grid_keep_masks",
+    "gaussian_keep_masks",
+    "centred_boxes",
+    "class_paste_masks",
 ]
 
 
@@ -318,3 +323,130 @@ def sample_resize_boxes(tau: Tensor, spatial: tuple[int, ...], *, generator: tor
     u = torch.rand(b, d, generator=generator, device=tau.device, dtype=torch.float64)
     lo = torch.floor(u * (size - side + 1.0)).clamp_max(size - side)
     return torch.stack([lo, lo + side], dim=-1).to(torch.int64)
+
+
+def _axis_shape(count: int, d: int, axis: int, n: int) -> list[int]:
+    """``(count, 1, ..., n, ..., 1)``: a per-axis row broadcast over the other spatial axes."""
+    shape = [count] + [1] * d
+    shape[axis + 1] = n
+    return shape
+
+
+# ---------------------------------------------------------------------------------------------
+# GridMix (Baek et al., Pattern Recognition 2021; the hole-grid construction of OpenMixup's gridmix).
+
+
+def grid_keep_masks(lam: Tensor, spatial: tuple[int, ...], *, holes: Tensor, hole_aspect: Tensor,
+                    area: Tensor, aspect: Tensor, place: Tensor) -> Tensor:
+    """GridMix keep masks ``(B, *spatial)`` (bool): a regular grid of holes, inside a crop, where
+    the partner shows through.
+
+    Per mask (all arguments ``(B,)`` except ``place`` ``(B, d)`` in [0, 1)):
+
+    - the crop: side ``S_k * area^(1/d)`` on each axis k, the first axis stretched and the last
+      shrunk by ``sqrt(aspect)`` (so height / width = ``aspect`` for a square image), floored and
+      clipped to [1, S_k]; its low corner ``floor((S_k - side_k) * place_k)``.
+    - the grid: ``holes`` cells along the last axis (at most half the crop's width, at least 1),
+      cell side ``p = ceil(width / holes)`` there and ``max(1, floor(p * hole_aspect))`` on the
+      other axes, starting at the crop's corner;
+    - the hole in each cell: ``floor(cell * (1 - lam)^(1/d))`` per axis, kept within [1, cell - 1],
+      at the cell's low corner, so about ``1 - lam`` of the crop shows the partner.
+
+    An element is pasted when it lies in the crop and in a hole on every axis (a product of
+    per-axis tests, batched on ``lam``'s device).
+    """
+    b, d = lam.shape[0], len(spatial)
+    dev = lam.device
+    f64 = torch.float64
+    base = area.to(f64).pow(1.0 / d)
+    stretch = aspect.to(f64).sqrt()
+    ratio = (1.0 - lam.to(f64)).clamp(0.0, 1.0).pow(1.0 / d)
+    sides, cells = [], []
+    for k, n in enumerate(spatial):
+        side = base * n
+        if d > 1 and k == 0:
+            side = side * stretch
+        if d > 1 and k == d - 1:
+            side = side / stretch
+        sides.append(side.floor().clamp(1.0, float(n)))
+    width = sides[-1]
+    count = holes.to(f64).clamp_max((width / 2).floor()).clamp_min(1.0)
+    last = (width / count).ceil()
+    for k in range(d):
+        cells.append(last if k == d - 1 else (last * hole_aspect.to(f64)).floor().clamp_min(1.0))
+    pasted = None
+    for k, n in enumerate(spatial):
+        side, cell = sides[k], cells[k]
+        hole = torch.minimum((cell * ratio).floor().clamp_min(1.0), cell - 1.0)
+        lo = ((n - side) * place[:, k].to(f64)).floor()
+        pos = torch.arange(n, device=dev, dtype=f64)
+        offset = pos - lo[:, None]  # (B, S_k)
+        in_hole = torch.remainder(offset, cell[:, None]) < hole[:, None]
+        hit = (offset >= 0) & (offset < side[:, None]) & in_hole
+        hit = hit.view(_axis_shape(b, d, k, n))
+        pasted = hit if pasted is None else pasted & hit
+    return ~pasted
+
+
+# ---------------------------------------------------------------------------------------------
+# SmoothMix (Lee et al., CVPR Workshops 2020): a Gaussian blob of the partner.
+
+
+def gaussian_keep_masks(centre: Tensor, sigma: Tensor, spatial: tuple[int, ...],
+                        dtype=torch.float32) -> Tensor:
+    """SmoothMix keep masks ``1 - G`` ``(B, *spatial)`` with ``G(p) = exp(-sum_k (p_k - c_k)^2 /
+    (2 (sigma S_k)^2))``: the partner's weight peaks at 1 on the centre ``c`` (``(B, d)``, pixel
+    coordinates) and falls off with a standard deviation of ``sigma`` (``(B,)``) times each
+    axis' size."""
+    b, d = centre.shape
+    exponent = None
+    for k, n in enumerate(spatial):
+        pos = torch.arange(n, device=centre.device, dtype=torch.float64)
+        spread = sigma.to(torch.float64)[:, None] * n
+        term = ((pos - centre[:, k:k + 1].to(torch.float64)) / spread).square() / 2
+        term = term.view(_axis_shape(b, d, k, n))
+        exponent = term if exponent is None else exponent + term
+    return (1.0 - torch.exp(-exponent)).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# SaliencyMix (Uddin et al., ICLR 2021): a CutMix box centred on the partner's saliency peak.
+
+
+def centred_boxes(lam: Tensor, centre: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """Boxes ``[c - s // 2, c + s // 2)`` clipped to the borders, ``s = floor(S_k (1 - lam)^(1/d))``
+    per axis (SaliencyMix's, around the saliency peak ``c`` ``(B, d)``). int64 ``(B, d, 2)``."""
+    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / len(spatial))
+    bounds = []
+    for k, n in enumerate(spatial):
+        half = torch.floor(ratio * n).to(torch.int64) // 2
+        c = centre[:, k].to(torch.int64)
+        bounds.append(torch.stack([(c - half).clamp(0, n), (c + half).clamp(0, n)], dim=-1))
+    return torch.stack(bounds, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# ClassMix (Olsson et al., WACV 2021): half of the classes present in an image, pasted.
+
+
+def class_paste_masks(maps: Tensor, num_classes: int, scores: Tensor, ignore_index: int | None = None
+                      ) -> Tensor:
+    """Where each image's chosen classes lie: bool ``(B, *spatial)``.
+
+    ``maps``: class maps ``(B, *spatial)`` (ids in [0, num_classes), or ``ignore_index``, which is
+    never chosen). Of the n classes present in image b, the ``ceil(n / 2)`` with the smallest
+    ``scores[b]`` (``(B, num_classes)``, e.g. uniform draws, so a uniformly random half) are
+    chosen. Batched: presence by scatter, choice by rank, no host reads.
+    """
+    b = maps.shape[0]
+    ids = maps.reshape(b, -1).long()
+    if ignore_index is not None:
+        ids = torch.where(ids == ignore_index, num_classes, ids)  # an extra column, never chosen
+    present = torch.zeros(b, num_classes + 1, dtype=torch.bool, device=maps.device)
+    present.scatter_(1, ids, True)
+    present = present[:, :num_classes]
+    ranked = torch.where(present, scores, 2.0).argsort(dim=1).argsort(dim=1)
+    wanted = (present.sum(dim=1, keepdim=True) + 1) // 2
+    chosen = present & (ranked < wanted)
+    chosen = torch.cat([chosen, torch.zeros(b, 1, dtype=torch.bool, device=maps.device)], dim=1)
+    return chosen.gather(1, ids).view(maps.shape)

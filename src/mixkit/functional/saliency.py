@@ -1,0 +1,96 @@
+"""Spectral-residual saliency (Hou & Zhang, CVPR 2007) in torch, for SaliencyMix.
+
+SaliencyMix (Uddin et al., ICLR 2021) centres its box on the most salient pixel of the partner
+image. Its code computes saliency with OpenCV's static spectral-residual detector; this module
+computes the same map in torch, batched on the images' device, for 1-D, 2-D and 3-D data:
+
+1. the image in gray (3 channels: OpenCV's BGR-to-gray weights 0.114, 0.587, 0.299 on channels 0,
+   1, 2, as the SaliencyMix code hands its RGB tensors to OpenCV; otherwise the channel mean),
+   resampled (linearly) to ``size`` elements per axis (OpenCV: 64 x 64;
+   volumes are only ever shrunk, to ``min(size, S_k)``: upsampled 3-D data smooths the spectrum so
+   much that the residual's peak drifts to the corners, and 64^3 FFTs would cost);
+2. its n-D FFT: log amplitude ``L`` and phase ``P``;
+3. the spectral residual ``R = L - mean3(L)`` (a 3-per-axis box filter, mirrored borders);
+4. the saliency: ``|IFFT(exp(R + i P))|`` smoothed by a 5-per-axis Gaussian of sigma 8, then
+   squared (OpenCV's order), scaled to a maximum of 1 and resampled back to the image's size.
+
+``saliency_peaks`` takes the first maximum in raster order of that map quantised to 8 bits, as
+the SaliencyMix code does (``(map * 255).astype(uint8)`` then ``argmax``), so near-ties go to the
+first pixel, not to float noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["spectral_residual_saliency", "saliency_peaks"]
+
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+_BGR_TO_GRAY = (0.114, 0.587, 0.299)
+
+
+def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
+    """Separable filtering of ``x`` ``(B, 1, *spatial)`` by ``taps`` on every spatial axis, with
+    mirrored borders (``reflect``: OpenCV's BORDER_REFLECT_101)."""
+    d = x.ndim - 2
+    r = taps.numel() // 2
+    for k in range(d):
+        shape = [1, 1] + [1] * d
+        shape[2 + k] = taps.numel()
+        weight = taps.view(shape)
+        pad = [0, 0] * d
+        pad[2 * (d - 1 - k)] = pad[2 * (d - 1 - k) + 1] = r
+        conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
+        x = conv(F.pad(x, pad, mode="reflect"), weight)
+    return x
+
+
+def spectral_residual_saliency(x: Tensor, size: int = 64) -> Tensor:
+    """Saliency maps ``(B, *spatial)`` in [0, 1] (float32) of images ``(B, C, *spatial)``, with 1
+    to 3 spatial axes; computed without autograd (the map only places a box)."""
+    d = x.ndim - 2
+    if d not in (1, 2, 3):
+        raise ValueError(f"x: expected (B, C, *spatial) with 1 to 3 spatial dims, got shape {tuple(x.shape)}")
+    spatial = tuple(x.shape[2:])
+    dims = tuple(range(2, 2 + d))
+    with torch.no_grad():
+        image = x.detach().float()
+        if image.shape[1] == 3:
+            weights = torch.tensor(_BGR_TO_GRAY, device=x.device).view(1, 3, *(1,) * d)
+            gray = (image * weights).sum(dim=1, keepdim=True)
+        else:
+            gray = image.mean(dim=1, keepdim=True)
+        shape = (size,) * d if d < 3 else tuple(min(size, n) for n in spatial)
+        work = F.interpolate(gray, size=shape, mode=_LINEAR[d], align_corners=False)
+        spectrum = torch.fft.fftn(work.double(), dim=dims)
+        amplitude = spectrum.abs().clamp_min(1e-30)
+        log_amp = amplitude.log()
+        mean3 = torch.full((3,), 1.0 / 3.0, dtype=log_amp.dtype, device=x.device)
+        residual = log_amp - _filter_axes(log_amp, mean3)
+        # exp(R + iP) = exp(R) * spectrum / |spectrum|
+        back = torch.fft.ifftn(spectrum * (residual.exp() / amplitude), dim=dims)
+        taps = torch.tensor([math.exp(-(i * i) / (2 * 8.0 ** 2)) for i in range(-2, 3)],
+                            dtype=torch.float64, device=x.device)
+        saliency = _filter_axes(back.abs(), taps / taps.sum()).square()
+        peak = saliency.flatten(1).amax(dim=1).clamp_min(1e-300)
+        saliency = saliency / peak.view((-1,) + (1,) * (d + 1))
+        out = F.interpolate(saliency.float(), size=spatial, mode=_LINEAR[d], align_corners=False)
+    return out[:, 0]
+
+
+def saliency_peaks(x: Tensor, size: int = 64) -> Tensor:
+    """The most salient element of each image: int64 ``(B, d)`` coordinates, the first maximum in
+    raster order of the 8-bit quantised saliency map (SaliencyMix's choice)."""
+    saliency = spectral_residual_saliency(x, size)
+    spatial = saliency.shape[1:]
+    levels = (saliency * 255).clamp(0, 255).floor()
+    flat = levels.flatten(1).argmax(dim=1)  # the first maximum
+    coords = []
+    for n in reversed(spatial):
+        coords.append(flat % n)
+        flat = flat // n
+    return torch.stack(coords[::-1], dim=1)
