@@ -12,6 +12,7 @@ second wing and may use numpy, scikit-learn, matplotlib and torchvision.
 from . import functional
 from .collate import MixingCollate
 from .compose import Alternate, Compose, ComposedParams, RandomChoice
+from .distributed import CrossRank
 from .hidden import ManifoldMixup, SynerMix, intra_class_mix
 from .losses import (
     SoftTargetBinaryCrossEntropy,
@@ -35,6 +36,7 @@ from .mixers import (
 )
 from .paired import PairedViews
 from .samplers import BalancedBatchSampler
+from .transmix import TransMix
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,7 @@ __all__ = [
     "ClassMix",
     "Compose",
     "ComposedParams",
+    "CrossRank",
     "CutMix",
     "FMix",
     "GridMix",
@@ -60,6 +63,7 @@ __all__ = [
     "SoftTargetBinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "SynerMix",
+    "TransMix",
     "ZetaMixup",
     "functional",
     "intra_class_mix",
