@@ -256,7 +256,7 @@ def test_gallery_smoke(tmp_path, gen):
     images = torch.rand(24, 1, 12, 12, generator=gen)
     labels = torch.arange(24) % 10
     paths = gallery.make_gallery(tmp_path, images=images, labels=labels, moon_draws=1, batch=16)
-    assert [os.path.basename(p) for p in paths] == ["mixed_batch.png", "fmix_masks.png",
+    assert [os.path.basename(p) for p in paths] == ["mixed_batch.png", "classmix.png", "fmix_masks.png",
                                                     "zeta_weights.png", "half_moons.png"]
     for p in paths:
         with open(p, "rb") as f:
@@ -273,5 +273,5 @@ def test_gallery_main_arguments(tmp_path):
     if not os.path.exists(os.path.join(gallery.FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("Fashion-MNIST IDX files not installed")
     assert gallery.main(["--out", str(tmp_path / "g"), "--moon-draws", "1"]) == 0
-    assert sorted(os.listdir(tmp_path / "g")) == ["fmix_masks.png", "half_moons.png", "mixed_batch.png",
+    assert sorted(os.listdir(tmp_path / "g")) == ["classmix.png", "fmix_masks.png", "half_moons.png", "mixed_batch.png",
                                                    "zeta_weights.png"]

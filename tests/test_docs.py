@@ -28,7 +28,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # Modules whose docstrings hold examples. mixkit.losses has none (its functions are shown in the
 # README and in the mixers' examples), so it is not listed: doctest would attempt nothing there.
 MODULES_WITH_EXAMPLES = [mixkit.mixers, mixkit.compose, mixkit.hidden, mixkit.samplers, mixkit.collate,
-                         mixkit.paired, mixkit.harness.models]
+                         mixkit.paired, mixkit.harness.models, mixkit.transmix, mixkit.distributed]
 
 
 @pytest.mark.parametrize("module", MODULES_WITH_EXAMPLES, ids=lambda m: m.__name__)
@@ -39,7 +39,8 @@ def test_docstring_examples(module):
 
 
 def test_every_public_mixer_has_an_example():
-    for name in ["MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix", "RandomChoice", "Alternate", "Compose",
+    for name in ["MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix", "SaliencyMix", "GridMix", "SmoothMix",
+                 "ClassMix", "TransMix", "CrossRank", "RandomChoice", "Alternate", "Compose",
                  "ManifoldMixup", "SynerMix", "BalancedBatchSampler", "MixingCollate", "PairedViews"]:
         doc = getattr(mixkit, name).__doc__ or ""
         assert ">>>" in doc, f"{name} has no runnable example"

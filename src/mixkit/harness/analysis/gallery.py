@@ -3,8 +3,11 @@
 ``python -m mixkit.harness.analysis.gallery --out docs/gallery`` (or ``mixkit show`` once wired) writes:
 
 - ``mixed_batch.png``: eight Fashion-MNIST test images mixed by MixUp, zeta-mixup (gamma 2.8),
-  CutMix, FMix, ResizeMix, MixUp+FMix (both of its alternating batches) and CutMix then zeta-mixup, each
-  cell titled with the realised weight of the image's own input;
+  CutMix, FMix, ResizeMix, SaliencyMix, GridMix, SmoothMix, MixUp+FMix (both of its alternating
+  batches) and CutMix then zeta-mixup, each cell titled with the realised weight of the image's own
+  input;
+- ``classmix.png``: ClassMix on the same images with a made-up segmentation (background 0, the
+  garment's pixels its class + 1): images and segmentations before and after, side by side;
 - ``fmix_masks.png``: FMix masks with the paper's isotropic spectrum beside the official code's
   (``spectrum="official"``), 2-D at 32x32 and 1-D at length 64, all at lambda = 0.5;
 - ``zeta_weights.png``: the zeta-mixup weights against rank on log axes, N = 32;
@@ -25,7 +28,8 @@ from torch import Tensor
 from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from .realism import half_moons_realism, mix_with_weights
 
-__all__ = ["plot_mixed_batch", "plot_fmix_masks", "plot_zeta_weights", "make_gallery", "main"]
+__all__ = ["plot_mixed_batch", "plot_classmix", "plot_fmix_masks", "plot_zeta_weights", "make_gallery",
+           "main"]
 
 DPI = 80
 
@@ -42,7 +46,7 @@ def _plt():
 def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
     """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
     from mixkit.compose import Alternate, Compose
-    from mixkit.mixers import CutMix, FMix, MixUp, ResizeMix, ZetaMixup
+    from mixkit.mixers import CutMix, FMix, GridMix, MixUp, ResizeMix, SaliencyMix, SmoothMix, ZetaMixup
 
     alternate = Alternate([MixUp(alpha=1.0), FMix(alpha=1.0, decay_power=3.0)])
     return [
@@ -51,6 +55,9 @@ def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
         ("CutMix\n(alpha=1, per sample)", CutMix(alpha=1.0, mode="elem"), 0),
         ("FMix\n(alpha=1, delta=3, per sample)", FMix(alpha=1.0, decay_power=3.0, mode="elem"), 0),
         ("ResizeMix\n(tau in [0.1, 0.8], per sample)", ResizeMix(mode="elem"), 0),
+        ("SaliencyMix\n(alpha=1, per sample)", SaliencyMix(alpha=1.0, mode="elem"), 0),
+        ("GridMix\n(alpha=1, 2-6 holes, per sample)", GridMix(alpha=1.0, mode="elem"), 0),
+        ("SmoothMix\n(sigma in [0.25, 0.5], per sample)", SmoothMix(mode="elem"), 0),
         ("MixUp+FMix\nbatch 1 (MixUp)", alternate, 0),
         ("MixUp+FMix\nbatch 2 (FMix)", alternate, 1),
         (f"CutMix, then\nzeta (gamma={gamma:g})", Compose([CutMix(alpha=1.0, mode="elem"),
@@ -169,6 +176,36 @@ def plot_zeta_weights(path, *, n: int = 32,
     return str(path)
 
 
+def plot_classmix(images: Tensor, labels: Tensor, path, *, generator: torch.Generator, show: int = 8) -> str:
+    """ClassMix on ``show`` images of distinct classes, with a segmentation made from them (pixels
+    above 0.1 take the class + 1, the rest 0): originals, their maps, the mixed images and the
+    mixed maps (each pasted pixel keeps its partner's class)."""
+    from mixkit.mixers import ClassMix
+
+    plt = _plt()
+    x, y = _display_batch(images, labels, show, show)
+    seg = torch.where(x[:, 0] > 0.1, y.view(-1, 1, 1) + 1, 0)
+    classes = int(seg.max()) + 1
+    mixed, _, seg_mixed = ClassMix(num_classes=classes)(x, None, masks=seg, generator=generator)
+    rows = [("image", x[:, 0], "gray"), ("segmentation", seg, "tab20"),
+            ("ClassMix\nimage", mixed[:, 0], "gray"), ("ClassMix\nsegmentation", seg_mixed, "tab20")]
+    fig, axes = plt.subplots(len(rows), show, figsize=(1.25 * show + 1.6, 1.45 * len(rows)), squeeze=False)
+    for r, (title, data, cmap) in enumerate(rows):
+        for j in range(show):
+            ax = axes[r][j]
+            gray = cmap == "gray"
+            ax.imshow(data[j].numpy(), cmap=cmap, vmin=0, vmax=1 if gray else 19, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle("ClassMix: half of the classes present in the partner's map (here background or garment) "
+                 "pasted with their pixels", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
 def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = None, seed: int = 0,
                  data_root: str = FASHION_MNIST_DIR, moon_draws: int = 4,
                  gammas: Sequence[float] = (2.0, 2.8, 4.0), batch: int = 128) -> list[str]:
@@ -183,6 +220,7 @@ def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = N
     paths = [
         plot_mixed_batch(images, labels, os.path.join(out, "mixed_batch.png"), generator=g,
                          batch=min(batch, images.shape[0])),
+        plot_classmix(images, labels, os.path.join(out, "classmix.png"), generator=g),
         plot_fmix_masks(os.path.join(out, "fmix_masks.png"), generator=g),
         plot_zeta_weights(os.path.join(out, "zeta_weights.png")),
     ]

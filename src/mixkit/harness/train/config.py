@@ -22,8 +22,8 @@ __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", 
            "parse_int_list", "LIST_FIELDS"]
 
 METHODS: tuple[str, ...] = (
-    "erm", "mixup", "zeta", "cutmix", "fmix", "resizemix", "mixup+fmix", "cutmix+zeta", "manifold",
-    "synermix-intra", "synermix", "synermix-manifold",
+    "erm", "mixup", "zeta", "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix",
+    "mixup+fmix", "cutmix+zeta", "manifold", "synermix-intra", "synermix", "synermix-manifold",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")
 AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none", "rrc-flip")

@@ -13,6 +13,9 @@ zeta                   ZetaMixup(zeta_gamma)
 cutmix                 CutMix(alpha)
 fmix                   FMix(alpha, decay_power, spectrum)
 resizemix              ResizeMix(scale=(0.1, 0.8)), the paper's scale range
+saliencymix            SaliencyMix(alpha): a CutMix box on the partner's saliency peak
+gridmix                GridMix(alpha), OpenMixup's grid defaults (2-6 holes, crop area 0.5-1)
+smoothmix              SmoothMix(sigma=(0.25, 0.5)), the paper's Gaussian widths
 mixup+fmix             Alternate([MixUp, FMix]): one per batch in turn (FMix paper)
 cutmix+zeta            Compose([CutMix, ZetaMixup]): CutMix then zeta-mixup (zeta-mixup paper)
 manifold               ManifoldMixup at the model's mixing layers (manifold_alpha)
@@ -31,7 +34,7 @@ from torch import nn
 from mixkit.compose import Alternate, Compose
 from mixkit.hidden import ManifoldMixup, SynerMix
 from mixkit.losses import soft_target_cross_entropy
-from mixkit.mixers import CutMix, FMix, MixUp, ResizeMix, ZetaMixup
+from mixkit.mixers import CutMix, FMix, GridMix, MixUp, ResizeMix, SaliencyMix, SmoothMix, ZetaMixup
 
 from .config import TrainConfig
 
@@ -107,6 +110,12 @@ def _mixer(cfg: TrainConfig, kind: str, k: int):
                     spectrum=cfg.fmix_spectrum)
     if kind == "resizemix":
         return ResizeMix(num_classes=k, mode=cfg.mix_mode)
+    if kind == "saliencymix":
+        return SaliencyMix(alpha=cfg.alpha, num_classes=k, mode=cfg.mix_mode)
+    if kind == "gridmix":
+        return GridMix(alpha=cfg.alpha, num_classes=k, mode=cfg.mix_mode)
+    if kind == "smoothmix":
+        return SmoothMix(num_classes=k, mode=cfg.mix_mode)
     raise AssertionError(kind)
 
 
@@ -119,7 +128,7 @@ def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method
     base = getattr(model, "module", model)
     if name == "erm":
         return Method()
-    if name in ("mixup", "zeta", "cutmix", "fmix", "resizemix"):
+    if name in ("mixup", "zeta", "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix"):
         return InputMix(name, _mixer(cfg, name, k))
     if name == "mixup+fmix":
         return InputMix(name, Alternate([_mixer(cfg, "mixup", k), _mixer(cfg, "fmix", k)], num_classes=k))
