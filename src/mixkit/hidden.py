@@ -109,6 +109,20 @@ def _check_labels_ids(labels, batch: int, num_classes: int) -> Tensor:
     return labels.long()
 
 
+def agreed_num_classes(mixer, num_classes) -> int | None:
+    """``num_classes`` given to a method that wraps ``mixer``, or the mixer's own; they must agree."""
+    mixer_classes = getattr(mixer, "num_classes", None)
+    if num_classes is None:
+        num_classes = mixer_classes
+    elif mixer_classes is not None and mixer_classes != num_classes:
+        raise ValueError(f"num_classes: expected the mixer's num_classes ({mixer_classes}), "
+                         f"got {num_classes}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ValueError(f"num_classes: expected None or an integer >= 1, got {num_classes!r}")
+    return num_classes
+
+
 def _draw_index(n: int, generator: torch.Generator | None) -> int:
     """A uniform choice among n, drawn on the host (no device sync, see ``host_generator``)."""
     return int(torch.randint(n, (1,), generator=host_generator(generator)))
@@ -232,16 +246,7 @@ class ManifoldMixup:
         if getattr(mixer, "inplace", False):
             raise ValueError("mixer: expected inplace=False (autograd needs the layer's own output), "
                              "got inplace=True")
-        mixer_classes = getattr(mixer, "num_classes", None)
-        if num_classes is None:
-            num_classes = mixer_classes
-        elif mixer_classes is not None and mixer_classes != num_classes:
-            raise ValueError(f"num_classes: expected the mixer's num_classes ({mixer_classes}), "
-                             f"got {num_classes}")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                        or num_classes < 1):
-            raise ValueError(f"num_classes: expected None or an integer >= 1, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = agreed_num_classes(mixer, num_classes)
         self.mixer = mixer
         self.alpha = alpha
         self.last_layer: str | None = None

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .compose import Alternate, Compose, RandomChoice
 from .functional.mixing import mix_labels_pairs, no_autocast, smooth_labels, to_soft_labels
-from .hidden import _check_model, _resolve_layer, _unwrapped
+from .hidden import _check_model, _resolve_layer, _unwrapped, agreed_num_classes
 from .losses import soft_target_cross_entropy
 from .mixers import CutMix, FMix, MixUp, ZetaMixup, _MaskMixer, masks_keep
 from .reprs import init_repr
@@ -326,16 +326,7 @@ class TransMix:
             raise ValueError(f"mixer: expected a mask mixer (CutMix, FMix, ResizeMix, or a RandomChoice/"
                              f"Alternate holding one), got {type(mixer).__name__} with no mask (TransMix "
                              "weighs each image's pixels by attention; a blend has no such pixels)")
-        mixer_classes = getattr(mixer, "num_classes", None)
-        if num_classes is None:
-            num_classes = mixer_classes
-        elif mixer_classes is not None and mixer_classes != num_classes:
-            raise ValueError(f"num_classes: expected the mixer's num_classes ({mixer_classes}), "
-                             f"got {num_classes}")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                        or num_classes < 1):
-            raise ValueError(f"num_classes: expected None or an integer >= 1, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = agreed_num_classes(mixer, num_classes)
         self.mixer = mixer
         if isinstance(area_weight, bool) or not isinstance(area_weight, (int, float)) \
                 or not 0.0 <= area_weight <= 1.0:
