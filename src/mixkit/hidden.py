@@ -123,6 +123,15 @@ def agreed_num_classes(mixer, num_classes) -> int | None:
     return num_classes
 
 
+def wrapped_targets(mixer, num_classes: int | None, inputs: Tensor, labels: Tensor) -> Tensor:
+    """Labels as float ``(B, C)`` rows for a method that wraps ``mixer``: one-hot (or multi-hot with
+    the mixer's ``multilabel``), then the mixer's ``label_smoothing``."""
+    multilabel = getattr(mixer, "multilabel", False)
+    soft = to_soft_labels(labels, num_classes, batch_size=inputs.shape[0], device=inputs.device,
+                          multilabel=multilabel)
+    return smooth_labels(soft, getattr(mixer, "label_smoothing", 0.0), multilabel)
+
+
 def _draw_index(n: int, generator: torch.Generator | None) -> int:
     """A uniform choice among n, drawn on the host (no device sync, see ``host_generator``)."""
     return int(torch.randint(n, (1,), generator=host_generator(generator)))
@@ -264,10 +273,7 @@ class ManifoldMixup:
     def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
         """Labels as the float ``(B, C)`` rows that get mixed, with the mixer's ``multilabel`` and
         ``label_smoothing`` (see ``mixkit.Mixer``)."""
-        multilabel = getattr(self.mixer, "multilabel", False)
-        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device,
-                              multilabel=multilabel)
-        return smooth_labels(soft, getattr(self.mixer, "label_smoothing", 0.0), multilabel)
+        return wrapped_targets(self.mixer, self.num_classes, inputs, labels)
 
     def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Soft-target cross-entropy of one mixed forward (the Manifold Mixup objective)."""

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compose import Alternate, Compose, RandomChoice
-from .functional.mixing import mix_labels_pairs, no_autocast, smooth_labels, to_soft_labels
-from .hidden import _check_model, _resolve_layer, _unwrapped, agreed_num_classes
+from .functional.mixing import mix_labels_pairs, no_autocast
+from .hidden import _check_model, _resolve_layer, _unwrapped, agreed_num_classes, wrapped_targets
 from .losses import soft_target_cross_entropy
 from .mixers import CutMix, FMix, MixUp, ZetaMixup, _MaskMixer, masks_keep
 from .reprs import init_repr
@@ -393,10 +393,7 @@ class TransMix:
     # -- the objective ---------------------------------------------------------------------------
     def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
         """Labels as float ``(B, C)`` rows, with the mixer's ``multilabel`` and ``label_smoothing``."""
-        multilabel = getattr(self.mixer, "multilabel", False)
-        soft = to_soft_labels(labels, self.num_classes, batch_size=inputs.shape[0], device=inputs.device,
-                              multilabel=multilabel)
-        return smooth_labels(soft, getattr(self.mixer, "label_smoothing", 0.0), multilabel)
+        return wrapped_targets(self.mixer, self.num_classes, inputs, labels)
 
     def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Soft-target cross-entropy of one TransMix forward."""
