@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -157,6 +158,12 @@ def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     assert rows[0].startswith("method,seed,test_error") and len(rows) == 5
     errors = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows[1:]}
     assert errors[("erm", "0")] == _final(os.path.join(out, "erm", "seed0"))["test_error"]
+    # every run says which code, machine and time produced it, and the report gathers them
+    facts = _final(os.path.join(out, "mixup", "seed1"))["provenance"]
+    assert facts["mixkit"] and facts["torch"] == torch.__version__ and re.match(r"\d{4}-\d\d-\d\dT", facts["finished"])
+    report = open(os.path.join(out, "results.md")).read()
+    assert "## Provenance" in report and f"commit {facts['commit']}" in report
+    assert f"command: `mixkit {' '.join(args)}`" in report
     stamp = os.path.getmtime(os.path.join(out, "erm", "seed0", "final.json"))
     assert main(args) == 0
     assert "finished earlier, skipped" in capsys.readouterr().err

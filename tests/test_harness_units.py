@@ -254,3 +254,43 @@ def test_reading_line_states_the_best_method_its_interval_and_what_next():
     assert reading({"mixup": row({0: 0.2}, 0.6)}, ["mixup"], "o").startswith("Reading: see o/results.md")
     wide = {"erm": row({0: 0.20, 1: 0.21}, 0.6), "mixup": row({0: 0.18, 1: 0.205}, 0.5)}
     assert "still contains 0" in reading(wide, ["erm", "mixup"], "o")
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def test_git_commit_names_the_checkout_and_marks_uncommitted_changes(tmp_path):
+    import shutil
+    import subprocess
+
+    from mixkit.harness.provenance import git_commit
+    assert git_commit(str(tmp_path)) is None                     # not a work tree
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "f"], ["commit", "-qm", "x"]):
+        if cmd[0] == "add":
+            (tmp_path / "f").write_text("a")
+        subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert git_commit(str(tmp_path)) == head
+    (tmp_path / "f").write_text("b")
+    assert git_commit(str(tmp_path)) == head + "+dirty"
+
+
+def test_report_provenance_spans_the_runs_and_says_what_is_missing():
+    from mixkit.harness.train.compare import provenance_lines
+    runs = [{"final": {"provenance": {"mixkit": "0.1.0", "commit": "abc", "torch": "2.14.1",
+                                      "python": "3.11.7", "machine": "x86_64, 2 CPUs",
+                                      "finished": "2026-11-26T02:00:00Z"}}},
+            {"final": {"provenance": {"mixkit": "0.1.0", "commit": "def+dirty", "torch": "2.14.1",
+                                      "python": "3.11.7", "machine": "x86_64, 2 CPUs",
+                                      "finished": "2026-11-26T01:00:00Z"}}},
+            {"final": {}}]                                      # a run from before provenance
+    text = provenance_lines(runs, "mixkit compare --preset quick")
+    assert "command: `mixkit compare --preset quick`" in text
+    assert "2026-11-26T01:00:00Z to 2026-11-26T02:00:00Z" in text
+    assert "commit abc, def+dirty (1 of 3 runs did not record it)" in text
+    assert "machine: x86_64, 2 CPUs (1 of 3 runs did not record it)" in text

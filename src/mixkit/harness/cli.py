@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import sys
 import types
 import typing
@@ -169,7 +170,7 @@ def _train(ns) -> int:
     return 0
 
 
-def _compare(ns) -> int:
+def _compare(ns, command: str) -> int:
     from .train.compare import compare, reading
     from .train.config import resolve_config
 
@@ -179,7 +180,7 @@ def _compare(ns) -> int:
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
     jobs = ns.jobs if ns.jobs is not None else preset.get("jobs", 1)
     summary = compare(cfg, methods, seeds, ns.out, progress=ns.progress, paper=preset.get("paper"),
-                      jobs=jobs)
+                      jobs=jobs, command=command)
     with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
     print(reading(summary, methods, ns.out))
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
             return bench_main(argv[1:])
         if command == "train":
             return _train(ns)
-        return _compare(ns)
+        return _compare(ns, "mixkit " + shlex.join(argv))
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         # OSError: a full disk, a vanished directory, permissions (files are written atomically,
         # so what was there before stays whole)

@@ -8,7 +8,8 @@ writes:
 - ``summary.csv``: one row per method (mean and std over seeds);
 - ``results.md``: the table (mean ± std over seeds), for each comparison pair the paired
   difference over common seeds with a 95 % t confidence interval, and a cohesion and calibration
-  table (within- and between-class feature scatter, their ratio against ERM, ECE);
+  table (within- and between-class feature scatter, their ratio against ERM, ECE), and the
+  provenance of the runs (the command, dates, machine, code and torch versions);
 - ``error_bars.png`` (test error, mean ± std), ``cohesion_calibration.png`` (feature scatter
   ratio and ECE per method) and ``curves.png`` (test error per epoch, mean over seeds).
 """
@@ -20,6 +21,7 @@ import io
 import json
 import math
 import os
+import shlex
 import sys
 from dataclasses import replace
 
@@ -34,7 +36,8 @@ METRIC_KEYS = ("test_error", "macro_f1", "micro_f1", "nll", "ece", "scatter_with
 
 # Pairs each paper compares (its method, its reference); kept when both are in a comparison.
 DEFAULT_PAIRS = [
-    ("zeta", "mixup"), ("zeta-g4", "mixup"), ("zeta-g2", "mixup"), ("cutmix+zeta", "cutmix"),
+    ("zeta", "mixup"), ("zeta-g2", "mixup"), ("zeta-g2.4", "mixup"), ("zeta-g3.4", "mixup"),
+    ("zeta-g4", "mixup"), ("zeta-g5", "mixup"), ("cutmix+zeta", "cutmix"),
     ("fmix", "mixup"), ("fmix", "cutmix"), ("fmix-official", "fmix"), ("mixup+fmix", "fmix"),
     ("synermix", "mixup"), ("synermix", "synermix-intra"),
     ("synermix-manifold", "manifold"), ("synermix-manifold", "synermix-intra"),
@@ -87,8 +90,11 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
 
 def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *,
             progress: bool | None = None, pairs=None, log=None, paper: dict | None = None,
-            jobs: int = 1) -> dict:
+            jobs: int = 1, command: str | None = None) -> dict:
     """Train every (method, seed) into ``out`` and write the report; returns the aggregate.
+
+    ``command`` is the command line the report names as the one that reproduces it (``mixkit
+    compare`` passes its own; default: this process's ``sys.argv``).
 
     ``jobs > 1`` trains that many runs at once in separate processes (1 torch thread each unless
     ``base.threads`` says otherwise); a run gives the same numbers as a serial run with the
@@ -101,7 +107,9 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     base = like_for_like(base, methods)
     if progress is None:
         progress = sys.stderr.isatty()
-    pending = [(m, s) for m in methods for s in seeds]
+    # Seed by seed: a suite stopped part-way has every method on its first seeds, so its report
+    # compares like with like (the report itself lists runs method by method).
+    pending = [(m, s) for s in seeds for m in methods]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -123,12 +131,34 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     else:
         _train_in_parallel(todo, jobs, done)
     runs = [{"method": m, "seed": s, "final": finals[m, s], "curve": _test_error_curve(out, m, s)}
-            for m, s in pending]
+            for m in methods for s in seeds]
     if bar is not None:
         bar.close()
     summary = aggregate(runs, methods)
-    write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper)
+    write_report(out, base, runs, summary, methods, pairs if pairs is not None else DEFAULT_PAIRS, paper,
+                 command=command if command is not None else shlex.join(sys.argv))
     return summary
+
+
+def provenance_lines(runs: list[dict], command: str) -> str:
+    """The report's traceability paragraph: the command, and the span of dates, machines, code
+    versions and torch versions of the runs it summarises (from each ``final.json``)."""
+    facts = [r["final"].get("provenance") or {} for r in runs]
+
+    def seen(key: str) -> str:
+        values = sorted({str(f.get(key)) for f in facts if f.get(key) is not None})
+        missing = sum(1 for f in facts if f.get(key) is None)
+        text = ", ".join(values) if values else "not recorded"
+        return text + (f" ({missing} of {len(facts)} runs did not record it)" if values and missing else "")
+
+    dates = sorted(f["finished"] for f in facts if f.get("finished"))
+    span = f"{dates[0]} to {dates[-1]}" if dates else "not recorded"
+    return ("## Provenance\n\n"
+            f"- command: `{command}`\n"
+            f"- runs finished (UTC): {span}\n"
+            f"- machine: {seen('machine')}\n"
+            f"- mixkit {seen('mixkit')}, commit {seen('commit')}\n"
+            f"- torch {seen('torch')}, Python {seen('python')}\n")
 
 
 def like_for_like(base: TrainConfig, methods: list[str]) -> TrainConfig:
@@ -261,7 +291,7 @@ def reading(summary: dict, methods: list[str], out: str) -> str:
     return (f"Reading: {best} has the lowest test error ({delta}); {len(lower_nll)} of {len(others)} "
             f"mixing methods have a lower test NLL than ERM. Plot: {os.path.join(out, 'error_bars.png')}. "
             "Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu "
-            "(12 methods x 3 seeds, about 90 minutes; docs/results.md).")
+            "(20 methods x 5 seeds, about 3 hours; docs/results.md).")
 
 
 def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -332,7 +362,8 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, paper=None) -> None:
+def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, paper=None, *,
+                 command: str = "") -> None:
     os.makedirs(out, exist_ok=True)
     final_keys = ["test_error", "test_accuracy", "micro_f1", "macro_f1", "nll", "ece", "scatter_within",
                   "scatter_between", "scatter_ratio", "train_loss", "train_time_s", "epochs"]
@@ -354,7 +385,8 @@ def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, pap
             f"augmentation {base.augment}{f' + Cutout({base.cutout})' if base.cutout else ''}. "
             f"{sampler_note(base)} Mean ± std over seeds. S_b/S_w: between- over within-class "
             "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
-    atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper))
+    atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper)
+                      + "\n" + provenance_lines(runs, command))
     _plots(out, runs, summary, methods)
 
 

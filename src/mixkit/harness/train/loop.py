@@ -8,7 +8,8 @@
 - ``checkpoint.pt``: everything needed to continue after the last finished epoch (model,
   optimiser, every process's generator state, the method's state, the history), written
   atomically at the end of every epoch;
-- ``final.json``: the final metrics, written last; its presence marks a finished run.
+- ``final.json``: the final metrics and the run's provenance (code version, machine, time; see
+  ``harness.provenance``), written last; its presence marks a finished run.
 
 ``train(cfg, out, resume=True)`` continues from ``checkpoint.pt``; on CPU the result is
 bit-identical to a run never interrupted: the data order of epoch e is a pure function of
@@ -32,6 +33,7 @@ import torch
 from mixkit.samplers import BalancedBatchSampler
 
 from ..models import build_model, count_parameters
+from ..provenance import provenance
 from ..rundir import lock_run_dir
 from . import dist
 from .checkpoint import (
@@ -435,7 +437,8 @@ def _finish(run: _Run) -> dict:
     final.update({"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "seed": cfg.seed,
                   "epochs": cfg.epochs, "train_time_s": round(run.elapsed, 3),
                   "parameters": count_parameters(run.model), "world_size": run.info.world_size,
-                  "train_loss": run.history[-1]["train_loss"] if run.history else float("nan")})
+                  "train_loss": run.history[-1]["train_loss"] if run.history else float("nan"),
+                  "provenance": provenance(run.device)})
     if run.info.is_main:
         atomic_write_json(os.path.join(run.out, FINAL), final)
     dist.barrier(run.info)
