@@ -27,7 +27,8 @@ def _final(d):
 @pytest.mark.parametrize("method", METHODS)
 def test_train_one_epoch_every_method(tmp_path, method, capsys):
     out = str(tmp_path / method)
-    assert main(["train", *TINY, "--method", method, "--epochs", "1", "--seed", "0", "--out", out]) == 0
+    model = ["--model", "small-vit"] if method == "transmix" else []      # it needs a ViT
+    assert main(["train", *TINY, *model, "--method", method, "--epochs", "1", "--seed", "0", "--out", out]) == 0
     final = _final(out)
     assert 0.0 <= final["test_error"] <= 1.0 and final["method"] == method
     assert final["n_test"] == 120 and math_finite(final["nll"])

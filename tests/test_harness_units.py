@@ -294,3 +294,31 @@ def test_report_provenance_spans_the_runs_and_says_what_is_missing():
     assert "2026-11-26T01:00:00Z to 2026-11-26T02:00:00Z" in text
     assert "commit abc, def+dirty (1 of 3 runs did not record it)" in text
     assert "machine: x86_64, 2 CPUs (1 of 3 runs did not record it)" in text
+
+
+# --- optimisers ---------------------------------------------------------------------------------
+
+
+def test_adamw_decays_weights_only_and_sgd_everything():
+    from mixkit.harness.models import build_model
+    from mixkit.harness.train.loop import build_optimizer
+    vit = build_model("small-vit", num_classes=10, input_shape=(1, 8, 8))
+    opt = build_optimizer(TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=0.05), vit)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, plain = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    names = {id(p): n for n, p in vit.named_parameters()}
+    assert {names[i] for i in plain} == {n for n, p in vit.named_parameters()
+                                         if p.ndim <= 1 or n in ("cls_token", "pos_embed")}
+    assert "blocks.0.attn.in_proj_weight" in {names[i] for i in decayed}
+    assert len(decayed) + len(plain) == len(names)
+    sgd = build_optimizer(TrainConfig(lr=0.1, weight_decay=5e-4), vit)
+    assert isinstance(sgd, torch.optim.SGD) and len(sgd.param_groups) == 1
+    assert sgd.param_groups[0]["weight_decay"] == 5e-4 and sgd.param_groups[0]["momentum"] == 0.9
+
+
+def test_config_refuses_an_unknown_optimizer_and_transmix_without_a_vit():
+    with pytest.raises(ValueError, match="optimizer: expected sgd or adamw, got 'adam'"):
+        TrainConfig(optimizer="adam").validate()
+    with pytest.raises(ValueError, match="model: expected small-vit for method transmix.*got 'small-cnn'"):
+        TrainConfig(method="transmix", model="small-cnn").validate()

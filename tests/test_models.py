@@ -24,6 +24,7 @@ SMALL = {
     "resnet50": ((3, 8, 8), 2),
     "small-cnn": ((1, 8, 8), 4),
     "cnn1d": ((1, 40), 4),
+    "small-vit": ((1, 8, 8), 4),
 }
 
 
@@ -43,7 +44,7 @@ def _batch(name: str, seed: int = 0):
 
 
 def test_models_tuple():
-    assert MODELS == ("preact-resnet18", "resnet18", "resnet50", "small-cnn", "cnn1d")
+    assert MODELS == ("preact-resnet18", "resnet18", "resnet50", "small-cnn", "cnn1d", "small-vit")
 
 
 @pytest.mark.parametrize("name,shape,batch", [
@@ -58,6 +59,9 @@ def test_models_tuple():
     ("small-cnn", (3, 9, 7), 2),
     ("cnn1d", (1, 40), 2),
     ("cnn1d", (2, 17), 3),
+    ("small-vit", (1, 28, 28), 2),
+    ("small-vit", (3, 32, 32), 2),
+    ("small-vit", (2, 9, 7), 3),
 ])
 def test_output_shape(name, shape, batch):
     model = _model(name, shape)
@@ -86,6 +90,7 @@ PINNED = {
     "resnet50": 23_520_842,
     "small-cnn": 35_674,
     "cnn1d": 53_098,
+    "small-vit": 136_138,
 }
 
 
@@ -122,6 +127,41 @@ def test_preact_resnet18_count_by_hand():
     assert total == PINNED["preact-resnet18"]
     # The CIFAR PreAct ResNet-18 without the final BN has the well-known 11,171,146.
     assert total - bn(512) == 11_171_146
+
+
+def test_small_vit_count_by_hand_and_patch_grid():
+    """Width 64, 4 blocks, MLP 128: the count from the layer shapes, for 2x2 patches of an 8x8
+    image (16 patches + the class token) and 4x4 patches of a 28x28 one (49 + 1)."""
+    def count(channels, tokens, d=64, hidden=128, depth=4):
+        embed = channels * d * 2 * 2 + d if tokens == 17 else channels * d * 4 * 4 + d
+        block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d)
+        return embed + d + tokens * d + depth * block + 2 * d + d * K + K
+
+    small = _model("small-vit")
+    assert small.patch_size == 2 and small.grid == (4, 4) and count_parameters(small) == count(1, 17)
+    big = build_model("small-vit", num_classes=K, input_shape=(1, 28, 28))
+    assert big.patch_size == 4 and big.grid == (7, 7) and count_parameters(big) == count(1, 50)
+    with pytest.raises(ValueError, match=r"patch grid is \(7, 7\).*got shape \(2, 1, 32, 32\)"):
+        big(torch.randn(2, 1, 32, 32))
+
+
+def test_small_vit_transmix_reads_its_attention_layer():
+    """The ViT names what TransMix needs: the attention row it reads sums to 1 over the tokens,
+    lam_attn lies in [0, 1], and the loss trains every parameter."""
+    model = _model("small-vit").train()
+    model.zero_grad(set_to_none=True)
+    x, y = _batch("small-vit", seed=6)
+    tm = mixkit.TransMix(model, model.attention_layer, num_classes=K)
+    try:
+        loss = tm.loss(x, y, generator=torch.Generator().manual_seed(0))
+        loss.backward()
+        assert torch.isfinite(loss)
+        lam = tm.last_lam_attn
+        assert lam.shape == (x.shape[0],) and bool(((lam >= 0) & (lam <= 1)).all())
+        missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert missing == []
+    finally:
+        tm.taps.remove()
 
 
 def _torchvision_cifar(name: str) -> nn.Module:
@@ -167,7 +207,8 @@ def test_layer_attributes(name):
     model = _model(name)
     modules = dict(model.named_modules())
     assert isinstance(model.mixing_layers, list) and model.mixing_layers[0] == ""
-    assert model.mixing_layers == ["", "layer1", "layer2"]
+    stages = ["blocks.0", "blocks.1"] if name == "small-vit" else ["layer1", "layer2"]
+    assert model.mixing_layers == ["", *stages]
     assert all(n in modules for n in model.mixing_layers[1:])
     assert isinstance(model.feature_layer, str) and model.feature_layer in modules
     assert isinstance(model.head, str) and isinstance(modules[model.head], nn.Linear)
@@ -312,7 +353,7 @@ def test_unknown_name_lists_the_models():
     assert "'resnet19'" in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["preact-resnet18", "resnet18", "resnet50", "small-cnn"])
+@pytest.mark.parametrize("name", ["preact-resnet18", "resnet18", "resnet50", "small-cnn", "small-vit"])
 def test_image_model_given_a_signal_shape(name):
     with pytest.raises(ValueError, match=r"expected \(C, H, W\).*got \(1, 40\)"):
         build_model(name, num_classes=K, input_shape=(1, 40))

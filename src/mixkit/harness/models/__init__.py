@@ -7,7 +7,9 @@
 - ``"resnet18"``, ``"resnet50"``: ResNet-18 / ResNet-50 with the CIFAR stem (3x3 convolution,
   stride 1, no max-pool), laid out like torchvision's (zeta-mixup and SynerMix CIFAR set-ups);
 - ``"small-cnn"``: a small CNN that trains on CPU in seconds (28x28 Fashion-MNIST, 8x8 digits);
-- ``"cnn1d"``: a 1-D CNN for MNIST-1D signals.
+- ``"cnn1d"``: a 1-D CNN for MNIST-1D signals;
+- ``"small-vit"``: a small vision transformer with a class token (4 blocks, width 64) in 4x4
+  patches (2x2 for sides under 16), the model ``--method transmix`` needs.
 
 ``input_shape`` is (C, H, W) for the image models and (C, L) for ``"cnn1d"``; C sets the
 input channels. Every model carries three plain attributes that the hidden-layer methods
@@ -18,6 +20,8 @@ input channels. Every model carries three plain attributes that the hidden-layer
 - ``feature_layer``: ``"pool"``, global average pooling whose output is the (B, D) penultimate
   feature;
 - ``head``: ``"fc"``, the linear classifier mapping (B, D) to (B, num_classes).
+
+``small-vit`` also names ``attention_layer``, the attention module ``mixkit.TransMix`` reads.
 
 ``forward`` ends with ``self.fc(self.pool(out))``: a forward hook on ``feature_layer`` sees the
 features and ``getattr(model, model.head)(features)`` gives the logits. Convolutions use
@@ -40,15 +44,17 @@ from torch import nn
 from ..checks import positive_int
 from .resnet import BasicBlock, Bottleneck, PreActResNet, ResNet
 from .small import CNN1d, SmallCNN
+from .vit import SmallViT
 
-__all__ = ["MODELS", "build_model", "count_parameters", "PreActResNet", "ResNet", "SmallCNN", "CNN1d"]
+__all__ = ["MODELS", "build_model", "count_parameters", "PreActResNet", "ResNet", "SmallCNN", "CNN1d",
+           "SmallViT"]
 
-MODELS: tuple[str, ...] = ("preact-resnet18", "resnet18", "resnet50", "small-cnn", "cnn1d")
+MODELS: tuple[str, ...] = ("preact-resnet18", "resnet18", "resnet50", "small-cnn", "cnn1d", "small-vit")
 
 # The models that take (C, L) signals; all others take (C, H, W) images.
 _SIGNAL_MODELS = ("cnn1d",)
 # Smallest spatial size (H and W) the image models accept: small-cnn max-pools twice.
-_MIN_SIZE = {"small-cnn": 4}
+_MIN_SIZE = {"small-cnn": 4, "small-vit": 2}
 
 
 def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
@@ -86,6 +92,9 @@ def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...]) ->
         return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, in_channels=channels)
     if name == "small-cnn":
         return SmallCNN(num_classes=num_classes, in_channels=channels)
+    if name == "small-vit":
+        patch = 4 if min(shape[1:]) >= 16 else 2
+        return SmallViT(num_classes=num_classes, in_channels=channels, image_size=shape[1:], patch_size=patch)
     return CNN1d(num_classes=num_classes, in_channels=channels)
 
 

@@ -24,6 +24,7 @@ __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", 
 METHODS: tuple[str, ...] = (
     "erm", "mixup", "zeta", "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix",
     "mixup+fmix", "cutmix+zeta", "manifold", "synermix-intra", "synermix", "synermix-manifold",
+    "transmix",
 )
 SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")
 AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none", "rrc-flip")
@@ -64,7 +65,7 @@ class TrainConfig:
                                                          "when one is SynerMix"})
     # model
     model: str = field(default="small-cnn", metadata={"help": "preact-resnet18, resnet18, resnet50, "
-                                                       "small-cnn or cnn1d"})
+                                                       "small-cnn, cnn1d or small-vit"})
     # method
     method: str = field(default="erm", metadata={"help": ", ".join(METHODS)})
     alpha: float = field(default=1.0, metadata={"help": "Beta(alpha, alpha) of mixup, cutmix, fmix"})
@@ -79,9 +80,12 @@ class TrainConfig:
     epochs: int = field(default=10, metadata={"help": "training epochs"})
     batch_size: int = field(default=128, metadata={"help": "batch size per process"})
     lr: float = field(default=0.1, metadata={"help": "peak learning rate"})
+    optimizer: str = field(default="sgd", metadata={"help": "sgd (momentum, decay on every weight) or "
+                                                     "adamw (decoupled decay, none on biases, norms "
+                                                     "and the model's no_weight_decay)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
-    weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "weight decay (sgd: L2; adamw: decoupled)"})
     schedule: str = field(default="cosine", metadata={"help": ", ".join(SCHEDULES)})
     milestones: list[int] = field(default_factory=lambda: [100, 150],
                                   metadata={"help": "multistep: epochs where lr is multiplied by lr_decay"})
@@ -120,6 +124,11 @@ class TrainConfig:
                 setattr(self, f.name, float(getattr(self, f.name)))
         if self.method not in METHODS:
             bad("method", "one of " + ", ".join(METHODS))
+        if self.method == "transmix" and self.model != "small-vit":
+            bad("model", "small-vit for method transmix (it reads a vision transformer's class-token "
+                "attention)")
+        if self.optimizer not in ("sgd", "adamw"):
+            bad("optimizer", "sgd or adamw")
         if self.schedule not in SCHEDULES:
             bad("schedule", "one of " + ", ".join(SCHEDULES))
         if self.augment not in AUGMENTS:
@@ -223,6 +232,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # MNIST-1D (1-D signals; FMix 1-D masks): the 1-D CNN, 60 epochs.
     "mnist1d": dict(dataset="mnist1d", model="cnn1d", epochs=60, batch_size=64, lr=0.05,
                     schedule="cosine", weight_decay=5e-4, augment="none", eval_every=5),
+    # TransMix on CPU: the small ViT (4x4 patches) in the fmnist-cpu regime (2,000 images, no
+    # crop/flip), with a ViT's optimiser: AdamW lr 1e-3, weight decay 0.05, 5 warm-up epochs, cosine.
+    "transmix-fmnist": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-vit",
+                            epochs=60, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+                            warmup_epochs=5, schedule="cosine", augment="none", eval_every=10),
     # FMix paper: PreAct-ResNet18 on Fashion-MNIST, 200 epochs, lr 0.1 divided by 10 at 100 and
     # 150, batch 128, SGD momentum 0.9, wd 1e-4, crop (pad 4) + flip.
     "fmix-fashion-preact": dict(dataset="fashion-mnist", model="preact-resnet18", epochs=200,
@@ -255,6 +269,7 @@ COMPARE_PRESETS: dict[str, dict[str, Any]] = {
     "mnist1d": dict(methods=["erm", "mixup", "cutmix", "fmix", "fmix-official", "zeta", "resizemix",
                              "saliencymix", "gridmix", "smoothmix"],
                     seeds=[0, 1, 2, 3, 4]),
+    "transmix-fmnist": dict(methods=["erm", "mixup", "cutmix", "transmix"], seeds=[0, 1, 2, 3, 4]),
     # "paper": the published test error (%) of each method in the paper's own setup, printed
     # beside ours (FMix Table: accuracy 95.70 / 96.28 / 96.03 / 96.36; zeta-mixup Tables with
     # ResNet-18).

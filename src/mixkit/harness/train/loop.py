@@ -302,8 +302,7 @@ def _build_run(cfg: TrainConfig, out: str, device: torch.device, info: dist.Dist
     net = dist.wrap(model, info, device, sync_bn=cfg.sync_bn)
     model = getattr(net, "module", net)
     method = build_method(cfg, net, data.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(cfg, model)
     amp_dtype = None
     if device.type == "cuda" and cfg.amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -315,6 +314,23 @@ def _build_run(cfg: TrainConfig, out: str, device: torch.device, info: dist.Dist
                                        rank=info.rank, world_size=info.world_size)
     return _Run(cfg, out, device, info, log, progress, feed, model, net, method, optimizer, scaler,
                 amp_dtype, gen, sampler)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD over every parameter, or AdamW (betas 0.9, 0.999) in two groups: weight decay on the
+    weight matrices and kernels, none on biases, norm weights (every 1-D parameter) and the
+    parameters the model names in ``no_weight_decay`` (a ViT's class token and position
+    embeddings), as ViT recipes train."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    skip = set(getattr(model, "no_weight_decay", ()))
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (plain if p.ndim <= 1 or name in skip else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": plain, "weight_decay": 0.0}], lr=cfg.lr)
 
 
 def _resume(run: _Run, ckpt: dict) -> None:

@@ -22,6 +22,7 @@ manifold               ManifoldMixup at the model's mixing layers (manifold_alph
 synermix-intra         SynerMix, beta 0.5, inter = plain cross-entropy
 synermix               SynerMix, beta 0.1, inter = MixUp(alpha)
 synermix-manifold      SynerMix, beta 0.1, inter = ManifoldMixup
+transmix               TransMix over CutMix(alpha) at the ViT's attention_layer (small-vit)
 =====================  ===================================================================
 """
 
@@ -35,6 +36,7 @@ from mixkit.compose import Alternate, Compose
 from mixkit.hidden import ManifoldMixup, SynerMix
 from mixkit.losses import soft_target_cross_entropy
 from mixkit.mixers import CutMix, FMix, GridMix, MixUp, ResizeMix, SaliencyMix, SmoothMix, ZetaMixup
+from mixkit.transmix import TransMix
 
 from .config import TrainConfig
 
@@ -98,6 +100,16 @@ class Syner(Method):
         return self.syner.loss(originals, augmented, labels, generator=generator)
 
 
+class Trans(Method):
+    name = "transmix"
+
+    def __init__(self, tm: TransMix):
+        self.tm = tm
+
+    def loss(self, model, originals, augmented, labels, generator):
+        return self.tm.loss(augmented, labels, generator=generator)
+
+
 def _mixer(cfg: TrainConfig, kind: str, k: int):
     if kind == "mixup":
         return MixUp(alpha=cfg.alpha, num_classes=k, mode=cfg.mix_mode)
@@ -134,6 +146,11 @@ def build_method(cfg: TrainConfig, model: nn.Module, num_classes: int) -> Method
         return InputMix(name, Alternate([_mixer(cfg, "mixup", k), _mixer(cfg, "fmix", k)], num_classes=k))
     if name == "cutmix+zeta":
         return InputMix(name, Compose([_mixer(cfg, "cutmix", k), _mixer(cfg, "zeta", k)], num_classes=k))
+    if name == "transmix":
+        if not hasattr(base, "attention_layer"):
+            raise ValueError(f"method transmix: expected a vision transformer with an 'attention_layer' "
+                             f"attribute (--model small-vit), got {type(base).__name__}")
+        return Trans(TransMix(model, base.attention_layer, mixer=_mixer(cfg, "cutmix", k), num_classes=k))
     for attr in ("mixing_layers", "feature_layer", "head"):
         if not hasattr(base, attr):
             raise ValueError(f"method {name}: expected a model with a '{attr}' attribute (mixkit's "
