@@ -405,3 +405,22 @@ def test_hidden_layer_methods_on_a_cifar_stem_resnet_at_32px(tmp_path, method, m
             "--out", out]
     assert main(argv) == 0
     assert math_finite(_final(out)["nll"])
+
+
+@pytest.mark.slow
+def test_fmix_paper_recipe_command_runs_one_short_epoch_on_cpu(tmp_path, capsys):
+    """The GPU recipe's one command (PreAct-ResNet18, crop + flip, multistep lr; ERM, MixUp,
+    CutMix, FMix), cut to one epoch (one step of 128) on 130 written Fashion-MNIST-format images: every run
+    finishes and the report prints the paper's errors beside ours."""
+    from test_datasets import make_fashion_dir
+    make_fashion_dir(tmp_path / "fm", n_train=130, n_test=40)
+    out = str(tmp_path / "preact")
+    assert main(["compare", "--preset", "fmix-fashion-preact", "--data-dir", str(tmp_path / "fm"),
+                 "--epochs", "1", "--device", "cpu", "--threads", "2", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    for method, paper in (("erm", "4.30"), ("mixup", "3.72"), ("cutmix", "3.97"), ("fmix", "3.64")):
+        final = _final(os.path.join(out, method, "seed0"))
+        assert final["model"] == "preact-resnet18" and final["epochs"] == 1 and final["n_test"] == 40
+        assert re.search(rf"^\| {method} \| 1 \|.*\| {paper} \|$", printed, re.M)
+    cfg = open(os.path.join(out, "fmix", "seed0", "config.yaml")).read()
+    assert "augment: crop-flip" in cfg and "schedule: multistep" in cfg and "batch_size: 128" in cfg
