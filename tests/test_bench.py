@@ -245,3 +245,19 @@ def test_training_step_benchmark_builds_the_harness_small_cnn():
     model = _small_cnn()
     assert isinstance(model, SmallCNN)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_transmix_overhead_benchmark_times_both_steps_and_removes_its_hook():
+    """benchmarks/transmix_overhead.py's measurement on the harness's small ViT: both medians are
+    positive times, and the TransMix hook is gone afterwards (the model is left as it came)."""
+    from mixkit.harness.models import build_model
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "transmix_overhead.py"
+    spec = importlib.util.spec_from_file_location("transmix_overhead", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    vit = build_model("small-vit", num_classes=10, input_shape=(1, 8, 8))
+    layer = dict(vit.named_modules())[vit.attention_layer]
+    before = len(layer._forward_hooks)
+    plain, trans = module.measure(vit, vit.attention_layer, (1, 8, 8), 4, 2, torch.device("cpu"))
+    assert 0 < plain < 60 and 0 < trans < 60
+    assert len(layer._forward_hooks) == before

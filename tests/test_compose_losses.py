@@ -19,6 +19,7 @@ def test_alternate_cycles_and_resumes():
     assert other.sample(x).choice == alt.sample(x).choice == 1
 
 
+@pytest.mark.slow
 def test_random_choice_frequencies(gen):
     pick = mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix(), mixkit.FMix()], p=[0.2, 0.5, 0.3],
                                num_classes=3)

@@ -217,6 +217,7 @@ def results():
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MIXERS)
 def test_each_ranks_rows_equal_the_single_process_reference(results, name):
     for rank in (0, 1):
@@ -229,6 +230,7 @@ def test_each_ranks_rows_equal_the_single_process_reference(results, name):
         assert out[f"call gathers {name}"] == 4
 
 
+@pytest.mark.slow
 def test_the_tensor_sample_gathered_is_reused_and_gradients_reach_their_rank(results):
     for rank in (0, 1):
         for name in ("mixup", "zeta"):
@@ -238,6 +240,7 @@ def test_the_tensor_sample_gathered_is_reused_and_gradients_reach_their_rank(res
         assert results[rank]["channels_last"] is True
 
 
+@pytest.mark.slow
 def test_manifold_mixup_inside_ddp_matches_the_single_process_gradients(results):
     for rank in (0, 1):
         assert results[rank]["manifold ddp"] < 1e-5, f"rank {rank}: relative difference {results[rank]['manifold ddp']}"
@@ -246,12 +249,14 @@ def test_manifold_mixup_inside_ddp_matches_the_single_process_gradients(results)
         assert {a for a, _ in chosen} == {"", "1", "3"}, chosen   # the input and both hidden layers
 
 
+@pytest.mark.slow
 def test_a_group_of_one_is_the_wrapped_mixer(results):
     for rank in (0, 1):
         for name in ("mixup", "cutmix-elem", "compose"):
             assert results[rank][f"world one {name}"] is True
 
 
+@pytest.mark.slow
 def test_mismatched_ranks_raise_a_clear_error_on_every_rank(results):
     r0, r1 = results[0], results[1]
     for out in (r0, r1):

@@ -259,7 +259,11 @@ def test_named_layers_run_once_per_forward(name):
 # hidden-layer methods and gradients
 
 
-@pytest.mark.parametrize("name", MODELS)
+# ResNet-50's hidden-layer passes take seconds on CPU: in the slow set.
+HEAVY = [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50" else n for n in MODELS]
+
+
+@pytest.mark.parametrize("name", HEAVY)
 def test_manifold_mixup_every_layer(name):
     model = _model(name).train()
     x, y = _batch(name)
@@ -275,7 +279,7 @@ def test_manifold_mixup_every_layer(name):
     assert mm.last_layer in model.mixing_layers
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", HEAVY)
 def test_synermix(name):
     model = _model(name).train()
     model.zero_grad(set_to_none=True)

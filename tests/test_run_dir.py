@@ -107,6 +107,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_stale_lock_and_the_next_start_removes_temporaries(tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)

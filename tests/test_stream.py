@@ -434,6 +434,7 @@ def test_image_folder_sources_layout_errors(tmp_path, folder):
         image_folder_sources(folder, 8, stats_samples=0)
 
 
+@pytest.mark.slow
 def test_streamsets_pickle_and_run_under_spawn(folder):
     train, _, _ = image_folder_sources(folder, 8, stats_samples=100)
     ds = StreamSet(train, augment="rrc-flip", cutout=3, with_originals=True)

@@ -112,6 +112,7 @@ def test_two_processes_stream(tmp_path):
     assert final["world_size"] == 2 and final["n_test"] == 120
 
 
+@pytest.mark.slow
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
     out = str(tmp_path / "ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1")
