@@ -41,6 +41,7 @@ DEFAULT_PAIRS = [
     ("fmix", "mixup"), ("fmix", "cutmix"), ("fmix-official", "fmix"), ("mixup+fmix", "fmix"),
     ("synermix", "mixup"), ("synermix", "synermix-intra"),
     ("synermix-manifold", "manifold"), ("synermix-manifold", "synermix-intra"),
+    ("resizemix", "cutmix"), ("saliencymix", "cutmix"), ("gridmix", "cutmix"), ("smoothmix", "cutmix"),
     ("transmix", "cutmix"),
 ]
 
