@@ -275,3 +275,186 @@ def test_gallery_main_arguments(tmp_path):
     assert gallery.main(["--out", str(tmp_path / "g"), "--moon-draws", "1"]) == 0
     assert sorted(os.listdir(tmp_path / "g")) == ["classmix.png", "fmix_masks.png", "half_moons.png", "mixed_batch.png",
                                                    "zeta_weights.png"]
+
+
+# ---------------------------------------------------------------------------------------------
+# realism command line: several networks, a gamma sweep, test error
+
+
+def _fake_run(root, data_dir, seed):
+    """A run directory as `mixkit train` leaves it (config.yaml + checkpoint.pt) for an untrained
+    small CNN on fashion-mnist: enough to embed images, with no training."""
+    import yaml
+
+    from mixkit.harness.models import build_model
+    from mixkit.harness.train.checkpoint import save_checkpoint
+    from mixkit.harness.train.config import TrainConfig, config_to_dict
+
+    root.mkdir(parents=True)
+    cfg = TrainConfig(dataset="fashion-mnist", data_dir=str(data_dir), model="small-cnn", seed=seed)
+    (root / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg)))
+    torch.manual_seed(seed)
+    model = build_model("small-cnn", num_classes=10, input_shape=(1, 28, 28))
+    save_checkpoint(str(root / "checkpoint.pt"), {"model": model.state_dict()})
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def fake_runs(tmp_path_factory):
+    from test_datasets import make_fashion_dir
+
+    base = tmp_path_factory.mktemp("realism")
+    make_fashion_dir(base / "fm", n_train=128, n_test=20)
+    runs = [_fake_run(base / f"erm-seed{s}", base / "fm", s) for s in range(3)]
+    return base, runs
+
+
+def _tables(text):
+    """{heading: [row cells, ...]} for every '## ' section of the printed report."""
+    out = {}
+    for section in text.split("\n## ")[1:]:
+        heading, _, body = section.partition("\n")
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+                for line in body.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+        out[heading] = rows[1:]  # without the header row
+    return out
+
+
+def _realism_argv(base, *extra):
+    return ["--images", "64", "--moons-draws", "1", "--image-batch", "16", "--data-root", str(base / "fm"),
+            *extra]
+
+
+def test_realism_main_several_networks_summary_results_plot_out(fake_runs, tmp_path, capsys):
+    from mixkit.harness.analysis.realism import main, spearman_rank_correlation
+
+    base, runs = fake_runs
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text("method,seed,test_error,nll\n"
+                        "mixup,0,0.10,1\nmixup,1,0.12,1\nzeta,0,0.20,1\nzeta,1,0.30,1\n"
+                        "zeta-g2,0,0.15,1\nerm,0,0.5,1\n")   # zeta-g4 missing, erm not measured
+    png, md = tmp_path / "sweep.png", tmp_path / "out" / "realism.md"
+    assert main(_realism_argv(base, "--gammas", "2.0", "2.8", "4.0", "--features-from", *runs,
+                              "--results", str(csv_path), "--plot", str(png), "--out", str(md))) == 0
+    printed = capsys.readouterr().out
+    assert md.read_text() == printed  # --out holds exactly what was printed
+    tables = _tables(printed)
+    names = ["mixup (alpha=1)", "zeta-mixup (gamma=2)", "zeta-mixup (gamma=2.8)", "zeta-mixup (gamma=4)"]
+    for ref in ("same images", "held-out"):
+        per_net = []
+        for run in runs:
+            [heading] = [h for h in tables if h.startswith(f"Fashion-MNIST (penultimate features of {run})")
+                         and h.split("reference: ")[1].startswith(f"{ref};")]
+            rows = tables[heading]
+            assert [r[0] for r in rows] == names
+            per_net.append({r[0]: (float(r[3]), float(r[2])) for r in rows})  # nearest real mean, shift
+        [summary] = [h for h in tables if h.startswith("Summary over 3 network(s)") and h.endswith(ref)]
+        for row in tables[summary]:
+            name, nr, nr_sd, shift, shift_sd, n = row
+            assert n == "3"
+            vals = [net[name][0] for net in per_net]
+            assert float(nr) == pytest.approx(sum(vals) / 3, abs=1.5e-3)  # per-network values are rounded
+            assert float(nr_sd) == pytest.approx(torch.tensor(vals).std().item(), abs=1.5e-3)
+            assert float(shift) == pytest.approx(sum(net[name][1] for net in per_net) / 3, abs=1.5e-3)
+            assert shift_sd != "–"
+    # Realism against test error: every row mapped, zeta-g4 listed as missing, erm ignored.
+    [res_heading] = [h for h in tables if h.startswith("Realism against test error")]
+    rows = {r[0]: r for r in tables[res_heading]}
+    assert rows["mixup (alpha=1)"][1:2] + rows["mixup (alpha=1)"][3:] == ["mixup", "11.00", "2"]
+    assert rows["zeta-mixup (gamma=2.8)"][1:2] + rows["zeta-mixup (gamma=2.8)"][3:] == ["zeta", "25.00", "2"]
+    assert rows["zeta-mixup (gamma=2)"][1:2] + rows["zeta-mixup (gamma=2)"][3:] == ["zeta-g2", "15.00", "1"]
+    assert rows["zeta-mixup (gamma=4)"][1:2] + rows["zeta-mixup (gamma=4)"][3:] == ["zeta-g4", "missing", "0"]
+    assert f"missing from {csv_path}: zeta-g4" in printed
+    present = ["mixup (alpha=1)", "zeta-mixup (gamma=2)", "zeta-mixup (gamma=2.8)"]
+    rho = spearman_rank_correlation([float(rows[m][2]) for m in present], [0.11, 0.15, 0.25])
+    assert f"rho = {rho:+.3f} over 3 methods" in printed
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 1000
+
+
+def test_realism_main_one_network_summary_has_n1_and_no_std(fake_runs, capsys):
+    from mixkit.harness.analysis.realism import main
+
+    base, runs = fake_runs
+    assert main(_realism_argv(base, "--gammas", "2.4", "3.4", "--features-from", runs[0])) == 0
+    tables = _tables(capsys.readouterr().out)
+    assert sum(h.startswith("Fashion-MNIST (penultimate features of") for h in tables) == 2  # two references
+    [per_net] = [h for h in tables if h.startswith("Fashion-MNIST") and "reference: held-out;" in h]
+    [summary] = [h for h in tables if h.startswith("Summary over 1 network(s)") and h.endswith("held-out")]
+    assert [r[0] for r in tables[summary]] == ["mixup (alpha=1)", "zeta-mixup (gamma=2.4)",
+                                               "zeta-mixup (gamma=3.4)"]
+    for net_row, row in zip(tables[per_net], tables[summary], strict=True):
+        assert row[1] == net_row[3] and row[3] == net_row[2]  # the one network's own values
+        assert row[2] == row[4] == "–" and row[5] == "1"
+
+
+def test_compare_method_names():
+    from mixkit.harness.analysis.realism import compare_method
+
+    expected = {2.0: "zeta-g2", 2.4: "zeta-g2.4", 2.8: "zeta", 3.4: "zeta-g3.4", 4.0: "zeta-g4", 5.0: "zeta-g5"}
+    for gamma, name in expected.items():
+        assert compare_method(mixkit.ZetaMixup(gamma=gamma)) == name
+    assert compare_method(mixkit.MixUp(alpha=1.0)) == "mixup"
+    assert compare_method(mixkit.MixUp(alpha=0.2)) is None  # compare's mixup is alpha = 1
+    assert compare_method(mixkit.CutMix(alpha=1.0)) == "cutmix"
+    assert compare_method(mixkit.FMix(alpha=1.0)) == "fmix"
+
+
+def test_default_mixer_names_keep_the_gamma():
+    from mixkit.harness.analysis.realism import _default_mixers
+
+    names = list(_default_mixers((2.0, 2.4, 2.8, 3.4, 4.0, 5.0), 1.0))
+    assert names == ["mixup (alpha=1)"] + [f"zeta-mixup (gamma={g})" for g in ("2", "2.4", "2.8", "3.4", "4", "5")]
+    with pytest.raises(ValueError, match="distinct"):
+        _default_mixers((2.8, 2.8), 1.0)
+
+
+def test_spearman_hand_worked_with_ties():
+    from mixkit.harness.analysis.realism import spearman_rank_correlation
+
+    # x ranks (1, 2.5, 2.5, 4), y ranks (1, 3, 2, 4); centred: (-1.5, 0, 0, 1.5), (-1.5, .5, -.5, 1.5)
+    # -> 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10).
+    assert spearman_rank_correlation([1, 2, 2, 3], [10, 30, 20, 40]) == pytest.approx(3 / math.sqrt(10))
+    assert spearman_rank_correlation([1, 1, 2], [5, 5, 3]) == pytest.approx(-1.0)
+    assert math.isnan(spearman_rank_correlation([1, 2, 3], [4, 4, 4]))
+    with pytest.raises(ValueError, match="at least 2"):
+        spearman_rank_correlation([1], [2])
+
+
+def test_spearman_matches_scipy(gen):
+    stats = pytest.importorskip("scipy.stats")
+    from mixkit.harness.analysis.realism import spearman_rank_correlation
+
+    for _ in range(5):
+        x = torch.randint(0, 6, (15,), generator=gen).tolist()  # many ties
+        y = torch.randn(15, generator=gen).tolist()
+        assert spearman_rank_correlation(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_realism_main_errors(fake_runs, tmp_path, capsys):
+    from mixkit.harness.analysis.realism import main
+
+    base, runs = fake_runs
+    no_ckpt = tmp_path / "half-run"
+    no_ckpt.mkdir()
+    (no_ckpt / "config.yaml").write_text("dataset: fashion-mnist\n")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("method,seed,accuracy\nmixup,0,0.9\n")
+    cases = [
+        (["--features-from", runs[0], str(no_ckpt)],
+         f"--features-from {no_ckpt}: expected a mixkit train run directory holding config.yaml and "
+         "checkpoint.pt, got a directory without checkpoint.pt"),
+        (["--features-from", str(tmp_path / "nowhere")], "got no such directory"),
+        (["--results", str(bad_csv)], "expected the columns method, seed, test_error"),
+        (["--results", str(tmp_path / "absent.csv")], "No such file or directory"),
+        (["--plot", str(tmp_path / "x.png")], "--plot: expected --features-from"),
+        (["--gammas", "2.8", "2.8"], "expected distinct values"),
+    ]
+    for extra, message in cases:
+        assert main(_realism_argv(base, *extra)) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""  # nothing computed before the inputs were checked
+        assert captured.err.startswith("realism: error: ") and message in captured.err
+        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert not (tmp_path / "x.png").exists()

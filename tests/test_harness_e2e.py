@@ -162,6 +162,7 @@ def test_compare_two_methods_two_seeds_and_skip(tmp_path, capsys):
     # every run says which code, machine and time produced it, and the report gathers them
     facts = _final(os.path.join(out, "mixup", "seed1"))["provenance"]
     assert facts["mixkit"] and facts["torch"] == torch.__version__ and re.match(r"\d{4}-\d\d-\d\dT", facts["finished"])
+    assert facts["started"] <= facts["finished"]            # taken at the start, so the code that ran
     report = open(os.path.join(out, "results.md")).read()
     assert "## Provenance" in report and f"commit {facts['commit']}" in report
     assert f"command: `mixkit {' '.join(args)}`" in report

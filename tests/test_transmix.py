@@ -378,3 +378,34 @@ def test_compiled_model_matches_eager():
     # one graph for the armed forward, no graph break at the hook, none compiled again
     assert counters["frames"]["total"] == 1 and not counters["graph_break"]
     torch._dynamo.reset()
+
+
+# --- the harness: a trained small ViT's picture ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gallery_transmix_picture_from_a_trained_small_vit(tmp_path):
+    """A one-epoch small-vit run on written Fashion-MNIST files: plot_transmix draws its
+    attention over CutMix boxes; a run of another model, and a folder without a run, are refused
+    with what was expected."""
+    import numpy as np
+    from test_datasets import make_fashion_dir
+
+    from mixkit.harness.analysis.gallery import plot_transmix
+    from mixkit.harness.cli import main
+
+    arrays = make_fashion_dir(tmp_path / "fm", n_train=80, n_test=40)
+    common = ["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "fm"), "--epochs", "1",
+              "--batch-size", "16", "--threads", "1"]
+    vit, cnn = str(tmp_path / "vit"), str(tmp_path / "cnn")
+    assert main([*common, "--model", "small-vit", "--method", "transmix", "--out", vit]) == 0
+    assert main([*common, "--model", "small-cnn", "--out", cnn]) == 0
+    images = torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float().div(255).unsqueeze(1)
+    labels = torch.from_numpy(arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
+    path = plot_transmix(vit, images, labels, tmp_path / "transmix.png", generator=torch.Generator().manual_seed(0))
+    assert (tmp_path / "transmix.png").stat().st_size > 5000
+    assert path == str(tmp_path / "transmix.png")
+    with pytest.raises(ValueError, match="expected a run trained with --model small-vit, got 'small-cnn'"):
+        plot_transmix(cnn, images, labels, tmp_path / "x.png", generator=torch.Generator())
+    with pytest.raises(ValueError, match="expected a mixkit run directory with checkpoint.pt"):
+        plot_transmix(str(tmp_path / "none"), images, labels, tmp_path / "x.png", generator=torch.Generator())

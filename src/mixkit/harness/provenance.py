@@ -10,7 +10,10 @@ the machine and the date that produced it:
 - ``torch``, ``python``: the versions;
 - ``machine``: CPU architecture and the number of CPUs this process may use, and for a CUDA
   device the GPU's name;
-- ``finished``: the UTC time, ISO 8601, to the second.
+- ``started``: the UTC time of the call, ISO 8601, to the second.
+
+``train`` takes these facts when a run (or a resumed part of it) starts, since the code a process
+runs is the code it imported then, and adds ``finished`` when it ends.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 import mixkit
 
-__all__ = ["provenance", "git_commit"]
+__all__ = ["provenance", "git_commit", "utc_now"]
 
 
 def git_commit(path: str | None = None) -> str | None:
@@ -52,7 +55,7 @@ def _cpus() -> int:
 
 
 def provenance(device: torch.device | str | None = None) -> dict:
-    """The code version, machine and time of a run on ``device`` (see the module docstring)."""
+    """The code version, machine and start time of a run on ``device`` (see the module docstring)."""
     machine = f"{platform.machine() or 'unknown CPU'}, {_cpus()} CPUs"
     device = torch.device(device) if device is not None else None
     if device is not None and device.type == "cuda":
@@ -63,5 +66,10 @@ def provenance(device: torch.device | str | None = None) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": machine,
-        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started": utc_now(),
     }
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

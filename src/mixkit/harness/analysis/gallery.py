@@ -8,6 +8,8 @@
   input;
 - ``classmix.png``: ClassMix on the same images with a made-up segmentation (background 0, the
   garment's pixels its class + 1): images and segmentations before and after, side by side;
+- ``transmix.png`` (with ``--transmix-from RUN_DIR``, a small-vit run): CutMix boxes, and the
+  class token's attention that TransMix turns into the own label's weight, beside the area weight;
 - ``fmix_masks.png``: FMix masks with the paper's isotropic spectrum beside the official code's
   (``spectrum="official"``), 2-D at 32x32 and 1-D at length 64, all at lambda = 0.5;
 - ``zeta_weights.png``: the zeta-mixup weights against rank on log axes, N = 32;
@@ -28,8 +30,8 @@ from torch import Tensor
 from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from .realism import half_moons_realism, mix_with_weights
 
-__all__ = ["plot_mixed_batch", "plot_classmix", "plot_fmix_masks", "plot_zeta_weights", "make_gallery",
-           "main"]
+__all__ = ["plot_mixed_batch", "plot_classmix", "plot_transmix", "plot_fmix_masks", "plot_zeta_weights",
+           "make_gallery", "main"]
 
 DPI = 80
 
@@ -206,11 +208,77 @@ def plot_classmix(images: Tensor, labels: Tensor, path, *, generator: torch.Gene
     return str(path)
 
 
+def plot_transmix(run_dir: str, images: Tensor, labels: Tensor, path, *, generator: torch.Generator,
+                  show: int = 8) -> str:
+    """TransMix with the ViT trained in ``run_dir`` (``--model small-vit``) on ``show`` images of
+    distinct classes, one CutMix box each (elem mode): the image, its partner, the mixed image,
+    and the class token's attention on the patch grid of the mixed image (the ViT's last
+    attention layer, as TransMix reads it) with the pasted box outlined; each column is titled
+    with the area weight of the image's own label and the weight TransMix computes from the
+    attention (the share of the attention on the image's own pixels)."""
+    from mixkit.mixers import CutMix
+    from mixkit.transmix import TransMix
+
+    from ..train.loop import load_trained_model
+
+    model, cfg, data = load_trained_model(run_dir)
+    if not hasattr(model, "attention_layer"):
+        raise ValueError(f"run_dir: expected a run trained with --model small-vit, got {cfg.model!r} "
+                         f"in {run_dir}")
+    plt = _plt()
+    x, y = _display_batch(images, labels, show, show)
+    mixer = CutMix(alpha=1.0, mode="elem", num_classes=data.num_classes)
+    replay = torch.Generator().set_state(generator.get_state())
+    params = mixer.sample(x, generator=replay)
+    mixed = mixer.apply(x, y, params)[0]
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    tm = TransMix(model, model.attention_layer, mixer=mixer, num_classes=data.num_classes, area_weight=0.0)
+    model.train()   # TransMix mixes only in training mode (the small ViT has no dropout or batch norm)
+    try:
+        with torch.no_grad():
+            tm((x - mean) / std, y, generator=generator)
+        attention = tm.taps.rows[:, model.num_prefix_tokens:].reshape(show, *model.grid)
+        lam_attn = tm.last_lam_attn
+    finally:
+        tm.taps.remove()
+        model.eval()
+    index = params.index
+    rows = [("image", x[:, 0]), ("partner", x[index, 0]), ("CutMix", mixed[:, 0])]
+    fig, axes = plt.subplots(4, show, figsize=(1.25 * show + 1.6, 1.55 * 4), squeeze=False)
+    for r, (title, data_row) in enumerate(rows):
+        for j in range(show):
+            axes[r][j].imshow(data_row[j].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    height, width = x.shape[-2:]
+    for j in range(show):
+        ax = axes[3][j]
+        ax.imshow(mixed[j, 0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(attention[j].numpy(), cmap="inferno", alpha=0.6, interpolation="nearest",
+                  extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        (y0, y1), (x0, x1) = (int(v) for v in params.boxes[j, 0]), (int(v) for v in params.boxes[j, 1])
+        ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="cyan", lw=1))
+        ax.set_title(f"area {float(params.lam[j]):.2f}\nattn {float(lam_attn[j]):.2f}", fontsize=7)
+    axes[3][0].set_ylabel("class-token\nattention", fontsize=8, rotation=0, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"TransMix: the own label's weight from the class token's attention ({cfg.model} of "
+                 f"{os.path.basename(os.path.normpath(run_dir))}; cyan: the partner's box)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
 def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = None, seed: int = 0,
                  data_root: str = FASHION_MNIST_DIR, moon_draws: int = 4,
-                 gammas: Sequence[float] = (2.0, 2.8, 4.0), batch: int = 128) -> list[str]:
+                 gammas: Sequence[float] = (2.0, 2.8, 4.0), batch: int = 128,
+                 transmix_from: str | None = None) -> list[str]:
     """Write every gallery PNG into ``out`` and return their paths. ``images``/``labels``
-    (``(N, 1, H, W)`` in [0, 1]) default to the first 1,000 Fashion-MNIST test images."""
+    (``(N, 1, H, W)`` in [0, 1]) default to the first 1,000 Fashion-MNIST test images.
+    ``transmix_from``: a run directory of a small-vit trained on those images' data set; adds
+    ``transmix.png`` (TransMix needs a trained ViT's attention, so it is drawn only when given)."""
     os.makedirs(out, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     if images is None:
@@ -224,6 +292,9 @@ def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = N
         plot_fmix_masks(os.path.join(out, "fmix_masks.png"), generator=g),
         plot_zeta_weights(os.path.join(out, "zeta_weights.png")),
     ]
+    if transmix_from is not None:
+        paths.append(plot_transmix(transmix_from, images, labels, os.path.join(out, "transmix.png"),
+                                   generator=g))
     from .realism import plot_half_moons
 
     moons = half_moons_realism(tuple(gammas), draws=moon_draws, seed=seed, keep_points=True)
@@ -242,9 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder with the Fashion-MNIST IDX .gz files")
     parser.add_argument("--moon-draws", type=int, default=4,
                         help="passes over the 512 half-moon points per method")
+    parser.add_argument("--transmix-from", default=None, metavar="RUN_DIR",
+                        help="also draw transmix.png with the small-vit trained in RUN_DIR "
+                             "(e.g. mixkit train --preset transmix-fmnist --method transmix)")
     args = parser.parse_args(argv)
     for p in make_gallery(args.out, seed=args.seed, data_root=args.data_root,
-                          moon_draws=args.moon_draws):
+                          moon_draws=args.moon_draws, transmix_from=args.transmix_from):
         print(p)
     return 0
 

@@ -25,20 +25,29 @@ synthetic sample's own source is in the real set by default (as in training), so
 barely moves its samples scores well: ``shift`` (distance from the dominant parent) is reported
 next to the realism numbers so the trade-off is visible.
 
-Run ``python -m mixkit.harness.analysis.realism`` to print the tables of docs/analysis.md.
+Run ``python -m mixkit.harness.analysis.realism`` to print the tables of docs/analysis.md. With
+``--features-from RUN_DIR [RUN_DIR ...]`` the image tables are measured in each trained network's
+feature space and summarised over the networks (mean ± std); ``--gammas`` sweeps zeta-mixup's
+gamma; ``--results CSV`` (a ``mixkit compare`` results.csv) sets realism against test error with
+their Spearman rank correlation; ``--plot PNG`` draws both against gamma; ``--out MD`` writes
+everything printed to a Markdown file.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from ..data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+from ..files import atomic_write_text
 
 __all__ = [
     "nearest_real_distance",
@@ -49,6 +58,11 @@ __all__ = [
     "plot_half_moons",
     "image_realism",
     "trained_feature_fn",
+    "compare_method",
+    "spearman_rank_correlation",
+    "read_compare_results",
+    "summarize_networks",
+    "plot_realism_sweep",
     "main",
 ]
 
@@ -174,12 +188,25 @@ def _synthesize(
     return torch.cat(outs), torch.cat(owns), torch.cat(dominant)
 
 
+def _compact(value: float) -> str:
+    """The shortest text that reads back as ``value``, without a trailing ``.0``: 2.0 -> "2",
+    2.4 -> "2.4", 2.0000001 -> "2.0000001" (so that distinct gammas keep distinct names)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _default_mixers(gammas: Sequence[float], alpha: float) -> dict:
     from mixkit.mixers import MixUp, ZetaMixup
 
-    mixers = {f"mixup (alpha={alpha:g})": MixUp(alpha=alpha)}
+    seen: set[float] = set()
     for g in gammas:
-        mixers[f"zeta-mixup (gamma={g:g})"] = ZetaMixup(gamma=g)
+        if float(g) in seen:
+            raise ValueError(f"gammas: expected distinct values, got {_compact(g)} more than once "
+                             f"in {[float(x) for x in gammas]}")
+        seen.add(float(g))
+    mixers = {f"mixup (alpha={_compact(alpha)})": MixUp(alpha=alpha)}
+    for g in gammas:
+        mixers[f"zeta-mixup (gamma={_compact(g)})"] = ZetaMixup(gamma=g)
     return mixers
 
 
@@ -397,20 +424,12 @@ def _table(result: dict, keys: Sequence[str], agreement: bool = False) -> str:
 def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
     """``images in [0, 1] (B, 1, 28, 28) -> (B, D)`` penultimate features of the model trained in
     ``run_dir`` (its ``config.yaml`` and ``checkpoint.pt``), with the run's own normalisation."""
-    from ..data.datasets import load_dataset
     from ..features import LayerCapture
-    from ..models import build_model
-    from ..train.checkpoint import load_checkpoint
-    from ..train.config import config_from_dict, read_yaml
+    from ..train.loop import load_trained_model
 
-    cfg = config_from_dict(read_yaml(os.path.join(run_dir, "config.yaml")))
+    model, cfg, data = load_trained_model(run_dir)
     if cfg.dataset != "fashion-mnist":
         raise ValueError(f"run_dir: expected a run trained on fashion-mnist, got {cfg.dataset!r}")
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
-                        test_size=cfg.test_size, seed=cfg.data_seed)
-    model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
-    model.load_state_dict(load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))["model"])
-    model.eval()
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
     capture = LayerCapture(model, model.feature_layer)
@@ -422,8 +441,272 @@ def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
     return features
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mixkit.harness.analysis.realism [--moons-draws 20] [--images 5000] [--skip-images]``"""
+# ---------------------------------------------------------------------------------------------
+# Several networks, a gamma sweep, and test error
+
+
+DEFAULT_ZETA_GAMMA = 2.8  # the gamma of ``mixkit compare``'s method "zeta"
+RESULTS_COLUMNS = ("method", "seed", "test_error")
+REFERENCES = ("same images", "held-out")
+
+
+def compare_method(mixer) -> str | None:
+    """The ``mixkit compare`` method name that trains with ``mixer``, or None when there is none:
+    mixup with alpha = 1 -> ``"mixup"``; zeta-mixup at gamma g -> ``"zeta"`` for g = 2.8, else
+    ``"zeta-g"`` + g written compactly (2.0 -> ``"zeta-g2"``, 2.4 -> ``"zeta-g2.4"``); CutMix ->
+    ``"cutmix"``; FMix -> ``"fmix"``."""
+    from mixkit.mixers import CutMix, FMix, MixUp, ZetaMixup
+
+    if type(mixer) is MixUp:
+        return "mixup" if float(mixer.alpha) == 1.0 else None
+    if type(mixer) is ZetaMixup:
+        g = float(mixer.gamma)
+        return "zeta" if g == DEFAULT_ZETA_GAMMA else f"zeta-g{_compact(g)}"
+    if type(mixer) is CutMix:
+        return "cutmix"
+    if type(mixer) is FMix:
+        return "fmix"
+    return None
+
+
+def _average_ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n of ``values``; tied values share the mean of the ranks they occupy."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for pos in range(start, end + 1):
+            ranks[order[pos]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman_rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of the pairs ``(x[i], y[i])``: the Pearson correlation of their
+    ranks, ties given the average of the ranks they span. NaN when either side has a single
+    distinct value (no ranking to correlate)."""
+    x, y = [float(v) for v in x], [float(v) for v in y]
+    if len(x) != len(y):
+        raise ValueError(f"x, y: expected the same length, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        raise ValueError(f"x, y: expected at least 2 pairs, got {len(x)}")
+    if not all(math.isfinite(v) for v in x + y):
+        raise ValueError(f"x, y: expected finite values, got {x} and {y}")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    if sxx == 0 or syy == 0:
+        return math.nan
+    return sxy / math.sqrt(sxx * syy)
+
+
+def read_compare_results(path: str | os.PathLike) -> dict[str, list[float]]:
+    """The test errors (fractions) per method of a ``mixkit compare`` ``results.csv`` (columns
+    ``method, seed, test_error, ...``), in file order. A missing column, a test error that is not a
+    finite number or a (method, seed) given twice raise ValueError naming the file."""
+    errors: dict[str, list[float]] = {}
+    seen: set[tuple[str, str]] = set()
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in RESULTS_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"results CSV {path}: expected the columns {', '.join(RESULTS_COLUMNS)} "
+                             f"(a mixkit compare results.csv), got {columns} (missing {missing})")
+        for line, row in enumerate(reader, start=2):
+            method, seed, text = row["method"], row["seed"], row["test_error"]
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                raise ValueError(f"results CSV {path}, line {line}: expected a finite number in "
+                                 f"test_error, got {text!r}")
+            if (method, seed) in seen:
+                raise ValueError(f"results CSV {path}, line {line}: expected one row per method and "
+                                 f"seed, got method {method!r} seed {seed!r} again")
+            seen.add((method, seed))
+            errors.setdefault(method, []).append(value)
+    return errors
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1; None for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def summarize_networks(results: Sequence[dict]) -> dict[str, dict]:
+    """Per method of several ``image_realism`` results (one per network, same methods): the mean
+    and sample std over networks of ``nearest_real`` mean and of ``shift`` (std None for one
+    network) and ``n``, the number of networks."""
+    if not results:
+        raise ValueError("results: expected at least one image_realism result, got none")
+    names = list(results[0]["methods"])
+    for res in results[1:]:
+        if list(res["methods"]) != names:
+            raise ValueError(f"results: expected the same methods in every result, got {names} and "
+                             f"{list(res['methods'])}")
+    return {name: {"nearest_real": _mean_std([r["methods"][name]["nearest_real"]["mean"] for r in results]),
+                   "shift": _mean_std([r["methods"][name]["shift"] for r in results]),
+                   "n": len(results)}
+            for name in names}
+
+
+def _std_text(std: float | None) -> str:
+    return "–" if std is None else f"{std:.3f}"
+
+
+def _summary_table(summary: dict[str, dict]) -> str:
+    rows = ["| method | nearest real mean | ± std | shift | ± std | networks |",
+            "|---|---|---|---|---|---|"]
+    for name, e in summary.items():
+        (nr, nr_sd), (sh, sh_sd) = e["nearest_real"], e["shift"]
+        rows.append(f"| {name} | {nr:.3f} | {_std_text(nr_sd)} | {sh:.3f} | {_std_text(sh_sd)} | "
+                    f"{e['n']} |")
+    return "\n".join(rows)
+
+
+def _results_section(summary: dict[str, dict], mixers: dict, test_errors: dict[str, list[float]],
+                     csv_path: str, space: str) -> list[str]:
+    """The realism-vs-test-error table, the methods missing from the CSV and Spearman's rho."""
+    lines = [f"\n## Realism against test error ({csv_path})",
+             f"\nrealism: nearest real mean, held-out reference, {space}; test error: mean over "
+             "seeds of the compare run (n seeds).\n",
+             "| method | compare method | realism (held-out) | test error % | seeds |",
+             "|---|---|---|---|---|"]
+    pairs, missing, unmapped = [], [], []
+    for name, entry in summary.items():
+        realism = entry["nearest_real"][0]
+        method = compare_method(mixers[name])
+        if method is None:
+            unmapped.append(name)
+            lines.append(f"| {name} | – | {realism:.3f} | – | – |")
+        elif method not in test_errors:
+            missing.append(method)
+            lines.append(f"| {name} | {method} | {realism:.3f} | missing | 0 |")
+        else:
+            errors = test_errors[method]
+            mean = sum(errors) / len(errors)
+            pairs.append((realism, mean))
+            lines.append(f"| {name} | {method} | {realism:.3f} | {100 * mean:.2f} | {len(errors)} |")
+    lines.append("")
+    if missing:
+        lines.append(f"missing from {csv_path}: {', '.join(missing)}")
+    if unmapped:
+        lines.append(f"no compare method for: {', '.join(unmapped)}")
+    if len(pairs) < 2:
+        lines.append(f"Spearman rank correlation (realism vs test error): undefined, "
+                     f"{len(pairs)} method(s) in both")
+    else:
+        rho = spearman_rank_correlation([p[0] for p in pairs], [p[1] for p in pairs])
+        text = "undefined (a side without variation)" if math.isnan(rho) else f"{rho:+.3f}"
+        lines.append(f"Spearman rank correlation (realism vs test error): rho = {text} over "
+                     f"{len(pairs)} methods (positive: methods whose samples lie farther from real "
+                     "images have higher test error)")
+    return lines
+
+
+def _short_label(run_dir: str) -> str:
+    parts = [p for p in os.path.normpath(run_dir).split(os.sep) if p]
+    return os.sep.join(parts[-2:]) if parts else run_dir
+
+
+def plot_realism_sweep(held_out: Sequence[tuple[str, dict]], mixers: dict, path: str | os.PathLike,
+                       test_errors: dict[str, list[float]] | None = None) -> None:
+    """Write a PNG to ``path`` (atomically): nearest-real mean against zeta-mixup's gamma, one thin
+    line per network (``held_out``: (label, ``image_realism`` result) pairs, held-out reference)
+    and their mean as a thick line, mixup's value per network as a dashed horizontal line; with
+    ``test_errors`` (method -> test errors over seeds, as ``read_compare_results``) a second panel
+    with test error (mean ± std over seeds) against gamma and mixup's as a dashed line."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixkit.mixers import ZetaMixup
+
+    from ..files import atomic_write_bytes
+
+    zeta = sorted((float(m.gamma), name) for name, m in mixers.items() if type(m) is ZetaMixup)
+    if not zeta:
+        raise ValueError(f"mixers: expected at least one zeta-mixup to plot against gamma, got "
+                         f"{list(mixers)}")
+    if not held_out:
+        raise ValueError("held_out: expected at least one network's result, got none")
+    mixup = [name for name, m in mixers.items() if compare_method(m) == "mixup"]
+    gammas = [g for g, _ in zeta]
+    panels = 1 if test_errors is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.0), squeeze=False, sharex=True)
+    ax = axes[0][0]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    curves = []
+    for i, (label, res) in enumerate(held_out):
+        colour = colours[i % len(colours)]
+        ys = [res["methods"][name]["nearest_real"]["mean"] for _, name in zeta]
+        curves.append(ys)
+        ax.plot(gammas, ys, color=colour, lw=0.9, alpha=0.8, marker=".", label=_short_label(label))
+        for name in mixup:
+            ax.axhline(res["methods"][name]["nearest_real"]["mean"], color=colour, lw=0.9, ls="--",
+                       alpha=0.8)
+    mean = [sum(col) / len(col) for col in zip(*curves, strict=True)]
+    ax.plot(gammas, mean, color="black", lw=2.6, marker="o", label=f"mean of {len(curves)}")
+    if mixup:
+        ax.plot([], [], color="0.4", lw=0.9, ls="--", label="mixup (alpha=1)")
+    ax.set_xlabel("zeta-mixup gamma")
+    ax.set_ylabel("nearest real mean (held-out, feature space)")
+    ax.set_title("realism of synthetic images (lower: nearer real images)", fontsize=9)
+    ax.legend(fontsize=7)
+    if test_errors is not None:
+        ax2 = axes[0][1]
+        points = []
+        for g, name in zeta:
+            method = compare_method(mixers[name])
+            if method in test_errors:
+                m, sd = _mean_std(test_errors[method])
+                points.append((g, 100 * m, 0.0 if sd is None else 100 * sd))
+        if points:
+            ax2.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
+                         color="tab:red", marker="o", capsize=3, label="zeta-mixup")
+        if "mixup" in test_errors:
+            ax2.axhline(100 * _mean_std(test_errors["mixup"])[0], color="0.3", ls="--",
+                        label="mixup (alpha=1)")
+        if not points and "mixup" not in test_errors:
+            ax2.text(0.5, 0.5, "no zeta-mixup or mixup rows in the results", ha="center",
+                     va="center", transform=ax2.transAxes, fontsize=8)
+        else:
+            ax2.legend(fontsize=7)
+        ax2.set_xlabel("zeta-mixup gamma")
+        ax2.set_ylabel("test error (%)")
+        ax2.set_title("test error, mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _check_run_dir(run_dir: str) -> None:
+    expected = "a mixkit train run directory holding config.yaml and checkpoint.pt"
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"--features-from {run_dir}: expected {expected}, got no such directory")
+    missing = [n for n in ("config.yaml", "checkpoint.pt") if not os.path.isfile(os.path.join(run_dir, n))]
+    if missing:
+        raise ValueError(f"--features-from {run_dir}: expected {expected}, got a directory without "
+                         f"{' and '.join(missing)}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mixkit.harness.analysis.realism",
                                      description="Realism of mixup vs zeta-mixup samples.")
     parser.add_argument("--gammas", type=float, nargs="+", default=[2.0, 2.8, 4.0])
@@ -436,46 +719,129 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--with-masks", action="store_true",
                         help="add CutMix and FMix rows to the image table")
     parser.add_argument("--image-draws", type=int, default=1)
-    parser.add_argument("--features-from", default=None, metavar="RUN_DIR",
-                        help="measure in the penultimate-feature space of the model trained in "
-                             "RUN_DIR (a mixkit train run on fashion-mnist) instead of pixels")
-    args = parser.parse_args(argv)
+    parser.add_argument("--features-from", nargs="+", default=None, metavar="RUN_DIR",
+                        help="measure in the penultimate-feature space of the model trained in each "
+                             "RUN_DIR (mixkit train runs on fashion-mnist) instead of pixels, and "
+                             "summarise over the networks")
+    parser.add_argument("--results", default=None, metavar="CSV",
+                        help="a mixkit compare results.csv: print realism against mean test error "
+                             "per method and their Spearman rank correlation")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="PNG of realism (and, with --results, test error) against gamma; "
+                             "needs --features-from")
+    parser.add_argument("--out", default=None, metavar="PATH",
+                        help="also write everything printed to this Markdown file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mixkit.harness.analysis.realism [--gammas G ...] [--features-from RUN_DIR ...]
+    [--results CSV] [--plot PNG] [--out MD]``; bad inputs print ``realism: error: ...`` and
+    return 2."""
+    from ..train.checkpoint import CheckpointError
+
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, OSError, CheckpointError) as e:
+        message = " ".join(str(e).split())
+        print(f"realism: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    runs = list(args.features_from or [])
+    # Every input is checked before anything is computed.
+    if args.plot and not runs:
+        raise ValueError("--plot: expected --features-from RUN_DIR [RUN_DIR ...] as well (the plot "
+                         "is in the networks' feature spaces), got no --features-from")
+    if args.skip_images and (runs or args.results or args.plot):
+        given = [f for f, v in (("--features-from", runs), ("--results", args.results),
+                                ("--plot", args.plot)) if v]
+        raise ValueError(f"--skip-images: expected without --features-from, --results and --plot "
+                         f"(they need the image tables), got {', '.join(given)}")
+    if not args.skip_images and not 2 <= args.image_batch <= args.images:
+        raise ValueError(f"--image-batch: expected an integer in [2, --images = {args.images}], "
+                         f"got {args.image_batch}")
+    mixers = _default_mixers(tuple(args.gammas), 1.0)
+    for run in runs:
+        _check_run_dir(run)
+    test_errors = read_compare_results(args.results) if args.results else None
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot: expected matplotlib to be installed (pip install "
+                             "'mixkit[harness]'), got no matplotlib") from None
+    networks = [(run, trained_feature_fn(run)) for run in runs]
+
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text)
+        lines.append(text)
 
     moons = half_moons_realism(tuple(args.gammas), draws=args.moons_draws, seed=args.seed)
     r = moons["real"]
-    print(f"## half-moons (n=512, noise=0.1, batch 32, {args.moons_draws} passes, seed {args.seed})")
-    print(f"real points: clean manifold mean {r['clean_manifold']['mean']:.3f} median "
-          f"{r['clean_manifold']['median']:.3f} p90 {r['clean_manifold']['p90']:.3f}; nearest other "
-          f"real mean {r['nearest_other_real']['mean']:.3f} median "
-          f"{r['nearest_other_real']['median']:.3f} p90 {r['nearest_other_real']['p90']:.3f}")
-    print(_table(moons, ["nearest_real", "clean_manifold"]))
-    if args.skip_images:
-        return 0
-    images, labels = load_fashion_mnist("train", args.images, args.data_root)
-    mixers = _default_mixers(tuple(args.gammas), 1.0)
+    say(f"## half-moons (n=512, noise=0.1, batch 32, {args.moons_draws} passes, seed {args.seed})")
+    say(f"\nreal points: clean manifold mean {r['clean_manifold']['mean']:.3f} median "
+        f"{r['clean_manifold']['median']:.3f} p90 {r['clean_manifold']['p90']:.3f}; nearest other "
+        f"real mean {r['nearest_other_real']['mean']:.3f} median "
+        f"{r['nearest_other_real']['median']:.3f} p90 {r['nearest_other_real']['p90']:.3f}\n")
+    say(_table(moons, ["nearest_real", "clean_manifold"]))
+    if not args.skip_images:
+        _image_sections(args, mixers, networks, test_errors, say)
+    if args.out:
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
+    return 0
+
+
+def _image_sections(args, mixers: dict, networks: list, test_errors: dict | None, say) -> None:
     if args.with_masks:
         from mixkit.mixers import CutMix, FMix
 
         mixers["CutMix (alpha=1)"] = CutMix(alpha=1.0)
         mixers["FMix (alpha=1, delta=3)"] = FMix(alpha=1.0, decay_power=3.0)
     all_images, all_labels = load_fashion_mnist("train", 2 * args.images, args.data_root)
+    if all_images.shape[0] < 2 * args.images:
+        raise ValueError(f"--images {args.images}: expected at least {2 * args.images} Fashion-MNIST "
+                         f"training images in {args.data_root} ({args.images} source and "
+                         f"{args.images} held-out), got {all_images.shape[0]}")
+    images, labels = all_images[: args.images], all_labels[: args.images]
     held_out = (all_images[args.images :], all_labels[args.images :])
-    feature_fn, space = None, "pixels"
-    if args.features_from:
-        feature_fn = trained_feature_fn(args.features_from)
-        space = f"penultimate features of {args.features_from}"
-    for ref_name, reference, ref_labels in (("same images", None, None),
-                                            ("held-out", *held_out)):
-        res = image_realism(images, labels, tuple(args.gammas), reference=reference,
-                            reference_labels=ref_labels, batch=args.image_batch,
-                            draws=args.image_draws, seed=args.seed, mixers=mixers, feature_fn=feature_fn)
-        print(f"\n## Fashion-MNIST ({space}), {args.images} training images, batch {args.image_batch}, "
-              f"reference: {ref_name}; scale (median real nearest-neighbour distance) "
-              f"{res['scale']:.3f}")
-        rr = res["real"]["nearest_real"]
-        print(f"real images: mean {rr['mean']:.3f} median {rr['median']:.3f} p90 {rr['p90']:.3f}")
-        print(_table(res, ["nearest_real"], agreement=True))
-    return 0
+    by_reference: dict[str, list[dict]] = {ref: [] for ref in REFERENCES}
+    for run, feature_fn in networks or [(None, None)]:
+        space = "pixels" if run is None else f"penultimate features of {run}"
+        for ref_name, reference, ref_labels in ((REFERENCES[0], None, None), (REFERENCES[1], *held_out)):
+            res = image_realism(images, labels, tuple(args.gammas), reference=reference,
+                                reference_labels=ref_labels, batch=args.image_batch,
+                                draws=args.image_draws, seed=args.seed, mixers=mixers,
+                                feature_fn=feature_fn)
+            by_reference[ref_name].append(res)
+            say(f"\n## Fashion-MNIST ({space}), {args.images} training images, batch "
+                f"{args.image_batch}, reference: {ref_name}; scale (median real nearest-neighbour "
+                f"distance) {res['scale']:.3f}")
+            rr = res["real"]["nearest_real"]
+            say(f"\nreal images: mean {rr['mean']:.3f} median {rr['median']:.3f} p90 {rr['p90']:.3f}\n")
+            say(_table(res, ["nearest_real"], agreement=True))
+    summaries = {ref: summarize_networks(results) for ref, results in by_reference.items()}
+    if networks:
+        for ref_name in REFERENCES:
+            say(f"\n## Summary over {len(networks)} network(s) (penultimate features), reference: "
+                f"{ref_name}")
+            say("\nmean and sample std (n - 1) over the networks of each one's nearest real mean "
+                "and shift; std '–' for a single network\n")
+            say(_summary_table(summaries[ref_name]))
+    if test_errors is not None:
+        space = (f"mean over {len(networks)} network(s)' feature spaces" if networks
+                 else "pixel space")
+        for line in _results_section(summaries[REFERENCES[1]], mixers, test_errors, args.results, space):
+            say(line)
+    if args.plot:
+        plot_realism_sweep([(run, res) for (run, _), res in zip(networks, by_reference[REFERENCES[1]],
+                                                                strict=True)],
+                           mixers, args.plot, test_errors)
+        say(f"\nplot written to {args.plot}")
 
 
 if __name__ == "__main__":  # pragma: no cover

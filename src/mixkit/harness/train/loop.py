@@ -33,7 +33,7 @@ import torch
 from mixkit.samplers import BalancedBatchSampler
 
 from ..models import build_model, count_parameters
-from ..provenance import provenance
+from ..provenance import provenance, utc_now
 from ..rundir import lock_run_dir
 from . import dist
 from .checkpoint import (
@@ -187,6 +187,35 @@ def saved_config(out: str) -> dict:
     return _saved_run(out)[1]
 
 
+def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]:
+    """The model a run trained, for analysis: ``(model, config, data)``.
+
+    ``model`` is built from the run's settings (those of its checkpoint, as ``--resume`` reads
+    them) with the checkpoint's weights, in eval mode on the CPU; ``data`` is the data bundle it
+    trained on, whose ``mean``/``std`` normalise its inputs. The weights are those of the last
+    finished epoch (a finished run's final model).
+    """
+    from ..data.datasets import load_dataset
+
+    ckpt_path, cfg_path = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, CONFIG)
+    if not os.path.exists(ckpt_path):
+        raise ValueError(f"run_dir: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
+                         "without one")
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("config") is not None:
+        cfg = config_from_dict(ckpt["config"], where=f"checkpoint {ckpt_path}")
+    elif os.path.exists(cfg_path):
+        cfg = config_from_dict(read_yaml(cfg_path), where=cfg_path)
+    else:
+        raise ValueError(f"run_dir: expected {CONFIG} beside a checkpoint without its config, found none "
+                         f"in {run_dir!r}")
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
+                        test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
+    model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg, data
+
+
 # ---------------------------------------------------------------------------------------------
 # The run, top to bottom.
 
@@ -206,6 +235,7 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
             return _already_finished(cfg, out, log)
         ckpt = _prepare_run_dir(cfg, out, resume, info)
         run = _build_run(cfg, out, device, info, log, progress)
+        run.facts = provenance(device)
         if ckpt is not None:
             _resume(run, ckpt)
         _log_start(run)
@@ -251,6 +281,7 @@ class _Run:
     history: list[dict] = field(default_factory=list)
     elapsed: float = 0.0
     metrics: dict = field(default_factory=dict)   # the last evaluation's test metrics
+    facts: dict = field(default_factory=dict)     # provenance, taken when this process started the run
 
 
 def _set_up_device(cfg: TrainConfig) -> torch.device:
@@ -454,7 +485,7 @@ def _finish(run: _Run) -> dict:
                   "epochs": cfg.epochs, "train_time_s": round(run.elapsed, 3),
                   "parameters": count_parameters(run.model), "world_size": run.info.world_size,
                   "train_loss": run.history[-1]["train_loss"] if run.history else float("nan"),
-                  "provenance": provenance(run.device)})
+                  "provenance": {**run.facts, "finished": utc_now()}})
     if run.info.is_main:
         atomic_write_json(os.path.join(run.out, FINAL), final)
     dist.barrier(run.info)
