@@ -45,6 +45,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path) -> str:
+    """Lay out, write ``path`` at the gallery's DPI, close the figure; return the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return str(path)
+
+
 def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
     """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
     from mixkit.compose import Alternate, Compose
@@ -111,10 +119,7 @@ def plot_mixed_batch(images: Tensor, labels: Tensor, path, *, generator: torch.G
         ax.set_yticks([])
     fig.suptitle(f"Fashion-MNIST test images mixed within a batch of {x.shape[0]}; "
                  "title: weight of the image's own input", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_fmix_masks(path, *, generator: torch.Generator, size: int = 32, length: int = 64,
@@ -146,10 +151,7 @@ def plot_fmix_masks(path, *, generator: torch.Generator, size: int = 32, length:
         ax.set_ylabel(f"1-D\n{spectrum}", fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(f"FMix keep masks (white = own image), lambda = {lam:g}, delta = {decay_power:g}: "
                  f"paper spectrum vs official code's", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_zeta_weights(path, *, n: int = 32,
@@ -172,10 +174,7 @@ def plot_zeta_weights(path, *, n: int = 32,
     ax.set_title(f"zeta-mixup weights, N = {n}", fontsize=9)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_classmix(images: Tensor, labels: Tensor, path, *, generator: torch.Generator, show: int = 8) -> str:
@@ -202,10 +201,7 @@ def plot_classmix(images: Tensor, labels: Tensor, path, *, generator: torch.Gene
         axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle("ClassMix: half of the classes present in the partner's map (here background or garment) "
                  "pasted with their pixels", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_transmix(run_dir: str, images: Tensor, labels: Tensor, path, *, generator: torch.Generator,
@@ -265,10 +261,7 @@ def plot_transmix(run_dir: str, images: Tensor, labels: Tensor, path, *, generat
         ax.set_yticks([])
     fig.suptitle(f"TransMix: the own label's weight from the class token's attention ({cfg.model} of "
                  f"{os.path.basename(os.path.normpath(run_dir))}; cyan: the partner's box)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = None, seed: int = 0,
