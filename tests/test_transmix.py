@@ -409,3 +409,6 @@ def test_gallery_transmix_picture_from_a_trained_small_vit(tmp_path):
         plot_transmix(cnn, images, labels, tmp_path / "x.png", generator=torch.Generator())
     with pytest.raises(ValueError, match="expected a mixkit run directory with checkpoint.pt"):
         plot_transmix(str(tmp_path / "none"), images, labels, tmp_path / "x.png", generator=torch.Generator())
+    # mixkit show refuses a wrong --transmix-from before drawing anything
+    assert main(["show", "--out", str(tmp_path / "gallery"), "--transmix-from", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "gallery").exists()
