@@ -293,7 +293,7 @@ def reading(summary: dict, methods: list[str], out: str) -> str:
     return (f"Reading: {best} has the lowest test error ({delta}); {len(lower_nll)} of {len(others)} "
             f"mixing methods have a lower test NLL than ERM. Plot: {os.path.join(out, 'error_bars.png')}. "
             "Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu "
-            "(20 methods x 5 seeds, about 3 hours; docs/results.md).")
+            "(20 methods x 5 seeds, about 2 hours; docs/results.md).")
 
 
 def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -> str:
