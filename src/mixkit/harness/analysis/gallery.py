@@ -272,10 +272,9 @@ def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = N
     (``(N, 1, H, W)`` in [0, 1]) default to the first 1,000 Fashion-MNIST test images.
     ``transmix_from``: a run directory of a small-vit trained on those images' data set; adds
     ``transmix.png`` (TransMix needs a trained ViT's attention, so it is drawn only when given)."""
-    if transmix_from is not None and not os.path.isfile(os.path.join(transmix_from, "checkpoint.pt")):
-        # before any picture is drawn, not after the others
-        raise ValueError(f"transmix_from: expected a mixkit run directory with checkpoint.pt, got "
-                         f"{transmix_from!r} without one")
+    if transmix_from is not None:   # refused before any picture is drawn, not after the others
+        from ..train.loop import check_run_dir
+        check_run_dir(transmix_from, "transmix_from")
     os.makedirs(out, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     if images is None:

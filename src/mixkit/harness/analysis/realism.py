@@ -536,12 +536,12 @@ def read_compare_results(path: str | os.PathLike) -> dict[str, list[float]]:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1; None for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    """Mean and sample standard deviation (n - 1; None for a single value), as the comparisons
+    compute them."""
+    from ..train.compare import _mean_std as compare_mean_std
+
+    mean, std = compare_mean_std(list(values))
+    return mean, None if math.isnan(std) else std
 
 
 def summarize_networks(results: Sequence[dict]) -> dict[str, dict]:

@@ -187,6 +187,14 @@ def saved_config(out: str) -> dict:
     return _saved_run(out)[1]
 
 
+def check_run_dir(run_dir: str, name: str = "run_dir") -> None:
+    """Raise ValueError (naming the argument ``name``) unless ``run_dir`` holds a checkpoint, so
+    a caller can refuse a wrong directory before doing any work."""
+    if not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+        raise ValueError(f"{name}: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
+                         "without one")
+
+
 def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]:
     """The model a run trained, for analysis: ``(model, config, data)``.
 
@@ -197,10 +205,8 @@ def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]
     """
     from ..data.datasets import load_dataset
 
+    check_run_dir(run_dir)
     ckpt_path, cfg_path = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, CONFIG)
-    if not os.path.exists(ckpt_path):
-        raise ValueError(f"run_dir: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
-                         "without one")
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.get("config") is not None:
         cfg = config_from_dict(ckpt["config"], where=f"checkpoint {ckpt_path}")
