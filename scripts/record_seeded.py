@@ -1,0 +1,288 @@
+"""Record (or check) mixkit's seeded outputs: the promise that the same arguments, inputs and
+generator seed give the same result from one version to the next.
+
+    python scripts/record_seeded.py --out tests/data/seeded_outputs.pt   # record on this code
+    python scripts/record_seeded.py --check tests/data/seeded_outputs.pt # compare this code with it
+
+Every case is a constructor spec (class name and keyword arguments, nested for combinations and
+model-aware methods), an input shape and a seed. What is kept: the mixed batch, the soft labels,
+every tensor of the parameters, mixed dense targets, and for model-aware methods the logits,
+soft labels and losses of three steps. The cases live here, the outputs in the data file, and
+``tests/test_seeded.py`` replays the file against the installed code. Re-record only for a
+deliberate change, written in the CHANGELOG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import torch
+from torch import nn
+
+import mixkit
+
+C = 7
+SHAPES = {"1d": (4, 2, 12), "2d": (4, 3, 8, 6), "3d": (2, 1, 4, 5, 6)}
+
+
+def _m(cls, **kw):
+    return {"cls": cls, "kw": kw}
+
+
+def _combo(cls, parts, **kw):
+    return {"cls": cls, "parts": parts, "kw": kw}
+
+
+# input-space mixers: (id, spec, shapes it takes)
+ANY = ("1d", "2d", "3d")
+INPUT = [
+    ("mixup-batch", _m("MixUp", alpha=1.0, num_classes=C), ANY),
+    ("mixup-elem", _m("MixUp", alpha=0.4, num_classes=C, mode="elem"), ANY),
+    ("mixup-elem-inplace", _m("MixUp", num_classes=C, mode="elem", inplace=True), ANY),
+    ("mixup-p0.5", _m("MixUp", num_classes=C, mode="elem", p=0.5), ANY),
+    ("mixup-roll", _m("MixUp", num_classes=C, pairing="roll", label_smoothing=0.1), ANY),
+    ("mixup-flip-p0.3", _m("MixUp", num_classes=C, pairing="flip", p=0.3), ANY),
+    ("zeta", _m("ZetaMixup", gamma=2.8, num_classes=C), ANY),
+    ("zeta-n3", _m("ZetaMixup", gamma=1.5, num_classes=C, n_mix=3), ANY),
+    ("zeta-p0.5", _m("ZetaMixup", num_classes=C, p=0.5), ANY),
+    ("cutmix-batch", _m("CutMix", num_classes=C), ANY),
+    ("cutmix-elem", _m("CutMix", num_classes=C, mode="elem"), ANY),
+    ("cutmix-elem-inplace", _m("CutMix", num_classes=C, mode="elem", inplace=True), ANY),
+    ("cutmix-nocorrect", _m("CutMix", num_classes=C, correct_lam=False, p=0.7), ANY),
+    ("cutmix-elem-p0.5", _m("CutMix", num_classes=C, mode="elem", p=0.5, alpha=0.5), ANY),
+    ("fmix-batch", _m("FMix", num_classes=C), ANY),
+    ("fmix-elem", _m("FMix", num_classes=C, mode="elem"), ANY),
+    ("fmix-elem-inplace", _m("FMix", num_classes=C, mode="elem", inplace=True), ANY),
+    ("fmix-soft", _m("FMix", num_classes=C, mode="elem", max_soft=0.2), ANY),
+    ("fmix-reformulate", _m("FMix", num_classes=C, reformulate=True), ANY),
+    ("fmix-official", _m("FMix", num_classes=C, mode="elem", spectrum="official"), ANY),
+    ("fmix-elem-p0.5", _m("FMix", num_classes=C, mode="elem", p=0.5, decay_power=2.0), ANY),
+    ("resizemix-batch", _m("ResizeMix", num_classes=C), ANY),
+    ("resizemix-elem", _m("ResizeMix", num_classes=C, mode="elem"), ANY),
+    ("resizemix-nearest-p0.5", _m("ResizeMix", num_classes=C, mode="elem", resample="nearest", p=0.5), ANY),
+    ("saliencymix-batch", _m("SaliencyMix", num_classes=C), ANY),
+    ("saliencymix-elem-p0.5", _m("SaliencyMix", num_classes=C, mode="elem", p=0.5), ANY),
+    ("gridmix-batch", _m("GridMix", num_classes=C), ANY),
+    ("gridmix-elem", _m("GridMix", num_classes=C, mode="elem", holes=(1, 3)), ANY),
+    ("gridmix-elem-p0.5", _m("GridMix", num_classes=C, mode="elem", p=0.5, area=0.8), ANY),
+    ("smoothmix-batch", _m("SmoothMix", num_classes=C), ANY),
+    ("smoothmix-elem-p0.5", _m("SmoothMix", num_classes=C, mode="elem", p=0.5), ANY),
+    ("mixup+fmix", _combo("Alternate", [_m("MixUp"), _m("FMix")], num_classes=C), ANY),
+    ("cutmix+zeta", _combo("Compose", [_m("CutMix"), _m("ZetaMixup")], num_classes=C), ANY),
+    ("choice", _combo("RandomChoice", [_m("MixUp"), _m("CutMix", mode="elem")], num_classes=C), ANY),
+    ("choice-p", _combo("RandomChoice", [_m("FMix"), _m("CutMix")], p=[0.3, 0.7], num_classes=C,
+                        label_smoothing=0.1), ANY),
+    ("multilabel-cutmix", _m("CutMix", num_classes=C, multilabel=True, mode="elem"), ("2d",)),
+]
+# dense targets: class maps mixed with the images (2-D, plus ClassMix which needs them)
+DENSE = ["mixup-elem", "zeta", "cutmix-elem", "fmix-elem", "fmix-soft", "resizemix-elem",
+         "saliencymix-elem-p0.5", "gridmix-elem", "smoothmix-elem-p0.5", "cutmix+zeta", "choice"]
+CLASSMIX = [("classmix", _m("ClassMix", num_classes=C)),
+            ("classmix-ignore-p0.5", _m("ClassMix", num_classes=C, ignore_index=0, p=0.5))]
+
+
+def build(spec):
+    cls = getattr(mixkit, spec["cls"])
+    if "parts" in spec:
+        return cls([build(p) for p in spec["parts"]], **spec["kw"])
+    return cls(**spec["kw"])
+
+
+def params_dict(params) -> dict:
+    """Every tensor (and choice) of a parameter record, by field name; nested for combinations."""
+    out = {}
+    if hasattr(params, "parts"):
+        out["choice"] = torch.tensor(-1 if params.choice is None else int(params.choice))
+        for i, part in enumerate(params.parts):
+            for k, v in params_dict(part).items():
+                out[f"parts.{i}.{k}"] = v
+        return out
+    for f in dataclasses.fields(params):
+        v = getattr(params, f.name)
+        if v is not None:
+            out[f.name] = v.clone()
+    return out
+
+
+def _data(shape, seed, integer=False):
+    g = torch.Generator().manual_seed(1000 + seed)
+    x = torch.rand(shape, generator=g)
+    if integer:
+        x = (x * 255).round().to(torch.uint8)
+    y = torch.randint(0, C, (shape[0],), generator=g)
+    if shape[0] > 1:
+        y[1] = y[0]
+    return x, y
+
+
+def input_cases():
+    for cid, spec, shapes in INPUT:
+        for sname in shapes:
+            yield f"{cid}/{sname}", spec, SHAPES[sname], False, None
+        if spec["cls"] != "ZetaMixup" and "inplace" not in cid:
+            yield f"{cid}/2d-uint8", spec, SHAPES["2d"], True, None
+    for cid, spec, _ in INPUT:
+        if cid in DENSE:
+            yield f"{cid}/2d-dense", spec, SHAPES["2d"], False, "maps"
+    for cid, spec in CLASSMIX:
+        for sname in ANY:
+            yield f"{cid}/{sname}", spec, SHAPES[sname], False, "maps"
+
+
+def run_input(spec, shape, integer, dense, seed):
+    x, y = _data(shape, seed, integer)
+    labels = y
+    if spec["kw"].get("multilabel"):
+        labels = (torch.rand(shape[0], C, generator=torch.Generator().manual_seed(seed)) > 0.6).float()
+    mixer = build(spec)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for step in range(2):  # two calls: Alternate's turn, the generator moving on
+        kwargs = {}
+        if dense:
+            maps = torch.randint(0, C, (shape[0], *shape[2:]), generator=torch.Generator().manual_seed(seed + 7))
+            kwargs["masks"] = maps
+        params = mixer.sample(x, generator=g, **kwargs)
+        res = mixer.apply(x.clone(), labels, params, **kwargs)
+        out[f"{step}.mixed"] = res[0]
+        out[f"{step}.soft"] = res[1]
+        if dense:
+            out[f"{step}.masks"] = res[2]
+        for k, v in params_dict(params).items():
+            out[f"{step}.params.{k}"] = v
+    return out
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(8, C)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(self.block(self.stem(x)))))
+
+
+class _ViT(nn.Module):
+    """Two attention blocks over 4x4 patches of 16x16 images, a class token first."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 16) * 0.02)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, C)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1)
+        t = t + self.attn(t, t, t, need_weights=False)[0]
+        return self.head(t[:, 0])
+
+
+def model_cases():
+    yield "manifold", "manifold", {}
+    yield "manifold-zeta", "manifold", {"mixer": _m("ZetaMixup", gamma=2.0, num_classes=C)}
+    yield "synermix-intra", "synermix", {"beta": 0.5, "inter": None}
+    yield "synermix-mixup", "synermix", {"beta": 0.1, "inter": _m("MixUp", alpha=1.0, num_classes=C)}
+    yield "synermix-manifold", "synermix", {"beta": 0.1, "inter": "manifold"}
+    yield "transmix-cutmix", "transmix", {"mixer": _m("CutMix", num_classes=C, mode="elem")}
+    yield "transmix-fmix", "transmix", {"mixer": _m("FMix", num_classes=C), "area_weight": 0.0}
+    yield "transmix-choice", "transmix", {"mixer": _combo("RandomChoice", [_m("MixUp"), _m("CutMix")],
+                                                          num_classes=C)}
+
+
+def run_model(kind, options, seed):
+    torch.manual_seed(seed)
+    model = _ViT() if kind == "transmix" else _Net()
+    g = torch.Generator().manual_seed(seed)
+    x, y = _data((6, 3, 16, 16), seed)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    if kind == "manifold":
+        extra = {"mixer": build(options["mixer"])} if "mixer" in options else {}
+        method = mixkit.ManifoldMixup(model, ["", "stem", "block"], alpha=2.0, num_classes=C, **extra)
+    elif kind == "synermix":
+        inter = options["inter"]
+        if inter == "manifold":
+            inter = mixkit.ManifoldMixup(model, ["", "stem"], alpha=1.0, num_classes=C)
+        elif inter is not None:
+            inter = build(inter)
+        method = mixkit.SynerMix(model, feature_layer="flat", head="fc", beta=options["beta"], inter=inter,
+                                 num_classes=C)
+    else:
+        method = mixkit.TransMix(model, "attn", mixer=build(options["mixer"]), num_classes=C, prefix_tokens=1,
+                                 **{k: v for k, v in options.items() if k != "mixer"})
+    out = {}
+    for step in range(3):
+        aug = x.flip(-1) if kind == "synermix" else x
+        if kind == "synermix":
+            loss = method.loss(x, aug, y, generator=g)
+        else:
+            logits, soft = method(x, y, generator=g)
+            out[f"{step}.logits"], out[f"{step}.soft"] = logits.detach(), soft.detach()
+            loss = method.loss(x, y, generator=g)
+        out[f"{step}.loss"] = loss.detach()
+        loss.backward()
+        out[f"{step}.grad"] = next(model.parameters()).grad.clone()
+        model.zero_grad()
+    return out
+
+
+def record() -> dict:
+    cases = {}
+    for i, (cid, spec, shape, integer, dense) in enumerate(input_cases()):
+        cases[cid] = {"spec": repr(spec), "outputs": run_input(spec, shape, integer, dense, seed=i)}
+    for i, (cid, kind, options) in enumerate(model_cases()):
+        cases[cid] = {"spec": repr((kind, options)), "outputs": run_model(kind, options, seed=100 + i)}
+    return {"torch": str(torch.__version__), "cases": cases}
+
+
+def compare(stored: dict, fresh: dict) -> list[str]:
+    """Human-readable differences (empty when identical)."""
+    problems = []
+    for cid, case in stored["cases"].items():
+        if cid not in fresh["cases"]:
+            problems.append(f"{cid}: no longer recorded")
+            continue
+        new = fresh["cases"][cid]["outputs"]
+        for key, old in case["outputs"].items():
+            got = new.get(key)
+            if got is None:
+                problems.append(f"{cid}: {key} missing")
+            elif got.shape != old.shape or got.dtype != old.dtype:
+                problems.append(f"{cid}: {key} is {got.dtype} {tuple(got.shape)}, was {old.dtype} {tuple(old.shape)}")
+            elif not torch.equal(got, old) and not (got.is_floating_point() and torch.equal(got.isnan(), old.isnan())
+                                                      and torch.equal(got.nan_to_num(), old.nan_to_num())):
+                diff = (got.double() - old.double()).abs().max().item()
+                problems.append(f"{cid}: {key} differs (max abs difference {diff:.3g})")
+        extra = set(new) - set(case["outputs"])
+        if extra:
+            problems.append(f"{cid}: new outputs {sorted(extra)}")
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--out", help="write the recording here")
+    group.add_argument("--check", help="compare this code with the recording here")
+    args = ap.parse_args(argv)
+    fresh = record()
+    if args.out:
+        torch.save(fresh, args.out)
+        print(f"recorded {len(fresh['cases'])} cases to {args.out}")
+        return 0
+    problems = compare(torch.load(args.check, weights_only=True), fresh)
+    for line in problems:
+        print(line)
+    print(f"{len(fresh['cases'])} cases, {len(problems)} differences")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Seeded outputs are a promise: the same arguments, inputs and generator seed give the same mixed
+batch, soft labels, parameters, dense targets, logits, losses and gradients as the recording in
+``tests/data/seeded_outputs.pt`` (made by ``scripts/record_seeded.py`` on the code before the
+registry rebuild). A deliberate change re-records it and says so in the CHANGELOG."""
+
+import importlib.util
+import pathlib
+
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "seeded_outputs.pt"
+
+
+def _recorder():
+    spec = importlib.util.spec_from_file_location("record_seeded", ROOT / "scripts" / "record_seeded.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return _recorder().record()
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return torch.load(DATA, weights_only=True)
+
+
+def test_every_recorded_case_is_reproduced(stored, fresh):
+    problems = _recorder().compare(stored, fresh)
+    assert not problems, "\n".join(problems[:40])
+
+
+def test_the_comparison_sees_a_change(stored, fresh):
+    case = next(iter(fresh["cases"].values()))
+    key = next(k for k, v in case["outputs"].items() if v.is_floating_point())
+    case["outputs"][key] = case["outputs"][key] + 1e-6
+    assert any("differs" in line for line in _recorder().compare(stored, fresh))
