@@ -2,7 +2,9 @@
 runs as written."""
 
 import doctest
+import importlib
 import math
+import pkgutil
 import re
 import sys
 import types
@@ -14,21 +16,31 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import mixkit
-import mixkit.collate
-import mixkit.compose
 import mixkit.harness.models
-import mixkit.hidden
-import mixkit.losses
-import mixkit.mixers
-import mixkit.paired
-import mixkit.samplers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-# Modules whose docstrings hold examples. mixkit.losses has none (its functions are shown in the
-# README and in the mixers' examples), so it is not listed: doctest would attempt nothing there.
-MODULES_WITH_EXAMPLES = [mixkit.mixers, mixkit.compose, mixkit.hidden, mixkit.samplers, mixkit.collate,
-                         mixkit.paired, mixkit.harness.models, mixkit.transmix, mixkit.distributed]
+
+
+def _library_modules():
+    """Every module of the library (not the harness), found by walking the package."""
+    for info in pkgutil.walk_packages(mixkit.__path__, "mixkit."):
+        if not info.name.startswith("mixkit.harness") and info.name != "mixkit.__main__":
+            yield importlib.import_module(info.name)
+
+
+# Modules whose docstrings hold examples: every library module that has a ">>>" in a docstring
+# of its own, and the harness's model zoo.
+MODULES_WITH_EXAMPLES = [m for m in _library_modules()
+                         if doctest.DocTestFinder().find(m) and any(t.examples for t in doctest.DocTestFinder().find(m))]
+MODULES_WITH_EXAMPLES.append(mixkit.harness.models)
+
+
+def test_examples_are_found_in_every_method_module():
+    with_examples = {m.__name__ for m in MODULES_WITH_EXAMPLES}
+    for method in mixkit.registry.methods():
+        if method.cls is not None:
+            assert method.cls.__module__ in with_examples, f"{method.cls.__module__} has no runnable example"
 
 
 @pytest.mark.parametrize("module", MODULES_WITH_EXAMPLES, ids=lambda m: m.__name__)
@@ -38,12 +50,12 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
-def test_every_public_mixer_has_an_example():
-    for name in ["MixUp", "ZetaMixup", "CutMix", "FMix", "ResizeMix", "SaliencyMix", "GridMix", "SmoothMix",
-                 "ClassMix", "TransMix", "CrossRank", "RandomChoice", "Alternate", "Compose",
-                 "ManifoldMixup", "SynerMix", "BalancedBatchSampler", "MixingCollate", "PairedViews"]:
-        doc = getattr(mixkit, name).__doc__ or ""
-        assert ">>>" in doc, f"{name} has no runnable example"
+def test_every_public_class_has_an_example():
+    classes = [getattr(mixkit, n) for n in mixkit.__all__ if isinstance(getattr(mixkit, n), type)]
+    classes = [c for c in classes if not c.__name__.startswith(("Soft", "Mix", "Composed"))
+               or c.__name__ in ("MixUp", "MixingCollate")]
+    for cls in classes:
+        assert ">>>" in (cls.__doc__ or ""), f"{cls.__name__} has no runnable example"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,10 @@ across DDP ranks (CrossRank), the losses they need, and the data pieces around t
 second wing and may use numpy, scikit-learn, matplotlib and torchvision.
 """
 
-from . import functional
+from . import functional, registry
 from .collate import MixingCollate
 from .compose import Alternate, Compose, ComposedParams, RandomChoice
 from .distributed import CrossRank
-from .hidden import ManifoldMixup, SynerMix, intra_class_mix
 from .losses import (
     SoftTargetBinaryCrossEntropy,
     SoftTargetCrossEntropy,
@@ -21,6 +20,7 @@ from .losses import (
     soft_target_binary_cross_entropy,
     soft_target_cross_entropy,
 )
+from .manifold import ManifoldMixup
 from .mixers import (
     ClassMix,
     CutMix,
@@ -36,6 +36,7 @@ from .mixers import (
 )
 from .paired import PairedViews
 from .samplers import BalancedBatchSampler
+from .synermix import SynerMix, intra_class_mix
 from .transmix import TransMix
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "TransMix",
     "ZetaMixup",
     "functional",
+    "registry",
     "intra_class_mix",
     "mixed_cross_entropy",
     "soft_target_binary_cross_entropy",

@@ -20,8 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import get_worker_info
 
+from . import checks
+from .base import Targets
 from .functional import mixing, sampling
-from .mixers import MixParams, Targets, _flag, _num_classes, _smoothing
+from .params import MixParams
 from .reprs import init_repr
 
 __all__ = ["ComposedParams", "RandomChoice", "Alternate", "Compose"]
@@ -64,15 +66,42 @@ class _Combination(Targets):
                 raise TypeError(f"mixers: expected mixkit mixers or combinations (with sample() and "
                                 f"apply_soft()), got {type(m).__name__}")
         self.mixers = nn.ModuleList(mixers)
-        self.num_classes = _num_classes(_agreed(mixers, "num_classes", num_classes, None))
-        self.label_smoothing = _smoothing(_agreed(mixers, "label_smoothing", label_smoothing, 0.0))
-        self.multilabel = _flag("multilabel", _agreed(mixers, "multilabel", multilabel, False))
+        self.num_classes = checks.num_classes(_agreed(mixers, "num_classes", num_classes, None))
+        self.label_smoothing = checks.smoothing(_agreed(mixers, "label_smoothing", label_smoothing, 0.0))
+        self.multilabel = checks.flag("multilabel", _agreed(mixers, "multilabel", multilabel, False))
+
+    # traits, from the parts (see ``mixkit.base``)
+    @property
+    def pairwise(self) -> bool:
+        return all(getattr(m, "pairwise", False) for m in self.mixers)
+
+    @property
+    def regional(self) -> bool:
+        return all(getattr(m, "regional", False) for m in self.mixers)
+
+    @property
+    def spatial_dims(self) -> tuple[int, ...] | None:
+        """The spatial ranks every part takes (None: any ``(B, *)`` input)."""
+        found = None
+        for m in self.mixers:
+            dims = getattr(m, "spatial_dims", None)
+            if dims is not None:
+                found = tuple(d for d in dims if found is None or d in found)
+        return found
+
+    @property
+    def needs_masks(self) -> bool:
+        return any(getattr(m, "needs_masks", False) for m in self.mixers)
+
+    @property
+    def interpolates(self) -> bool:
+        return any(getattr(m, "interpolates", True) for m in self.mixers)
 
     def _dense_for(self, part, masks):
         """Class maps handed to a blending part that lacks ``num_classes`` become probability maps
         with the combination's (the combination's classes are the parts' classes)."""
         if (masks is None or masks.is_floating_point() or getattr(part, "num_classes", 0) is not None
-                or not getattr(part, "_interpolates", lambda: False)()):
+                or isinstance(part, _Combination) or not getattr(part, "interpolates", False)):
             return masks
         plain = masks if type(masks) is Tensor else masks.as_subclass(Tensor)
         return mixing.probability_maps(plain, self.num_classes)
@@ -80,7 +109,7 @@ class _Combination(Targets):
     def _drawing_masks(self, part, masks):
         """The masks a part draws from (ClassMix): class maps become probability maps with the
         combination's classes when the part has no ``num_classes`` of its own."""
-        drawing = getattr(part, "_needs_masks", False) and getattr(part, "num_classes", 0) is None
+        drawing = getattr(part, "needs_masks", False) and getattr(part, "num_classes", 0) is None
         if not drawing or not isinstance(masks, Tensor) or masks.is_floating_point() \
                 or self.num_classes is None:
             return masks
@@ -95,6 +124,8 @@ class _Combination(Targets):
 
 
 class _OneOf(_Combination):
+    sequential = False
+
     def _pick(self, inputs, generator) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -196,6 +227,8 @@ class Compose(_Combination):
         >>> both = mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup(gamma=2.8)], num_classes=10)
         >>> mixed, soft = both(torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,)))
     """
+
+    sequential = True
 
     def sample(self, inputs: Tensor, generator: torch.Generator | None = None, *,
                masks=None) -> ComposedParams:

@@ -32,8 +32,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .base import Targets
 from .inputs import tv_kind, unpack_call
-from .mixers import Targets
 from .reprs import init_repr
 
 __all__ = ["CrossRank"]

@@ -10,7 +10,7 @@ attention layer instead of from the pasted area::
     lam_attn = sum(a * M_down) / sum(a)
 
 The attention is read by a forward hook on the named attention module, registered once and idle
-outside a TransMix forward (as ``mixkit.hidden.LayerTaps``), so compiled models keep their graphs.
+outside a TransMix forward (``mixkit.hooks``), so compiled models keep their graphs.
 The hook does not take the weights from the module (timm and torchvision use fused attention and
 never materialise them); it recomputes the class token's row from the module's input and its own
 projection weights, without gradient. The library imports neither timm nor torchvision: the
@@ -19,21 +19,17 @@ attention modules are recognised by their attributes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .compose import Alternate, Compose, RandomChoice
 from .functional.mixing import mix_labels_pairs, no_autocast
-from .hidden import _check_model, _resolve_layer, _unwrapped, agreed_num_classes, wrapped_targets
-from .losses import soft_target_cross_entropy
-from .mixers import CutMix, FMix, MixUp, ZetaMixup, _MaskMixer, masks_keep
-from .reprs import init_repr
+from .hooks import Tap
+from .mixers import CutMix
+from .model import ModelMixer, agreed_num_classes, check_mixer, mix_soft, resolve_layer, unwrapped
 
 __all__ = ["TransMix", "AttentionTap", "class_attention"]
 
@@ -143,85 +139,65 @@ def _attention_kind(module: nn.Module, name: str) -> str:
                      f"torch.nn.MultiheadAttention), got {type(module).__name__}")
 
 
-class AttentionTap:
+class AttentionTap(Tap):
     """A forward hook on one attention module that records the class token's attention row.
 
     Registered once and idle unless ``armed``: within ``with tap.armed(): model(x)`` the module's
     call is intercepted (its output is left as it is) and ``rows`` holds ``(B, N)``, the
-    head-averaged attention of token 0 on all N tokens, computed without gradient. Holds only a
-    weak reference to itself in the hook, so the hook goes when this object does, or at once with
-    ``remove()``.
+    head-averaged attention of token 0 on all N tokens, computed without gradient. The hook goes
+    when this object does, or at once with ``remove()`` (``mixkit.hooks.Tap``).
     """
 
     def __init__(self, module: nn.Module, name: str, kind: str):
+        super().__init__({name: module}, "layer", owner="TransMix", with_kwargs=True,
+                         once="name one attention module (e.g. the last block's)")
         self.name = name
         self._row = functools.partial(_mha_row if kind == "mha" else _timm_row, name=name)
-        self._armed = False
-        self._calls = 0
         self.rows: Tensor | None = None
-        handle = module.register_forward_hook(functools.partial(_tap_hook, weakref.ref(self)),
-                                              with_kwargs=True)
-        self._finalizer = weakref.finalize(self, handle.remove)
 
-    def remove(self) -> None:
-        """Remove the hook from the model now."""
-        self._finalizer()
-
-    @property
-    def removed(self) -> bool:
-        return not self._finalizer.alive
-
-    @contextlib.contextmanager
     def armed(self):
         """Record the row during the block; raises if the layer did not run exactly once."""
-        if self.removed:
-            raise RuntimeError("TransMix: the attention hook was removed; create a new TransMix")
-        self._armed, self._calls, self.rows = True, 0, None
-        try:
-            yield
-        finally:
-            self._armed = False
-        if self._calls == 0:
-            raise ValueError(f"layer: expected layer {self.name!r} to run during the forward, got no call "
-                             "(for a compiled model: create TransMix before its first forward)")
+        self.rows = None
+        return self.arm(self.name, self._record)
 
-
-def _tap_hook(ref, module, args, kwargs, output):
-    tap = ref()
-    if tap is None or not tap._armed:
-        return None
-    tap._calls += 1
-    if tap._calls > 1:
-        raise ValueError(f"layer: expected layer {tap.name!r} to run once per forward, got a second "
-                         "call; name one attention module (e.g. the last block's)")
-    with torch.no_grad():
-        tap.rows = tap._row(module, args=args, kwargs=kwargs)
-    return None
+    def _record(self, module, args, kwargs, output):
+        with torch.no_grad():
+            self.rows = self._row(module, args=args, kwargs=kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
 # which mixers carry a keep mask
 
 
+def _regional() -> str:
+    """The input mixers whose parameters say which pixels are whose (from the registry)."""
+    from . import registry  # the registry imports this module
+
+    return ", ".join(m.cls.__name__ for m in registry.methods("input") if m.traits.get("regional"))
+
+
 def _mixer_kind(mixer, what: str = "mixer") -> str:
-    """``"mask"`` (params carry boxes or a mask), ``"mixup"`` (pairs blended, no mask: passed
-    through as the official code does), or ``"other"`` (checked when it runs)."""
-    if isinstance(mixer, FMix) and mixer.reformulate:
-        raise ValueError(f"{what}: expected FMix(reformulate=False) (TransMix sets both labels' "
-                         "weights), got reformulate=True")
-    if isinstance(mixer, _MaskMixer):
-        return "mask"
-    if isinstance(mixer, MixUp):
-        return "mixup"
-    if isinstance(mixer, ZetaMixup):
-        raise ValueError(f"{what}: expected a mask mixer (CutMix, FMix, ResizeMix), got ZetaMixup "
-                         "(each sample blends the whole batch; no pixel belongs to one image)")
-    if isinstance(mixer, Compose):
-        raise ValueError(f"{what}: expected one mask mixer per batch (CutMix, FMix, ResizeMix, or "
-                         "RandomChoice/Alternate of them and MixUp), got Compose (several in sequence)")
-    if isinstance(mixer, (RandomChoice, Alternate)):
-        kinds = [_mixer_kind(m, f"{what}.mixers[{i}]") for i, m in enumerate(mixer.mixers)]
+    """``"mask"`` (a regional mixer: a keep mask per pixel), ``"mixup"`` (pairs blended, no mask:
+    passed through as the official code does), or ``"other"`` (checked when it runs); read from
+    the mixer's traits, through combinations."""
+    if not getattr(mixer, "mixes_labels", True):
+        raise ValueError(f"{what}: expected a mixer that mixes both labels (TransMix sets both labels' "
+                         f"weights), got {type(mixer).__name__} keeping the own label only "
+                         "(reformulate=True)")
+    parts = getattr(mixer, "mixers", None)
+    if parts is not None and getattr(mixer, "sequential", False):
+        raise ValueError(f"{what}: expected one mask mixer per batch ({_regional()}, or RandomChoice/"
+                         f"Alternate of them and MixUp), got {type(mixer).__name__} (several in sequence)")
+    if parts is not None:
+        kinds = [_mixer_kind(m, f"{what}.mixers[{i}]") for i, m in enumerate(parts)]
         return "mask" if "mask" in kinds or "other" in kinds else "mixup"
+    if getattr(mixer, "regional", False):
+        return "mask"
+    if getattr(mixer, "pairwise", False):
+        return "mixup"
+    if hasattr(mixer, "pairwise"):  # a mixkit mixer that blends several samples into each
+        raise ValueError(f"{what}: expected a mask mixer ({_regional()}), got {type(mixer).__name__} "
+                         "(each sample blends the whole batch; no pixel belongs to one image)")
     return "other"
 
 
@@ -235,7 +211,7 @@ def _leaf_params(mixer, params):
 # ---------------------------------------------------------------------------------------------
 
 
-class TransMix:
+class TransMix(ModelMixer):
     """TransMix (Chen et al., CVPR 2022, arXiv 2111.09833) for timm and torchvision ViTs.
 
     Per training forward: ``mixer`` (CutMix by default) mixes the images, keeping each sample's
@@ -296,34 +272,36 @@ class TransMix:
     ``last_lam_attn`` / ``last_lam`` hold the (B,) attention and final weights of the last mixed
     forward (None for a MixUp batch or in eval), on the device, not synchronised.
 
-    Example::
+    Example:
 
-        >>> import torch, mixkit
-        >>> from mixkit.transmix import TransMix
-        >>> from torchvision.models import VisionTransformer
-        >>> vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
-        ...                         hidden_dim=32, mlp_dim=64, num_classes=10)
-        >>> tm = TransMix(vit, "encoder.layers.encoder_layer_1.self_attention", num_classes=10)
-        >>> x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
-        >>> logits, soft = tm(x, y, generator=torch.Generator().manual_seed(0))
-        >>> logits.shape, bool(torch.allclose(soft.sum(1), torch.ones(4)))
-        (torch.Size([4, 10]), True)
-        >>> tm.loss(x, y).backward()
+    ```python
+    >>> import torch, mixkit
+    >>> from mixkit.transmix import TransMix
+    >>> from torchvision.models import VisionTransformer
+    >>> vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+    ...                         hidden_dim=32, mlp_dim=64, num_classes=10)
+    >>> tm = TransMix(vit, "encoder.layers.encoder_layer_1.self_attention", num_classes=10)
+    >>> x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    >>> logits, soft = tm(x, y, generator=torch.Generator().manual_seed(0))
+    >>> logits.shape, bool(torch.allclose(soft.sum(1), torch.ones(4)))
+    (torch.Size([4, 10]), True)
+    >>> tm.loss(x, y).backward()
+
+    ```
     """
 
     def __init__(self, model: nn.Module, layer: str, *, mixer=None, num_classes: int | None = None,
                  area_weight: float = 0.5, prefix_tokens: int | None = None):
-        self.model = _check_model(model)
-        module = _resolve_layer(model, layer, "layer", allow_input=False)
-        kind = _attention_kind(module, layer)
+        super().__init__(model)
+        _attention_kind(resolve_layer(model, layer, "layer", allow_input=False), layer)
         self.layer = layer
         if mixer is None:
             mixer = CutMix(alpha=1.0, num_classes=num_classes)
-        elif not (callable(getattr(mixer, "sample", None)) and callable(getattr(mixer, "apply", None))):
-            raise TypeError(f"mixer: expected a mixer with sample() and apply(), got {type(mixer).__name__}")
+        else:
+            check_mixer(mixer)
         self._mixer_kind = _mixer_kind(mixer)
         if self._mixer_kind == "mixup":
-            raise ValueError(f"mixer: expected a mask mixer (CutMix, FMix, ResizeMix, or a RandomChoice/"
+            raise ValueError(f"mixer: expected a mask mixer ({_regional()}, or a RandomChoice/"
                              f"Alternate holding one), got {type(mixer).__name__} with no mask (TransMix "
                              "weighs each image's pixels by attention; a blend has no such pixels)")
         self.num_classes = agreed_num_classes(mixer, num_classes)
@@ -337,10 +315,11 @@ class TransMix:
         self._patch = self._patch_size()
         self.last_lam_attn: Tensor | None = None
         self.last_lam: Tensor | None = None
-        self.taps = AttentionTap(module, layer, kind)
+        self._make_taps()
 
-    def __repr__(self) -> str:
-        return init_repr(self)
+    def _make_taps(self) -> None:
+        module = resolve_layer(self.model, self.layer, "layer", allow_input=False)
+        self.taps = AttentionTap(module, self.layer, _attention_kind(module, self.layer))
 
     # -- model facts ---------------------------------------------------------------------------
     def _count_prefix(self, given) -> int:
@@ -349,7 +328,7 @@ class TransMix:
                 raise ValueError(f"prefix_tokens: expected an integer >= 1 (the class token and any "
                                  f"register tokens before the patches), got {given!r}")
             return given
-        inner = _unwrapped(self.model)
+        inner = unwrapped(self.model)
         if hasattr(inner, "num_prefix_tokens"):  # timm
             if getattr(inner, "cls_token", True) is None:
                 raise ValueError("model: expected a ViT with a class token (timm class_token=True), "
@@ -364,7 +343,7 @@ class TransMix:
                          "neither num_prefix_tokens nor class_token), got None")
 
     def _patch_size(self) -> tuple[int, int] | None:
-        inner = _unwrapped(self.model)
+        inner = unwrapped(self.model)
         size = getattr(getattr(inner, "patch_embed", None), "patch_size", None)
         if size is None:
             size = getattr(inner, "patch_size", None)
@@ -391,15 +370,6 @@ class TransMix:
         return gh, gw
 
     # -- the objective ---------------------------------------------------------------------------
-    def targets(self, inputs: Tensor, labels: Tensor) -> Tensor:
-        """Labels as float ``(B, C)`` rows, with the mixer's ``multilabel`` and ``label_smoothing``."""
-        return wrapped_targets(self.mixer, self.num_classes, inputs, labels)
-
-    def loss(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Soft-target cross-entropy of one TransMix forward."""
-        logits, soft = self(inputs, labels, generator=generator)
-        return soft_target_cross_entropy(logits, soft)
-
     def __call__(self, inputs: Tensor, labels: Tensor, generator: torch.Generator | None = None):
         """One training forward: ``(logits, soft)`` with ``soft`` re-weighted by attention."""
         if not isinstance(inputs, Tensor):
@@ -411,10 +381,7 @@ class TransMix:
         if not self.model.training:
             return self.model(inputs), soft
         params = self.mixer.sample(inputs, generator=generator)
-        if callable(getattr(self.mixer, "apply_soft", None)):
-            mixed, soft_area = self.mixer.apply_soft(inputs, soft, params)
-        else:
-            mixed, soft_area = self.mixer.apply(inputs, soft, params)
+        mixed, soft_area = mix_soft(self.mixer, inputs, soft, params)
         keep, lam_area, index = self._keep_mask(params, tuple(inputs.shape[-2:]))
         if keep is None:  # a MixUp batch: area targets, as the official code
             return self.model(mixed), soft_area
@@ -428,21 +395,14 @@ class TransMix:
     def _keep_mask(self, params, spatial: tuple[int, int]):
         """``(keep (B|1, H, W) float, lam_area (B,), index (B,))``; keep None for a MixUp batch."""
         mixer, leaf = _leaf_params(self.mixer, params)
-        boxes, mask = getattr(leaf, "boxes", None), getattr(leaf, "mask", None)
         index, lam = getattr(leaf, "index", None), getattr(leaf, "lam", None)
-        if index is not None and (boxes is not None or mask is not None):
-            if boxes is not None:
-                if boxes.ndim != 3 or boxes.shape[1:] != (2, 2):
-                    raise ValueError(f"mixer: expected 2-D boxes (B or 1, 2, 2) for images, got "
-                                     f"{tuple(boxes.shape)}")
-                keep = masks_keep(boxes, spatial, index.device).float()
-            else:
-                if tuple(mask.shape[1:]) != spatial:
-                    raise ValueError(f"mixer: expected a mask (B or 1, {spatial[0]}, {spatial[1]}), got "
-                                     f"{tuple(mask.shape)}")
-                keep = mask.float()
+        if index is not None and getattr(mixer, "regional", False):
+            keep = mixer.keep_mask(leaf, spatial)
+            if tuple(keep.shape[1:]) != spatial:
+                raise ValueError(f"mixer: expected a keep mask (B or 1, {spatial[0]}, {spatial[1]}) for "
+                                 f"images, got {tuple(keep.shape)}")
             return keep, lam, index
-        if index is not None and getattr(leaf, "weights", None) is None and isinstance(mixer, MixUp):
+        if index is not None and getattr(mixer, "pairwise", False):
             return None, lam, index
         raise ValueError(f"mixer: expected parameters with index and boxes or mask (a mask mixer), got "
                          f"{type(mixer).__name__} parameters without them")

@@ -46,9 +46,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
+from ..base import Targets
 from ..functional import mixing, sampling
 from ..functional.masks import box_keep_mask, boxes_lambda, sample_boxes
-from ..mixers import Targets
 from ..reprs import init_repr
 
 __all__ = ["Mixup", "FastCollateMixup"]
