@@ -130,3 +130,95 @@ def test_the_checks_can_fail(rule, monkeypatch, tmp_path):
     monkeypatch.setattr(sys.modules[__name__], "SRC", fake)
     with pytest.raises(AssertionError):
         rule()
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes: no library or harness module over 500 lines, no class over 250
+
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 250
+
+
+def test_no_module_over_500_lines_and_no_class_over_250():
+    big = []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{path.relative_to(SRC)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                big.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not big, big
+
+
+# ---------------------------------------------------------------------------------------------
+# one list of methods: outside the registry (and its test), no list, tuple, set, dict or if-chain
+# names four or more methods, by harness name ("cutmix") or by class (mixkit.CutMix)
+
+TESTS = SRC.parents[1] / "tests"
+REGISTRY_FILES = {SRC / "registry.py", TESTS / "test_registry.py"}
+
+
+def _method_tokens():
+    """``name -> what it names`` for harness names, and the class names: a method counts once
+    however it is written (``"mixup"``, ``"mixup-elem"``, ``MixUp``)."""
+    import mixkit
+
+    names = {m.name: (m.cls.__name__ if m.cls is not None else m.name) for m in mixkit.registry.methods()}
+    classes = {m.cls.__name__ for m in mixkit.registry.methods() if m.cls is not None}
+    return names, classes
+
+
+def _methods_named(node, names, classes) -> set[str]:
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            head = sub.value if sub.value in names else sub.value.split("-")[0]
+            if head in names:
+                found.add(names[head])
+        elif isinstance(sub, ast.Name) and sub.id in classes:
+            found.add(sub.id)
+        elif isinstance(sub, ast.Attribute) and sub.attr in classes:
+            found.add(sub.attr)
+    return found
+
+
+def _if_chain(node: ast.If) -> list:
+    tests = [node.test]
+    while len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+        node = node.orelse[0]
+        tests.append(node.test)
+    return tests
+
+
+def _hand_lists(paths, names, classes):
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+                found = _methods_named(node, names, classes)
+            elif isinstance(node, ast.If):
+                found = set().union(*(_methods_named(t, names, classes) for t in _if_chain(node)))
+            else:
+                continue
+            if len(found) >= 4:
+                yield f"{path}:{node.lineno} ({', '.join(sorted(found))})"
+
+
+def _checked_files():
+    return [p for p in [*SRC.rglob("*.py"), *TESTS.rglob("*.py")] if p not in REGISTRY_FILES]
+
+
+def test_no_hand_typed_list_of_methods_outside_the_registry():
+    names, classes = _method_tokens()
+    found = sorted(set(_hand_lists(_checked_files(), names, classes)))
+    assert not found, found
+
+
+def test_the_method_list_check_can_fail(tmp_path):
+    names, classes = _method_tokens()
+    bad = tmp_path / "bad.py"
+    bad.write_text('A = ["mixup", "cutmix", "fmix", "zeta"]\nB = [MixUp, CutMix]\n'
+                   'if m == "mixup":\n    pass\nelif m == "cutmix":\n    pass\nelif m == "fmix-elem":\n    pass\n'
+                   'elif isinstance(m, mixkit.GridMix):\n    pass\n')
+    assert len(list(_hand_lists([bad], names, classes))) == 2

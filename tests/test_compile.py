@@ -2,6 +2,7 @@
 without a generator traces without graph breaks, and the hidden-layer methods take a compiled
 model by its plain layer names with few recompiles."""
 
+import grid
 import pytest
 import torch
 import torch._dynamo
@@ -17,11 +18,9 @@ def _data(shape=(6, 3, 8, 8), seed=0):
     return torch.rand(shape, generator=g), torch.randint(0, C, (shape[0],), generator=g)
 
 
-# One variant of each mixer and combination compiles in the fast set; the other variants
-# (in-place, p < 1, other spectra and resampling) are slow.
-_FAST = {"mixup-batch", "mixup-elem", "zeta", "cutmix-batch", "cutmix-elem", "fmix-batch", "fmix-elem",
-         "resizemix-batch", "saliencymix-batch", "gridmix-elem", "smoothmix-batch", "mixup+fmix",
-         "cutmix+zeta", "choice"}
+# One variant of each mixer and combination compiles in the fast set (its first example
+# configuration); the other variants (in-place, p < 1, other spectra and resampling) are slow.
+_FAST = set(grid.one_per_method(FACTORIES))
 GRID = [n if n in _FAST else pytest.param(n, marks=pytest.mark.slow) for n in FACTORIES]
 
 
@@ -49,7 +48,7 @@ def test_apply_compiles_fullgraph_equal_to_eager(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mixup-elem", "zeta", "cutmix-batch", "cutmix-elem", "fmix-elem", "cutmix+zeta"])
+@pytest.mark.parametrize("name", grid.one_per_method(FACTORIES))
 def test_apply_compiles_with_inductor_close_to_eager(name):
     x, y = _data((8, 3, 16, 16))
     mixer = FACTORIES[name]()

@@ -12,6 +12,7 @@ import datetime
 import os
 import socket
 
+import grid
 import pytest
 import torch
 import torch.distributed as tdist
@@ -21,8 +22,9 @@ from mixkit import MixUp
 from mixkit.distributed import CrossRank
 
 B = 8
-MIXERS = ["mixup", "mixup-elem-p", "zeta", "cutmix-elem", "fmix-elem", "fmix-soft", "randomchoice",
-          "compose", "alternate"]
+# every registered mixer and combination once (its first example configuration, tests/grid.py),
+# and two more that take other paths: p < 1 with label smoothing, and a soft mask with "flip"
+MIXERS = [*grid.one_per_method(grid.mixers(10)), "mixup-elem-p", "fmix-soft-flip"]
 
 
 def _free_port():
@@ -32,19 +34,13 @@ def _free_port():
 
 
 def _mixer(name):
-    from mixkit import Alternate, Compose, CutMix, FMix, RandomChoice, ZetaMixup
+    from mixkit import FMix
 
-    return {
-        "mixup": lambda: MixUp(alpha=1.0, num_classes=10),
+    extra = {
         "mixup-elem-p": lambda: MixUp(alpha=1.0, num_classes=10, mode="elem", p=0.6, label_smoothing=0.1),
-        "zeta": lambda: ZetaMixup(gamma=2.8, num_classes=10),
-        "cutmix-elem": lambda: CutMix(alpha=1.0, num_classes=10, mode="elem"),
-        "fmix-elem": lambda: FMix(alpha=1.0, decay_power=3.0, num_classes=10, mode="elem"),
-        "fmix-soft": lambda: FMix(alpha=1.0, num_classes=10, max_soft=0.2, pairing="flip"),
-        "randomchoice": lambda: RandomChoice([MixUp(alpha=1.0), CutMix(alpha=1.0, mode="elem")], num_classes=10),
-        "compose": lambda: Compose([CutMix(alpha=1.0), ZetaMixup(gamma=2.8)], num_classes=10),
-        "alternate": lambda: Alternate([MixUp(alpha=1.0), FMix(alpha=1.0)], num_classes=10),
-    }[name]()
+        "fmix-soft-flip": lambda: FMix(alpha=1.0, num_classes=10, max_soft=0.2, pairing="flip"),
+    }
+    return extra[name]() if name in extra else grid.mixers(10)[name]()
 
 
 class _MaskAware(MixUp):

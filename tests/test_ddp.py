@@ -8,18 +8,34 @@ what is averaged, also for SynerMix's two forwards and its direct call of the he
 
 import os
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
 
-CASES = [
-    ("mixup", {}), ("manifold", {}), ("manifold", {"static_graph": True}),
-    ("manifold", {"find_unused_parameters": True}), ("synermix", {}), ("synermix-single-pass", {}),
-    ("synermix-manifold", {}), ("synermix-manifold", {"static_graph": True}),
-    ("synermix-manifold", {"find_unused_parameters": True}), ("cutmix", {}),
-]
+from mixkit import registry
+
+DEFAULTS = SimpleNamespace(alpha=1.0, mix_mode="batch", zeta_gamma=2.8, decay_power=3.0, fmix_spectrum="paper",
+                           manifold_alpha=1.0, syner_beta=None)
+
+
+def _cases():
+    """Every harness method the small CNN can run, and the model-aware ones also with DDP's
+    static graph and unused-parameter search; SynerMix also in one pass."""
+    from mixkit.harness.models import build_model
+
+    model = build_model("small-cnn", num_classes=10, input_shape=(1, 16, 16))
+    runs = [m for m in registry.methods() if m.build is not None and all(hasattr(model, a) for a in m.needs)]
+    cases = [(m.name, {}) for m in runs]
+    cases += [(m.name, opt) for m in runs if m.kind == "model"
+              for opt in ({"static_graph": True}, {"find_unused_parameters": True})]
+    single = next(m.name for m in runs if m.traits.get("needs_originals") and m.baselines)
+    return cases + [(single + "+single-pass", {})]
+
+
+CASES = _cases()
 
 
 def _free_port():
@@ -29,28 +45,22 @@ def _free_port():
 
 
 def _method(name, model):
-    from mixkit import CutMix, ManifoldMixup, MixUp, SynerMix
+    """The loss of method ``name`` as the harness builds it, on ``model`` (DDP or not)."""
     from mixkit.losses import soft_target_cross_entropy
 
-    def input_mixer(mixer):
+    base, _, single = name.partition("+single-pass")
+    method = registry.get(base)
+    built = registry.build(base, DEFAULTS, 10, model)
+    if name.endswith("+single-pass"):
+        built.single_pass = True
+    if method.kind == "input":
         def loss(x, y, g):
-            mixed, soft = mixer(x, y, generator=g)
+            mixed, soft = built(x, y, generator=g)
             return soft_target_cross_entropy(model(mixed), soft)
         return loss
-
-    if name == "mixup":
-        return input_mixer(MixUp(alpha=1.0, num_classes=10))
-    if name == "cutmix":
-        return input_mixer(CutMix(alpha=1.0, num_classes=10))
-    layers = ["", "layer1", "layer2"]
-    if name == "manifold":
-        mm = ManifoldMixup(model, layers, alpha=2.0, num_classes=10)
-        return lambda x, y, g: mm.loss(x, y, generator=g)
-    inter = (ManifoldMixup(model, layers, alpha=1.0, num_classes=10) if name == "synermix-manifold"
-             else MixUp(alpha=1.0, num_classes=10))
-    sm = SynerMix(model, "pool", "fc", beta=0.1, inter=inter, num_classes=10,
-                  single_pass=name == "synermix-single-pass")
-    return lambda x, y, g: sm.loss(x, x.flip(-1), y, generator=g)
+    if built.needs_originals:
+        return lambda x, y, g: built.loss(x, x.flip(-1), y, generator=g)
+    return lambda x, y, g: built.loss(x, y, generator=g)
 
 
 def _worker(rank, port, results):

@@ -6,6 +6,7 @@ mixed mask must say the same: pasting methods copy ``mask == image - 1`` exactly
 return probability maps whose expected ``class + 1`` equals the blended image value.
 """
 
+import grid
 import pytest
 import torch
 
@@ -14,30 +15,21 @@ import mixkit
 B = 6
 K = B  # classes: one per sample
 
-FACTORIES = {
-    "mixup": lambda **kw: mixkit.MixUp(num_classes=K, **kw),
-    "mixup-elem": lambda **kw: mixkit.MixUp(num_classes=K, mode="elem", **kw),
-    "zeta": lambda **kw: mixkit.ZetaMixup(num_classes=K, **kw),
-    "cutmix": lambda **kw: mixkit.CutMix(num_classes=K, **kw),
-    "cutmix-elem": lambda **kw: mixkit.CutMix(num_classes=K, mode="elem", **kw),
-    "cutmix-p0.5": lambda **kw: mixkit.CutMix(num_classes=K, mode="elem", p=0.5, **kw),
-    "fmix": lambda **kw: mixkit.FMix(num_classes=K, **kw),
-    "fmix-elem": lambda **kw: mixkit.FMix(num_classes=K, mode="elem", **kw),
-    "fmix-soft": lambda **kw: mixkit.FMix(num_classes=K, mode="elem", max_soft=0.2, **kw),
-    "resizemix": lambda **kw: mixkit.ResizeMix(num_classes=K, resample="nearest", **kw),
-    "resizemix-elem": lambda **kw: mixkit.ResizeMix(num_classes=K, mode="elem", resample="nearest", **kw),
-    "saliencymix": lambda **kw: mixkit.SaliencyMix(num_classes=K, **kw),
-    "saliencymix-elem": lambda **kw: mixkit.SaliencyMix(num_classes=K, mode="elem", **kw),
-    "gridmix": lambda **kw: mixkit.GridMix(num_classes=K, **kw),
-    "gridmix-elem": lambda **kw: mixkit.GridMix(num_classes=K, mode="elem", holes=(1, 4), **kw),
-    "smoothmix-elem": lambda **kw: mixkit.SmoothMix(num_classes=K, mode="elem", **kw),
-    "classmix": lambda **kw: mixkit.ClassMix(num_classes=K, **kw),
-    "compose": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.FMix(mode="elem")], num_classes=K, **kw),
-    "compose-blend": lambda **kw: mixkit.Compose([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
-    "choice": lambda **kw: mixkit.RandomChoice([mixkit.CutMix(), mixkit.MixUp()], num_classes=K, **kw),
-}
-PASTING = {"cutmix", "cutmix-elem", "cutmix-p0.5", "fmix", "fmix-elem", "resizemix", "resizemix-elem", "saliencymix",
-           "saliencymix-elem", "gridmix", "gridmix-elem", "classmix", "compose"}
+# every registered mixer (ClassMix included) in each of its example configurations but the in-place
+# ones (the images are reused across draws), the registered combinations, a RandomChoice, and a
+# Compose of two pasting mixers (tests/grid.py)
+FACTORIES = {**grid.select(grid.mixers(K, masks=True), lambda m: not grid.inplace(m)),
+             "compose-paste": lambda: mixkit.Compose([mixkit.CutMix(), mixkit.FMix(mode="elem")], num_classes=K)}
+
+
+def _pastes(mixer, params) -> bool:
+    """Whether dense targets are copied pixel for pixel (class maps stay class maps); for a
+    one-of combination, as the mixer it chose does."""
+    if isinstance(params, mixkit.ComposedParams) and params.choice is not None:
+        mixer = mixer.mixers[params.choice]
+    return not mixer.dense_blends
+
+
 SPATIAL = {"1d": (24,), "2d": (12, 10), "3d": (6, 5, 4)}
 
 
@@ -66,17 +58,15 @@ def _check_provenance(images_out, masks_out, pasting):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_every_mask_pixel_comes_from_its_image_pixel(name, dims):
     images, ids, maps = _data(SPATIAL[dims])
-    mixer = FACTORIES[name]()
+    mixer, twin = FACTORIES[name](), FACTORIES[name]()  # twin: called as a whole, in step (Alternate)
     for seed in range(4):
         g = torch.Generator().manual_seed(seed)
         params = mixer.sample(images, generator=g, masks=maps)  # ClassMix draws from the maps
         mixed, soft, masks = mixer.apply(images, ids, params, masks=maps)
-        chosen = params.parts[0] if isinstance(params, mixkit.ComposedParams) and params.choice is not None else None
-        pasting = name in PASTING or (chosen is not None and chosen.mask is None and chosen.boxes is not None)
-        _check_provenance(mixed, masks, pasting)
+        _check_provenance(mixed, masks, _pastes(mixer, params))
         torch.testing.assert_close(soft.sum(1), torch.ones(B))
         # the forward call with the same seed gives the same three results
-        again = mixer(images, ids, generator=torch.Generator().manual_seed(seed), masks=maps)
+        again = twin(images, ids, generator=torch.Generator().manual_seed(seed), masks=maps)
         for a, b in zip(again, (mixed, soft, masks), strict=True):
             torch.testing.assert_close(a, b)
 

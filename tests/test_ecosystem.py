@@ -18,6 +18,7 @@ purpose, the test says so and checks mixkit's behaviour instead:
 
 import pickle
 
+import grid
 import pytest
 import torch
 from torch import nn
@@ -33,27 +34,19 @@ C = 10
 
 
 def _factories(**kw):
-    return {
-        "mixup": lambda: mixkit.MixUp(num_classes=C, **kw),
-        "mixup-elem": lambda: mixkit.MixUp(num_classes=C, mode="elem", **kw),
-        "zeta": lambda: mixkit.ZetaMixup(num_classes=C, **{k: v for k, v in kw.items() if k != "pairing"}),
-        "cutmix": lambda: mixkit.CutMix(num_classes=C, **kw),
-        "cutmix-elem": lambda: mixkit.CutMix(num_classes=C, mode="elem", **kw),
-        "fmix": lambda: mixkit.FMix(num_classes=C, **kw),
-        "fmix-elem": lambda: mixkit.FMix(num_classes=C, mode="elem", **kw),
-        "saliencymix-elem": lambda: mixkit.SaliencyMix(num_classes=C, mode="elem", **kw),
-        "gridmix": lambda: mixkit.GridMix(num_classes=C, **kw),
-        "smoothmix-elem": lambda: mixkit.SmoothMix(num_classes=C, mode="elem", **kw),
-        "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(**kw), mixkit.CutMix(**kw)], num_classes=C),
-        "alternate": lambda: mixkit.Alternate([mixkit.MixUp(**kw), mixkit.FMix(**kw)], num_classes=C),
-        "compose": lambda: mixkit.Compose([mixkit.CutMix(**kw), mixkit.MixUp(**kw)], num_classes=C),
-    }
+    """Every registered input mixer at its defaults, once per mode, with ``kw`` (tests/grid.py);
+    without ``kw`` also the registered combinations and a RandomChoice."""
+    return grid.modes(C, **kw)
 
 
 FACTORIES = _factories()
-PAIRWISE = {k: v for k, v in _factories(pairing="roll").items() if k not in ("zeta", "compose")}
-MASKS = ("cutmix", "cutmix-elem", "fmix", "fmix-elem", "saliencymix-elem", "gridmix", "smoothmix-elem")
-PASTES = tuple(n for n in MASKS if n != "smoothmix-elem")  # SmoothMix's mask is soft: it blends
+PAIRWISE = grid.select(_factories(pairing="roll"), lambda m: m.pairwise)
+MASKS = tuple(grid.select(_factories(label_smoothing=0.0), grid.regional))  # leaf mixers with a keep mask
+PASTES = tuple(n for n in MASKS if not FACTORIES[n]().interpolates)  # copy values (SmoothMix blends)
+ONE_OF = tuple(grid.select(FACTORIES, lambda m: getattr(m, "sequential", None) is False))  # RandomChoice, Alternate
+INTERPOLATING = tuple(grid.select(FACTORIES, lambda m: grid.interpolating(m) and not grid.regional(m)))
+BLENDING = (*INTERPOLATING, *(n for n in MASKS if n not in PASTES))
+LABEL_MODES = tuple(grid.select(_factories(multilabel=True), lambda m: m.pairwise and not m.needs_masks))
 
 
 def _batch(b=8, shape=(3, 12, 12), seed=0):
@@ -146,7 +139,7 @@ def test_supported_input_structures_with_torchvision_pairing(name):
         _check_rows(*next(iter(DataLoader(_Unique(), batch_size=8, collate_fn=collate))))
 
 
-@pytest.mark.parametrize("name", ["mixup", "cutmix", "fmix"])
+@pytest.mark.parametrize("name", list(PAIRWISE))
 def test_default_permutation_pairing_may_leave_a_row_unmixed(name):
     # The documented difference from torchvision: a random permutation has fixed points.
     mixer = FACTORIES[name]()
@@ -247,7 +240,7 @@ def test_image_type_is_kept(name):
     torch.testing.assert_close(mixed.as_subclass(torch.Tensor), plain)
 
 
-@pytest.mark.parametrize("name", [*MASKS, "mixup", "mixup-elem", "zeta", "compose"])
+@pytest.mark.parametrize("name", [*MASKS, *INTERPOLATING])
 def test_video_type_is_kept_and_time_is_not_spatial(name):
     b, t, c, h, w = 6, 4, 3, 10, 12
     # every value of sample i is i: what a pixel holds tells which sample it came from
@@ -290,7 +283,7 @@ def _uint8(b=8, shape=(3, 16, 16), seed=0):
     return torch.randint(0, 256, (b, *shape), generator=g, dtype=torch.uint8), torch.arange(b) % C
 
 
-@pytest.mark.parametrize("name", [*PASTES, "choice", "alternate"])
+@pytest.mark.parametrize("name", [*PASTES, *ONE_OF])
 def test_uint8_mask_methods_copy_exact_values(name):
     x, y = _uint8()
     mixer = FACTORIES[name]()
@@ -310,7 +303,7 @@ def test_uint8_mask_methods_copy_exact_values(name):
         torch.testing.assert_close(mixed.double(), ref)
 
 
-@pytest.mark.parametrize("name", ["mixup", "mixup-elem", "zeta", "compose", "smoothmix-elem"])
+@pytest.mark.parametrize("name", BLENDING)
 def test_uint8_interpolating_methods_round_to_nearest(name):
     x, y = _uint8()
     mixer = FACTORIES[name]()
@@ -369,7 +362,7 @@ def _multi_hot(b=8, seed=0):
     return hot.float()
 
 
-@pytest.mark.parametrize("name", ["mixup", "mixup-elem", "cutmix", "cutmix-elem", "fmix", "fmix-elem"])
+@pytest.mark.parametrize("name", LABEL_MODES)
 def test_multilabel_rows_are_mixed_as_they_are(name):
     x, _ = _batch()
     y = _multi_hot()
@@ -458,7 +451,7 @@ def _smooth(onehot, eps):
     return onehot * (1 - eps) + eps / onehot.shape[1]
 
 
-@pytest.mark.parametrize("name", ["mixup", "mixup-elem", "cutmix", "fmix", "zeta"])
+@pytest.mark.parametrize("name", list(_factories(label_smoothing=0.1)))
 def test_label_smoothing_smooths_then_mixes(name):
     x, y = _batch()
     eps = 0.1

@@ -1,39 +1,58 @@
 """Every user error gives a clear message naming what was expected and what came."""
 
+import inspect
+
+import grid
 import pytest
 import torch
 
 import mixkit
+from mixkit import registry
 from mixkit.functional import to_soft_labels
 
 X = torch.rand(4, 3, 8, 8)
 Y = torch.tensor([0, 1, 2, 3])
 
 
-@pytest.mark.parametrize(
-    "factory,match",
-    [
-        (lambda: mixkit.MixUp(alpha=0.0), r"alpha: expected a finite number > 0, got 0.0"),
-        (lambda: mixkit.MixUp(alpha=-1), r"alpha: expected a finite number > 0, got -1"),
-        (lambda: mixkit.CutMix(alpha=float("inf")), r"alpha: expected a finite number > 0, got inf"),
-        (lambda: mixkit.ZetaMixup(gamma=0), r"gamma: expected a finite number > 0, got 0"),
-        (lambda: mixkit.FMix(decay_power=-2.0), r"decay_power: expected a finite number > 0, got -2.0"),
-        (lambda: mixkit.MixUp(p=1.5), r"p: expected a probability in \[0, 1\], got 1.5"),
-        (lambda: mixkit.FMix(p=-0.1), r"p: expected a probability in \[0, 1\], got -0.1"),
-        (lambda: mixkit.ZetaMixup(n_mix=0), r"n_mix: expected None or an integer >= 1, got 0"),
-        (lambda: mixkit.MixUp(mode="pair"), r"mode: expected 'batch' or 'elem', got 'pair'"),
-        (lambda: mixkit.FMix(max_soft=0.7), r"max_soft: expected a number in \[0, 0.5\], got 0.7"),
-        (lambda: mixkit.FMix(spectrum="stripes"), r"spectrum: expected 'paper' or 'official'"),
-        (lambda: mixkit.MixUp(num_classes=0), r"num_classes: expected None or an integer >= 1, got 0"),
-        (lambda: mixkit.RandomChoice([mixkit.MixUp()], p=[0.5]), r"p: expected 1 non-negative"),
-        (lambda: mixkit.Compose([]), r"mixers: expected a non-empty list"),
-        (lambda: mixkit.Compose([mixkit.MixUp(num_classes=3), mixkit.CutMix(num_classes=4)]),
-         r"num_classes: expected one value across mixers, got \[3, 4\]"),
-    ],
-)
-def test_bad_hyperparameters(factory, match):
+# The shared options, checked the same way by every registered input mixer that takes them.
+BAD_OPTIONS = [
+    ("alpha", 0.0, r"alpha: expected a finite number > 0, got 0.0"),
+    ("alpha", -1, r"alpha: expected a finite number > 0, got -1"),
+    ("alpha", float("inf"), r"alpha: expected a finite number > 0, got inf"),
+    ("gamma", 0, r"gamma: expected a finite number > 0, got 0"),
+    ("decay_power", -2.0, r"decay_power: expected a finite number > 0, got -2.0"),
+    ("p", 1.5, r"p: expected a probability in \[0, 1\], got 1.5"),
+    ("p", -0.1, r"p: expected a probability in \[0, 1\], got -0.1"),
+    ("mode", "pair", r"mode: expected 'batch' or 'elem', got 'pair'"),
+    ("num_classes", 0, r"num_classes: expected None or an integer >= 1, got 0"),
+    ("pairing", "shuffle", r"pairing: expected one of 'permutation', 'roll', 'flip', got 'shuffle'"),
+    ("label_smoothing", 1.0, r"label_smoothing: expected a number in \[0, 1\), got 1.0"),
+]
+OPTION_CASES = [pytest.param(m.cls, option, value, match, id=f"{m.cls.__name__}-{option}={value}")
+                for m in registry.methods("input") if m.examples
+                for option, value, match in BAD_OPTIONS
+                if option in inspect.signature(m.cls.__init__).parameters]
+
+
+@pytest.mark.parametrize("cls, option, value, match", OPTION_CASES)
+def test_bad_shared_options(cls, option, value, match):
     with pytest.raises(ValueError, match=match):
-        factory()
+        cls(**{option: value})
+
+
+def test_bad_method_options():
+    with pytest.raises(ValueError, match=r"n_mix: expected None or an integer >= 1, got 0"):
+        mixkit.ZetaMixup(n_mix=0)
+    with pytest.raises(ValueError, match=r"max_soft: expected a number in \[0, 0.5\], got 0.7"):
+        mixkit.FMix(max_soft=0.7)
+    with pytest.raises(ValueError, match=r"spectrum: expected 'paper' or 'official'"):
+        mixkit.FMix(spectrum="stripes")
+    with pytest.raises(ValueError, match=r"p: expected 1 non-negative"):
+        mixkit.RandomChoice([mixkit.MixUp()], p=[0.5])
+    with pytest.raises(ValueError, match=r"mixers: expected a non-empty list"):
+        mixkit.Compose([])
+    with pytest.raises(ValueError, match=r"num_classes: expected one value across mixers, got \[3, 4\]"):
+        mixkit.Compose([mixkit.MixUp(num_classes=3), mixkit.CutMix(num_classes=4)])
 
 
 def test_bad_types():
@@ -47,8 +66,7 @@ def test_bad_types():
         mixkit.MixUp(num_classes=4)(X, Y, generator=3)
 
 
-@pytest.mark.parametrize("mixer", [mixkit.MixUp(num_classes=4), mixkit.ZetaMixup(num_classes=4),
-                                   mixkit.CutMix(num_classes=4), mixkit.FMix(num_classes=4)], ids=repr)
+@pytest.mark.parametrize("mixer", grid.one_each(4), ids=repr)
 def test_bool_and_complex_images_rejected(mixer):
     # integer images are mixed (tests/test_ecosystem.py); bool and complex have no meaning as pixels
     for dtype in (torch.bool, torch.complex64):
@@ -71,9 +89,7 @@ def test_rank_and_empty_batch_for_any_mixer():
         mixkit.MixUp(num_classes=4)(torch.rand(0, 3), Y[:0])
 
 
-@pytest.mark.parametrize("mixer", [mixkit.MixUp(num_classes=4), mixkit.ZetaMixup(num_classes=4),
-                                   mixkit.CutMix(num_classes=4, mode="elem"), mixkit.FMix(num_classes=4)],
-                         ids=repr)
+@pytest.mark.parametrize("mixer", grid.one_each(4), ids=repr)
 def test_label_errors(mixer):
     with pytest.raises(ValueError, match=r"labels: expected 4 labels \(one per input\), got 3"):
         mixer(X, Y[:3])

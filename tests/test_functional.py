@@ -3,6 +3,7 @@ the papers' formulas, and statistical checks over many draws (no pinned random v
 
 import math
 
+import grid
 import pytest
 import torch
 from hypothesis import given, settings
@@ -394,22 +395,20 @@ def test_top_k_mask_matches_sort_reference(gen):
     assert torch.equal(keep, ref)
 
 
+# every registered mixer in each example configuration (tests/grid.py); combinations' params are
+# their parts'
+PROPERTY_CASES = grid.select(grid.mixers(3), lambda m: getattr(m, "mixers", None) is None)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     b=st.integers(1, 9),
     spatial=st.lists(st.integers(1, 9), min_size=1, max_size=3),
     seed=st.integers(0, 2**31 - 1),
-    which=st.sampled_from(["mixup", "zeta", "cutmix", "fmix", "cutmix-elem", "fmix-elem-soft"]),
+    which=st.sampled_from(sorted(PROPERTY_CASES)),
 )
 def test_property_mixers_keep_invariants(b, spatial, seed, which):
-    make = {
-        "mixup": lambda: mixkit.MixUp(num_classes=3, mode="elem"),
-        "zeta": lambda: mixkit.ZetaMixup(num_classes=3, gamma=1.5),
-        "cutmix": lambda: mixkit.CutMix(num_classes=3),
-        "fmix": lambda: mixkit.FMix(num_classes=3),
-        "cutmix-elem": lambda: mixkit.CutMix(num_classes=3, mode="elem"),
-        "fmix-elem-soft": lambda: mixkit.FMix(num_classes=3, mode="elem", max_soft=0.2),
-    }[which]
+    make = PROPERTY_CASES[which]
     g = torch.Generator().manual_seed(seed)
     x = torch.rand((b, 2, *spatial), generator=g)
     y = torch.randint(0, 3, (b,), generator=g)

@@ -419,7 +419,10 @@ def test_fmix_paper_recipe_command_runs_one_short_epoch_on_cpu(tmp_path, capsys)
     assert main(["compare", "--preset", "fmix-fashion-preact", "--data-dir", str(tmp_path / "fm"),
                  "--epochs", "1", "--device", "cpu", "--threads", "2", "--out", out]) == 0
     printed = capsys.readouterr().out
-    for method, paper in (("erm", "4.30"), ("mixup", "3.72"), ("cutmix", "3.97"), ("fmix", "3.64")):
+    from mixkit.harness.train.config import COMPARE_PRESETS
+
+    for method, paper in COMPARE_PRESETS["fmix-fashion-preact"]["paper"].items():
+        paper = f"{paper:.2f}"
         final = _final(os.path.join(out, method, "seed0"))
         assert final["model"] == "preact-resnet18" and final["epochs"] == 1 and final["n_test"] == 40
         assert re.search(rf"^\| {method} \| 1 \|.*\| {paper} \|$", printed, re.M)

@@ -7,6 +7,7 @@ device).
 
 import pickle
 
+import grid
 import pytest
 import torch
 
@@ -14,44 +15,11 @@ import mixkit
 
 C = 7  # classes
 
-# name -> (factory, ranks it accepts: number of dims after (B, C) for mask mixers, else any)
-FACTORIES = {
-    "mixup-batch": lambda: mixkit.MixUp(alpha=1.0, num_classes=C),
-    "mixup-elem": lambda: mixkit.MixUp(alpha=0.4, num_classes=C, mode="elem"),
-    "mixup-elem-inplace": lambda: mixkit.MixUp(num_classes=C, mode="elem", inplace=True),
-    "mixup-batch-inplace": lambda: mixkit.MixUp(num_classes=C, inplace=True),
-    "mixup-p0.5": lambda: mixkit.MixUp(num_classes=C, mode="elem", p=0.5),
-    "zeta": lambda: mixkit.ZetaMixup(gamma=2.8, num_classes=C),
-    "zeta-n3": lambda: mixkit.ZetaMixup(gamma=1.5, num_classes=C, n_mix=3),
-    "cutmix-batch": lambda: mixkit.CutMix(num_classes=C),
-    "cutmix-elem": lambda: mixkit.CutMix(num_classes=C, mode="elem"),
-    "cutmix-elem-inplace": lambda: mixkit.CutMix(num_classes=C, mode="elem", inplace=True),
-    "cutmix-batch-inplace": lambda: mixkit.CutMix(num_classes=C, inplace=True),
-    "cutmix-nocorrect": lambda: mixkit.CutMix(num_classes=C, correct_lam=False, p=0.7),
-    "fmix-batch": lambda: mixkit.FMix(num_classes=C),
-    "fmix-elem": lambda: mixkit.FMix(num_classes=C, mode="elem"),
-    "fmix-elem-inplace": lambda: mixkit.FMix(num_classes=C, mode="elem", inplace=True),
-    "fmix-batch-inplace-soft": lambda: mixkit.FMix(num_classes=C, max_soft=0.1, inplace=True),
-    "fmix-soft": lambda: mixkit.FMix(num_classes=C, mode="elem", max_soft=0.2),
-    "fmix-reformulate": lambda: mixkit.FMix(num_classes=C, reformulate=True),
-    "fmix-official": lambda: mixkit.FMix(num_classes=C, mode="elem", spectrum="official"),
-    "resizemix-batch": lambda: mixkit.ResizeMix(num_classes=C),
-    "resizemix-elem": lambda: mixkit.ResizeMix(num_classes=C, mode="elem"),
-    "resizemix-nearest-p0.5": lambda: mixkit.ResizeMix(num_classes=C, mode="elem", resample="nearest", p=0.5),
-    "saliencymix-batch": lambda: mixkit.SaliencyMix(num_classes=C),
-    "saliencymix-elem-p0.5": lambda: mixkit.SaliencyMix(num_classes=C, mode="elem", p=0.5),
-    "gridmix-batch": lambda: mixkit.GridMix(num_classes=C),
-    "gridmix-elem": lambda: mixkit.GridMix(num_classes=C, mode="elem", holes=(1, 3)),
-    "gridmix-elem-inplace": lambda: mixkit.GridMix(num_classes=C, mode="elem", inplace=True),
-    "smoothmix-batch": lambda: mixkit.SmoothMix(num_classes=C),
-    "smoothmix-elem-p0.5": lambda: mixkit.SmoothMix(num_classes=C, mode="elem", p=0.5),
-    "mixup+fmix": lambda: mixkit.Alternate([mixkit.MixUp(), mixkit.FMix()], num_classes=C),
-    "cutmix+zeta": lambda: mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=C),
-    "choice": lambda: mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix(mode="elem")], num_classes=C),
-}
-MASK_BASED = {n for n in FACTORIES if n.startswith((
-    "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix", "mixup+fmix", "choice"))}
-INPLACE = {n for n in FACTORIES if "inplace" in n}
+# case id -> factory: every registered input mixer in each of its example configurations, the
+# registered combinations and a RandomChoice (tests/grid.py, from mixkit.registry)
+FACTORIES = grid.mixers(C)
+INPLACE = set(grid.select(FACTORIES, grid.inplace))
+ANY_RANK = list(grid.select(FACTORIES, grid.any_rank))
 
 SHAPES = {
     "1d": (5, 2, 12),
@@ -202,7 +170,7 @@ def test_pickles(name, device):
     assert repr(clone) == repr(mixer)
 
 
-@pytest.mark.parametrize("name", ["mixup-batch", "zeta", "zeta-n3", "mixup-elem-inplace"])
+@pytest.mark.parametrize("name", ANY_RANK)
 def test_any_input_rank_for_non_mask_mixers(name, gen, device):
     for shape in [(9, 2), (4, 5), (3, 2, 2, 2, 2, 2)]:
         x = torch.randn(shape, generator=gen).to(device)
@@ -213,8 +181,7 @@ def test_any_input_rank_for_non_mask_mixers(name, gen, device):
 def test_p_zero_is_identity(gen, device):
     x = _rand((5, 3, 8, 8), gen, device)
     y = _labels(5, gen, device)
-    for m in [mixkit.MixUp(num_classes=C, p=0.0), mixkit.CutMix(num_classes=C, p=0.0, mode="elem"),
-              mixkit.FMix(num_classes=C, p=0.0), mixkit.ZetaMixup(num_classes=C, p=0.0)]:
+    for m in [make() for make in grid.modes(C, p=0.0).values()]:
         mixed, soft = m(x, y, generator=gen)
         assert torch.equal(mixed, x)
         assert torch.equal(soft, torch.nn.functional.one_hot(y, C).float())

@@ -3,6 +3,7 @@ data, torch.compile. Each mixer's gradient is checked against a slow per-sample 
 
 import math
 
+import grid
 import pytest
 import torch
 from test_mixers_contract import FACTORIES, INPLACE, C
@@ -150,9 +151,9 @@ def test_manifold_cutmix_and_compose_at_a_hidden_layer_of_a_cifar_stem_resnet():
     model.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)  # CIFAR stem: layer1 is 64x32x32
     model.maxpool = nn.Identity()
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
-    for mixer in [mixkit.CutMix(num_classes=10), mixkit.CutMix(num_classes=10, mode="elem"),
-                  mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=10),
-                  mixkit.FMix(num_classes=10, mode="elem")]:
+    for mixer in [*grid.select(grid.modes(10), grid.regional).values(),
+                  mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup()], num_classes=10)]:
+        mixer = mixer() if not isinstance(mixer, torch.nn.Module) else mixer
         mm = mixkit.ManifoldMixup(model, ["layer1"], mixer=mixer)
         model.zero_grad()
         mm.loss(x, y, generator=torch.Generator().manual_seed(0)).backward()

@@ -147,6 +147,12 @@ class Mixer(Targets):
         return True
 
     @property
+    def dense_blends(self) -> bool:
+        """Whether dense targets are blended (class maps become probability maps) rather than
+        copied pixel for pixel (class maps stay class maps)."""
+        return self.interpolates
+
+    @property
     def mixes_labels(self) -> bool:
         """Whether the partners' labels are mixed in (False: each sample keeps its own label)."""
         return True

@@ -97,6 +97,10 @@ class _Combination(Targets):
     def interpolates(self) -> bool:
         return any(getattr(m, "interpolates", True) for m in self.mixers)
 
+    @property
+    def dense_blends(self) -> bool:
+        return any(getattr(m, "dense_blends", True) for m in self.mixers)
+
     def _dense_for(self, part, masks):
         """Class maps handed to a blending part that lacks ``num_classes`` become probability maps
         with the combination's (the combination's classes are the parts' classes)."""

@@ -65,6 +65,10 @@ class ResizeMix(SpatialMixer):
     def interpolates(self) -> bool:
         return self.resample == "linear"
 
+    @property
+    def dense_blends(self) -> bool:
+        return False  # dense targets are resampled by nearest neighbour whatever ``resample``
+
     def keep_mask(self, params, spatial):
         return masks.box_keep_mask(params.boxes, spatial, dtype=torch.bool).float()
 

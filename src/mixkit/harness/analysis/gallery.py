@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
@@ -54,25 +55,36 @@ def _save(plt, fig, path) -> str:
 
 
 def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
-    """(row title, mixer, number of calls before the shown one) for the mixed-batch figure."""
-    from mixkit.compose import Alternate, Compose
-    from mixkit.mixers import CutMix, FMix, GridMix, MixUp, ResizeMix, SaliencyMix, SmoothMix, ZetaMixup
+    """(row title, mixer, number of calls before the shown one) for the mixed-batch figure: every
+    input-space method the harness trains (``mixkit.registry``), per sample where it has a mode,
+    alpha 1, zeta-mixup's ``gamma``; one row per part of a method that takes turns (MixUp+FMix)."""
+    from mixkit import registry
 
-    alternate = Alternate([MixUp(alpha=1.0), FMix(alpha=1.0, decay_power=3.0)])
-    return [
-        ("MixUp\n(alpha=1, per sample)", MixUp(alpha=1.0, mode="elem"), 0),
-        (f"zeta-mixup\n(gamma={gamma:g}, N=B)", ZetaMixup(gamma=gamma), 0),
-        ("CutMix\n(alpha=1, per sample)", CutMix(alpha=1.0, mode="elem"), 0),
-        ("FMix\n(alpha=1, delta=3, per sample)", FMix(alpha=1.0, decay_power=3.0, mode="elem"), 0),
-        ("ResizeMix\n(tau in [0.1, 0.8], per sample)", ResizeMix(mode="elem"), 0),
-        ("SaliencyMix\n(alpha=1, per sample)", SaliencyMix(alpha=1.0, mode="elem"), 0),
-        ("GridMix\n(alpha=1, 2-6 holes, per sample)", GridMix(alpha=1.0, mode="elem"), 0),
-        ("SmoothMix\n(sigma in [0.25, 0.5], per sample)", SmoothMix(mode="elem"), 0),
-        ("MixUp+FMix\nbatch 1 (MixUp)", alternate, 0),
-        ("MixUp+FMix\nbatch 2 (FMix)", alternate, 1),
-        (f"CutMix, then\nzeta (gamma={gamma:g})", Compose([CutMix(alpha=1.0, mode="elem"),
-                                                          ZetaMixup(gamma=gamma)]), 0),
-    ]
+    options = SimpleNamespace(alpha=1.0, mix_mode="elem", zeta_gamma=gamma, decay_power=3.0,
+                              fmix_spectrum="paper")
+    rows = []
+    for method in registry.methods("input"):
+        if method.build is None:
+            continue
+        mixer = method.build(options, None, None)
+        parts = getattr(mixer, "mixers", None)
+        if parts is not None and not getattr(mixer, "sequential", False):
+            rows += [(f"{method.name}\nbatch {i + 1} ({type(p).__name__})", mixer, i)
+                     for i, p in enumerate(parts)]
+        elif parts is not None:
+            rows.append((f"{method.name}\n" + ", then ".join(type(p).__name__ for p in parts), mixer, 0))
+        else:
+            rows.append((f"{method.name}\n{_settings(mixer)}", mixer, 0))
+    return rows
+
+
+def _settings(mixer) -> str:
+    """A mixer's repr on at most two lines of a row title."""
+    text = repr(mixer)
+    if len(text) <= 24:
+        return text
+    cut = text.rfind(", ", 0, 24)
+    return text if cut < 0 else text[:cut + 1] + "\n" + text[cut + 2:]
 
 
 def _display_batch(images: Tensor, labels: Tensor, show: int, batch: int) -> tuple[Tensor, Tensor]:

@@ -25,6 +25,8 @@ import shlex
 import sys
 from dataclasses import replace
 
+from mixkit import registry
+
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import TrainConfig, config_diff, config_from_dict, method_overrides
 from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, saved_config, train
@@ -34,16 +36,9 @@ __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT
 METRIC_KEYS = ("test_error", "macro_f1", "micro_f1", "nll", "ece", "scatter_within", "scatter_between",
                "scatter_ratio", "train_time_s")
 
-# Pairs each paper compares (its method, its reference); kept when both are in a comparison.
-DEFAULT_PAIRS = [
-    ("zeta", "mixup"), ("zeta-g2", "mixup"), ("zeta-g2.4", "mixup"), ("zeta-g3.4", "mixup"),
-    ("zeta-g4", "mixup"), ("zeta-g5", "mixup"), ("cutmix+zeta", "cutmix"),
-    ("fmix", "mixup"), ("fmix", "cutmix"), ("fmix-official", "fmix"), ("mixup+fmix", "fmix"),
-    ("synermix", "mixup"), ("synermix", "synermix-intra"),
-    ("synermix-manifold", "manifold"), ("synermix-manifold", "synermix-intra"),
-    ("resizemix", "cutmix"), ("saliencymix", "cutmix"), ("gridmix", "cutmix"), ("smoothmix", "cutmix"),
-    ("transmix", "cutmix"),
-]
+# Pairs each paper compares (its method, its reference), from the registry's ``baselines``; kept
+# when both are in a comparison.
+DEFAULT_PAIRS = registry.pairs()
 
 
 def _t975(df: int) -> float:

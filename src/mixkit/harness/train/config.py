@@ -17,15 +17,14 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from mixkit import registry
+
 __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
            "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
-           "parse_int_list", "LIST_FIELDS"]
+           "parse_int_list", "LIST_FIELDS", "needs_originals"]
 
-METHODS: tuple[str, ...] = (
-    "erm", "mixup", "zeta", "cutmix", "fmix", "resizemix", "saliencymix", "gridmix", "smoothmix",
-    "mixup+fmix", "cutmix+zeta", "manifold", "synermix-intra", "synermix", "synermix-manifold",
-    "transmix",
-)
+# The methods the harness trains, in the registry's order (``mixkit.registry``).
+METHODS: tuple[str, ...] = registry.names(harness=True)
 SCHEDULES: tuple[str, ...] = ("constant", "step", "multistep", "cosine", "onecycle")
 AUGMENTS: tuple[str, ...] = ("crop-flip", "crop", "flip", "none", "rrc-flip")
 LOADERS: tuple[str, ...] = ("memory", "stream")
@@ -209,100 +208,38 @@ def parse_int_list(name: str, text: str) -> list[int]:
         raise ValueError(f"{name}: expected comma-separated integers like 100,150, got {text!r}") from None
 
 
-# Presets: the papers' recipes and small CPU runs. A preset sets config fields; a compare preset
-# also names its methods and seeds. Flags given on the command line override them.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job, 2.6 minutes on 2 CPU cores with offline data: the fmnist-cpu regime
-    # (no crop/flip, so plain training memorises its 1,000 images) cut to 60 epochs, where the
-    # mixing methods' lower test NLL shows (measured 2026-11-25, seeds 0 and 1: test error erm
-    # 18.23 %, mixup 17.05 %, cutmix 17.93 %, fmix 18.63 %; NLL 0.580, 0.542, 0.518, 0.539).
-    "quick": dict(dataset="fashion-mnist", train_size=1000, test_size=2000, model="small-cnn",
-                  epochs=60, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4,
-                  augment="none", eval_every=10),
-    # Fashion-MNIST on CPU (docs/results.md): a 2,000-image subset, no crop/flip, 80 epochs. In this
-    # regime plain training memorises the training set (training loss 0.017 after 40 epochs, test
-    # NLL 0.48), so a regulariser has room to help, and the schedule is long enough for the mixed
-    # objectives to be fitted; with crop + flip the small CNN underfits instead (training loss 0.25
-    # after 60 epochs) and mixing only adds to that.
-    # Manifold MixUp runs with alpha 1 here, as in the SynerMix paper's comparison (the only
-    # claim about it this suite tests), for it and for SynerMix (Manifold) alike.
-    "fmnist-cpu": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-cnn",
-                       epochs=80, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4,
-                       augment="none", eval_every=10, manifold_alpha=1.0),
-    # MNIST-1D (1-D signals; FMix 1-D masks): the 1-D CNN, 60 epochs.
-    "mnist1d": dict(dataset="mnist1d", model="cnn1d", epochs=60, batch_size=64, lr=0.05,
-                    schedule="cosine", weight_decay=5e-4, augment="none", eval_every=5),
-    # TransMix on CPU: the small ViT (4x4 patches) in the fmnist-cpu regime (2,000 images, no
-    # crop/flip), with a ViT's optimiser: AdamW lr 1e-3, weight decay 0.05, 5 warm-up epochs, cosine.
-    "transmix-fmnist": dict(dataset="fashion-mnist", train_size=2000, test_size=5000, model="small-vit",
-                            epochs=60, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
-                            warmup_epochs=5, schedule="cosine", augment="none", eval_every=10),
-    # FMix paper: PreAct-ResNet18 on Fashion-MNIST, 200 epochs, lr 0.1 divided by 10 at 100 and
-    # 150, batch 128, SGD momentum 0.9, wd 1e-4, crop (pad 4) + flip.
-    "fmix-fashion-preact": dict(dataset="fashion-mnist", model="preact-resnet18", epochs=200,
-                                batch_size=128, lr=0.1, schedule="multistep", milestones=[100, 150],
-                                lr_decay=0.1, weight_decay=1e-4, augment="crop-flip"),
-    # zeta-mixup paper: ResNet-18 with the CIFAR stem on CIFAR-10/100, 200 epochs, lr 0.1 / 10 at
-    # 100 and 150, wd 5e-4 (data needed on disk: --data-dir).
-    "zeta-cifar10": dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1,
-                         schedule="multistep", milestones=[100, 150], weight_decay=5e-4),
-    "zeta-cifar100": dict(dataset="cifar100", model="resnet18", epochs=200, batch_size=128, lr=0.1,
-                          schedule="multistep", milestones=[100, 150], weight_decay=5e-4),
-    # SynerMix paper: CIFAR-100, ResNet-18 (3x3 stem), 120 epochs, StepLR(10, 0.5), wd 5e-4.
-    # Its comparison runs Manifold MixUp with alpha 1 (the Manifold MixUp paper: 2) and trains with
-    # crop + flip + Cutout(16).
-    "synermix-cifar100": dict(dataset="cifar100", model="resnet18", epochs=120, batch_size=128, lr=0.1,
-                              schedule="step", step_size=10, lr_decay=0.5, weight_decay=5e-4,
-                              manifold_alpha=1.0, cutout=16),
-}
+# Presets: the papers' recipes and small CPU runs, one YAML file each in ``presets/`` (what each is
+# for is written at its top). A preset's ``config`` sets config fields; its ``compare`` names the
+# methods and seeds of a comparison (and the paper's figures, where there are some). Flags given
+# on the command line override them.
+PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 
-COMPARE_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0, 1], jobs=2),
-    # The seeds' methods, the static methods, and zeta-mixup's gamma swept against mixup on the
-    # same seeds (the paper's 2.8 is "zeta"); 20 methods x 5 seeds, every method on the same
-    # class-balanced batches (a SynerMix method is among them: see compare.like_for_like).
-    "fmnist-cpu": dict(methods=["erm", "mixup", "zeta", "cutmix", "fmix", "mixup+fmix", "cutmix+zeta",
-                                "manifold", "synermix-intra", "synermix", "synermix-manifold",
-                                "resizemix", "saliencymix", "gridmix", "smoothmix",
-                                "zeta-g2", "zeta-g2.4", "zeta-g3.4", "zeta-g4", "zeta-g5"],
-                       seeds=[0, 1, 2, 3, 4]),
-    "mnist1d": dict(methods=["erm", "mixup", "cutmix", "fmix", "fmix-official", "zeta", "resizemix",
-                             "saliencymix", "gridmix", "smoothmix"],
-                    seeds=[0, 1, 2, 3, 4]),
-    "transmix-fmnist": dict(methods=["erm", "mixup", "cutmix", "transmix"], seeds=[0, 1, 2, 3, 4]),
-    # "paper": the published test error (%) of each method in the paper's own setup, printed
-    # beside ours (FMix Table: accuracy 95.70 / 96.28 / 96.03 / 96.36; zeta-mixup Tables with
-    # ResNet-18).
-    "fmix-fashion-preact": dict(methods=["erm", "mixup", "cutmix", "fmix"], seeds=[0],
-                                paper={"erm": 4.30, "mixup": 3.72, "cutmix": 3.97, "fmix": 3.64}),
-    "zeta-cifar10": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0],
-                         paper={"erm": 5.48, "mixup": 4.68, "zeta": 4.42, "cutmix": 4.13,
-                                "cutmix+zeta": 3.84}),
-    "zeta-cifar100": dict(methods=["erm", "mixup", "zeta", "cutmix", "cutmix+zeta"], seeds=[0],
-                          paper={"erm": 23.33, "mixup": 21.85, "zeta": 21.35, "cutmix": 19.97,
-                                 "cutmix+zeta": 19.54}),
-    "synermix-cifar100": dict(methods=["erm", "mixup", "manifold", "synermix-intra", "synermix",
-                                       "synermix-manifold"], seeds=[0]),
-}
 
-# Method variants a comparison may name: a method plus hyperparameters (``name -> overrides``).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "zeta-g2": dict(method="zeta", zeta_gamma=2.0),
-    "zeta-g2.4": dict(method="zeta", zeta_gamma=2.4),
-    "zeta-g3.4": dict(method="zeta", zeta_gamma=3.4),
-    "zeta-g4": dict(method="zeta", zeta_gamma=4.0),
-    "zeta-g5": dict(method="zeta", zeta_gamma=5.0),
-    "fmix-official": dict(method="fmix", fmix_spectrum="official"),
-    "mixup-elem": dict(method="mixup", mix_mode="elem"),
-    "cutmix-elem": dict(method="cutmix", mix_mode="elem"),
-    "fmix-elem": dict(method="fmix", mix_mode="elem"),
-}
+def _read_presets() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    config, compare = {}, {}
+    for file in sorted(os.listdir(PRESET_DIR)):
+        if file.endswith(".yaml"):
+            data = read_yaml(os.path.join(PRESET_DIR, file))
+            config[file[:-5]] = dict(data.get("config") or {})
+            compare[file[:-5]] = dict(data.get("compare") or {})
+    return config, compare
+
+
+# Method variants a comparison may name: a method plus hyperparameters (``name -> overrides``),
+# from the registry's entries.
+VARIANTS: dict[str, dict[str, Any]] = {name: dict(method=m.name, **v.overrides)
+                                       for name, (m, v) in registry.variants().items()}
 
 
 def balanced_batches(cfg: TrainConfig) -> bool:
     """Whether a run draws class-balanced batches: ``cfg.balanced``, or by default for the
     SynerMix methods only (their intra-class term needs two samples of a class)."""
-    return cfg.method.startswith("synermix") if cfg.balanced is None else cfg.balanced
+    return needs_originals(cfg.method) if cfg.balanced is None else cfg.balanced
+
+
+def needs_originals(method: str) -> bool:
+    """Whether a method also trains on the unaugmented batch (SynerMix's intra-class term)."""
+    return bool(registry.get(method).traits.get("needs_originals"))
 
 
 def method_overrides(name: str) -> dict[str, Any]:
@@ -391,3 +328,6 @@ def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) ->
     """Fields whose values differ: ``{name: (a's, b's)}``."""
     da, db = config_to_dict(a), config_to_dict(b)
     return {k: (da[k], db[k]) for k in da if k not in ignore and da[k] != db[k]}
+
+
+PRESETS, COMPARE_PRESETS = _read_presets()

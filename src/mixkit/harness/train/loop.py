@@ -43,7 +43,15 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import TrainConfig, balanced_batches, config_diff, config_from_dict, config_to_dict, read_yaml
+from .config import (
+    TrainConfig,
+    balanced_batches,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    needs_originals,
+    read_yaml,
+)
 from .feed import MemoryFeed, StreamFeed, build_feed, epoch_batches, stable_seed
 from .methods import build_method
 from .metrics import MetricState
@@ -330,7 +338,7 @@ def _prepare_run_dir(cfg: TrainConfig, out: str, resume: bool, info: dist.DistIn
 def _build_run(cfg: TrainConfig, out: str, device: torch.device, info: dist.DistInfo, log,
                progress: bool) -> _Run:
     """Data feed, model (the same initial weights on every process), method, optimiser, generators."""
-    feed = build_feed(cfg, device, with_originals=cfg.method.startswith("synermix"))
+    feed = build_feed(cfg, device, with_originals=needs_originals(cfg.method))
     data = feed.meta
     torch.manual_seed(_seed(cfg.seed, 0))
     model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
