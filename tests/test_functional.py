@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import mixkit
 from mixkit import functional as F
+from mixkit.functional import mixing
 
 # ---------------------------------------------------------------------------------------------
 # Slow, obviously-correct references.
@@ -67,9 +68,9 @@ def ref_binarise(noise, k, soft=None):
 def inplace_path(request, monkeypatch):
     """Run in-place tests through both in-place strategies (small samples copy back through a
     temporary, large ones walk the permutation's cycles)."""
-    from mixkit.functional import mixing
+    from mixkit.functional import host
 
-    monkeypatch.setattr(mixing, "_WALK_MIN_NUMEL", 1 << 30 if request.param == "copy-back" else 0)
+    monkeypatch.setattr(host, "WALK_MIN_NUMEL", 1 << 30 if request.param == "copy-back" else 0)
     return request.param
 
 
@@ -100,14 +101,14 @@ def test_blend_pairs_inplace_special_permutations(gen, inplace_path):
 @settings(max_examples=40, deadline=None)
 @given(b=st.integers(1, 40), seed=st.integers(0, 2**31 - 1), walk=st.booleans())
 def test_property_inplace_pairs_equal_out_of_place(b, seed, walk):
-    from mixkit.functional import mixing
+    from mixkit.functional import host
 
-    old = mixing._WALK_MIN_NUMEL
-    mixing._WALK_MIN_NUMEL = 0 if walk else 1 << 30
+    old = host.WALK_MIN_NUMEL
+    host.WALK_MIN_NUMEL = 0 if walk else 1 << 30
     try:
         _check_inplace_pairs(b, seed)
     finally:
-        mixing._WALK_MIN_NUMEL = old
+        host.WALK_MIN_NUMEL = old
 
 
 def _check_inplace_pairs(b, seed):
@@ -425,3 +426,43 @@ def test_property_mixers_keep_invariants(b, spatial, seed, which):
     if params.mask is not None:
         n = math.prod(spatial)
         assert ((params.mask.flatten(1).mean(1) - params.lam[: params.mask.shape[0]]).abs() <= 1 / n + 1e-6).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every host fast path (functional/host.py) equals the tensor path it stands in for, bit for bit:
+# the same call with the host paths switched off is the reference.
+
+HOST_CALLS = {
+    "blend_pairs batch lam": lambda x, i, g, inplace: F.blend_pairs(
+        x, i, torch.full((1,), 0.3).expand(x.shape[0]), inplace=inplace),
+    "blend_pairs per-sample lam": lambda x, i, g, inplace: F.blend_pairs(
+        x, i, torch.rand(x.shape[0], generator=g), inplace=inplace),
+    "blend_mask per-sample": lambda x, i, g, inplace: F.blend_mask(
+        x, i, torch.rand((x.shape[0], *x.shape[2:]), generator=g), inplace=inplace),
+    "blend_mask one mask": lambda x, i, g, inplace: F.blend_mask(
+        x, i, torch.rand((1, *x.shape[2:]), generator=g), inplace=inplace),
+    "paste_boxes per-sample": lambda x, i, g, inplace: mixing.paste_boxes(
+        x, i, F.sample_boxes(torch.rand(x.shape[0], generator=g), tuple(x.shape[2:]), generator=g),
+        inplace=inplace),
+    "paste_boxes one box": lambda x, i, g, inplace: mixing.paste_boxes(
+        x, i, F.sample_boxes(torch.rand(1, generator=g), tuple(x.shape[2:]), generator=g), inplace=inplace),
+}
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
+@pytest.mark.parametrize("call", HOST_CALLS, ids=HOST_CALLS.keys())
+def test_host_fast_paths_equal_the_tensor_paths(call, inplace, monkeypatch):
+    from mixkit.functional import host
+
+    def run(fast):
+        g = torch.Generator().manual_seed(3)
+        x = torch.rand(6, 3, 40, 40, generator=g)  # 4,800 elements per sample
+        index = torch.randperm(6, generator=g)
+        with monkeypatch.context() as m:
+            m.setattr(host, "WALK_MIN_NUMEL", 0 if fast else 1 << 40)
+            m.setattr(host, "REGION_MIN_NUMEL", 0 if fast else 1 << 40)
+            if not fast:
+                m.setattr(host, "regions_ok", lambda x, boxes: False)
+            return HOST_CALLS[call](x, index, g, inplace)
+
+    assert torch.equal(run(fast=True), run(fast=False))

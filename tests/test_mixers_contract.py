@@ -124,10 +124,10 @@ LAYOUT_CASES = [pytest.param(name, False, id=f"{name}-copy-back") for name in FA
 
 @pytest.mark.parametrize("name, walk", LAYOUT_CASES)
 def test_channels_last_and_non_contiguous(name, walk, gen, monkeypatch, device):
-    from mixkit.functional import mixing
+    from mixkit.functional import host
 
     if walk:
-        monkeypatch.setattr(mixing, "_WALK_MIN_NUMEL", 0)
+        monkeypatch.setattr(host, "WALK_MIN_NUMEL", 0)
     x = _rand((6, 3, 10, 8), gen, device)
     y = _labels(6, gen, device)
     ref = _run(name, x.clone(), y, 2)

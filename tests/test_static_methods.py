@@ -335,3 +335,19 @@ def test_classmix_under_autograd_and_in_a_combination():
 def test_argument_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("spatial", [(1, 1, 1), (2, 8, 8), (1,), (2,), (1, 5)])
+def test_saliencymix_on_axes_shorter_than_its_filters(spatial):
+    # the saliency's 3- and 5-tap filters mirror the borders; an axis of 1 or 2 elements has too
+    # few to mirror by F.pad, and used to fail with a padding error
+    from mixkit.functional import saliency
+
+    x = torch.rand(3, 2, *spatial, generator=torch.Generator().manual_seed(0))
+    mixed, soft = mixkit.SaliencyMix(num_classes=4, mode="elem")(x, torch.tensor([0, 1, 2]))
+    assert mixed.shape == x.shape and torch.isfinite(mixed).all()
+    torch.testing.assert_close(soft.sum(1), torch.ones(3))
+    for n in range(3, 9):  # where F.pad can mirror, the indices are its own
+        row = torch.arange(float(n)).view(1, 1, n)
+        assert torch.equal(row.index_select(2, saliency._mirrored(n, 2, "cpu")),
+                           torch.nn.functional.pad(row, [2, 2], mode="reflect"))

@@ -1,40 +1,50 @@
-"""Blending inputs and labels once the mixing parameters are drawn.
+"""Blending inputs once the mixing parameters are drawn: the reference tensor code of every method's
+mix, each formula first.
 
 Three ways to mix a batch ``x`` of shape ``(B, *)``:
 
-- by pairing: ``lam * x + (1 - lam) * x[index]`` (mixup), lam per sample;
-- by weight matrix: ``W @ x`` over the flattened samples (zeta-mixup);
-- by keep mask: ``M * x + (1 - M) * x[index]`` with M over the trailing shape (CutMix, FMix).
+- by pairing: ``lam * x + (1 - lam) * x[index]`` (mixup), lam per sample (``blend_pairs``);
+- by weight matrix: ``W @ x`` over the flattened samples (zeta-mixup, ``blend_matrix``);
+- by keep mask: ``M * x + (1 - M) * x[index]`` with M over the trailing shape (CutMix, FMix;
+  ``blend_mask``, ``paste_boxes``), and a resampled partner (ResizeMix, ``paste_resized``).
 
 Integer inputs (uint8 images, int16 volumes): binary keep masks (CutMix boxes, hard FMix masks;
 ``blend_mask(..., binary=True)``) copy exact values; interpolating blends are computed in float
 and rounded to the nearest integer (half to even), so the dtype is kept. Writing an
 interpolated blend in place into an integer tensor is refused (``inplace=True``).
 
-Labels follow with the same parameters (``mix_labels_pairs``, ``mix_labels_matrix``). Every
-function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` and
-give the same values as the out-of-place ones. Their scratch space: for CPU samples of at least
-``_WALK_MIN_NUMEL`` elements one sample (or one box region) per permutation cycle, otherwise one
-gathered copy of the partners.
-
-Paths that read values on the host (row loops, cycle walks, box slicing) run only on CPU tensors
-in eager mode and without autograd recording; elsewhere the same results come from tensor
-operations alone (``host_readable``, ``records_grad``).
+Every function returns a new tensor unless ``inplace=True``; the in-place paths write into ``x`` and
+give the same values as the out-of-place ones, with one gathered copy of the partners as scratch.
+Where the host can read the permutation and the boxes for free (CPU, eager, no autograd
+recording), the same values come from the row loops and region copies of ``host`` (tested equal
+to these). Labels follow with the same parameters (``labels``: ``mix_labels_pairs``,
+``mix_labels_matrix``; re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import torch
 from torch import Tensor
 
-from .execution import host_cached, host_readable, records_grad
+from . import host
+from .execution import host_readable, records_grad
+from .labels import (
+    check_class_ids,
+    check_probabilities,
+    check_unit_interval,
+    mix_labels_matrix,
+    mix_labels_pairs,
+    no_autocast,
+    smooth_labels,
+    to_soft_labels,
+)
 from .masks import box_keep_mask
 
 __all__ = [
     "to_soft_labels",
+    "check_class_ids",
+    "check_probabilities",
+    "no_autocast",
     "smooth_labels",
     "check_unit_interval",
     "is_integer",
@@ -49,173 +59,6 @@ __all__ = [
     "paste_dense",
     "paste_resized",
 ]
-
-
-def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: int | None = None,
-                   device: torch.device | None = None, *, multilabel: bool = False) -> Tensor:
-    """Class ids ``(B,)`` or probabilities ``(B, C)`` -> float probabilities ``(B, C)``.
-
-    Class ids need ``num_classes`` and become one-hot float32 (never the images' dtype: a bf16
-    cast would corrupt large ids). Probability rows must be non-negative and sum to 1 (to 1e-3);
-    they are kept in their dtype, promoted to at least float32.
-
-    ``multilabel=True``: rows are multi-hot targets (any number of classes on), ``(B, C)`` float
-    with values in [0, 1], or bool / integer 0-1 (made float32); rows are not required to sum to
-    1 and are never renormalised. Class ids ``(B,)`` still become one-hot rows.
-    """
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels: expected a torch.Tensor, got {type(labels).__name__}")
-    if device is not None and labels.device != device:
-        raise ValueError(f"labels: expected a tensor on the inputs' device ({device}), got one on "
-                         f"{labels.device}; move them with labels.to(inputs.device)")
-    if batch_size is not None and (labels.ndim == 0 or labels.shape[0] != batch_size):
-        got = "a scalar" if labels.ndim == 0 else labels.shape[0]
-        raise ValueError(f"labels: expected {batch_size} labels (one per input), got {got}")
-    if labels.ndim == 1 and not labels.is_floating_point() and not labels.is_complex():
-        if labels.dtype == torch.bool:
-            raise TypeError("labels: expected integer class ids or float probabilities, got bool")
-        if num_classes is None:
-            raise ValueError(
-                "num_classes: expected an int when labels are class ids (B,), got None; "
-                "pass num_classes=... to the mixer or give probabilities (B, C)"
-            )
-        check_class_ids(labels, num_classes)
-        return host_cached(_identity, num_classes, str(labels.device)).index_select(0, labels)
-    if labels.ndim == 2 and (labels.is_floating_point() or (multilabel and not labels.is_complex())):
-        what = "multi-hot targets" if multilabel else "probabilities"
-        if num_classes is not None and labels.shape[1] != num_classes:
-            raise ValueError(f"labels: expected {what} with {num_classes} columns, got {labels.shape[1]}")
-        probs = labels if labels.dtype in (torch.float32, torch.float64) else labels.float()
-        if multilabel:
-            check_unit_interval(probs)
-        else:
-            check_probabilities(probs)
-        return probs
-    hint = ""
-    if labels.ndim == 2 and not multilabel:
-        hint = "; for multi-hot (multi-label) targets pass multilabel=True"
-    raise ValueError(
-        "labels: expected integer class ids of shape (B,) or float probabilities of shape (B, C), "
-        f"got {labels.dtype} of shape {tuple(labels.shape)}{hint}"
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _identity(num_classes: int, device: str) -> Tensor:
-    """The one-hot rows of ``num_classes`` classes, float32, kept per device (never written)."""
-    return torch.eye(num_classes, dtype=torch.float32, device=device)
-
-
-def check_class_ids(labels: Tensor, num_classes: int, what: str = "labels") -> None:
-    """Class ids in [0, num_classes): a ValueError on the host, an async assert on a device."""
-    if not labels.numel():
-        return
-    if not host_readable(labels):
-        # On the device: an asynchronous assert, raised at the next synchronisation.
-        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(),
-                            f"{what}: expected class ids in [0, {num_classes - 1}]")
-        return
-    lo, hi = (int(v) for v in torch.aminmax(labels))
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(f"{what}: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
-
-
-def check_probabilities(probs: Tensor) -> None:
-    """Non-negative rows summing to 1 (to 1e-3): a ValueError on the host, an async assert on a device."""
-    if not probs.numel():
-        return
-    sums = probs.sum(dim=1)
-    if not host_readable(probs):
-        ok = (probs >= 0).all() & ((sums - 1).abs() <= 1e-3).all()
-        torch._assert_async(ok, "labels: expected non-negative probability rows summing to 1")
-        return
-    if bool((probs < 0).any()):
-        raise ValueError("labels: expected non-negative probabilities, got negative entries")
-    worst = float((sums - 1).abs().max())
-    if not worst <= 1e-3:
-        raise ValueError("labels: expected probability rows summing to 1, got rows off by up to "
-                         f"{worst:.3g}; for multi-hot (multi-label) targets pass multilabel=True")
-
-
-def check_unit_interval(targets: Tensor) -> None:
-    """Multi-hot targets: every value in [0, 1] (a ValueError on the host, an async assert on a device)."""
-    if not targets.numel():
-        return
-    if not host_readable(targets):
-        torch._assert_async(((targets >= 0) & (targets <= 1)).all(),
-                            "labels: expected multi-hot targets with values in [0, 1]")
-        return
-    lo, hi = (float(v) for v in torch.aminmax(targets))
-    if not (lo >= 0.0 and hi <= 1.0):
-        raise ValueError("labels: expected multi-hot targets with values in [0, 1], "
-                         f"got values in [{lo:g}, {hi:g}]")
-
-
-def smooth_labels(soft: Tensor, smoothing: float, multilabel: bool = False) -> Tensor:
-    """Label smoothing of target rows: ``soft * (1 - eps) + eps / C`` (timm's and torch's form),
-    so probability rows still sum to 1. Multi-hot rows (``multilabel``) are smoothed per class
-    towards 0.5, ``soft * (1 - eps) + eps / 2`` (each class is its own binary target; timm's
-    multi-label form). ``eps = 0`` returns ``soft`` itself."""
-    if smoothing == 0.0:
-        return soft
-    return soft * (1.0 - smoothing) + smoothing * (0.5 if multilabel else 1.0 / soft.shape[1])
-
-
-def mix_labels_pairs(soft: Tensor, index: Tensor, lam: Tensor) -> Tensor:
-    """``lam * soft + (1 - lam) * soft[index]`` with lam per sample ``(B,)``."""
-    if lam.stride(0) == 0 and host_readable(lam):  # one lam for the batch, on the host
-        return torch.lerp(soft.index_select(0, index), soft, float(lam[0]))
-    return torch.lerp(soft.index_select(0, index), soft, lam.to(soft.dtype)[:, None])
-
-
-def mix_labels_matrix(soft: Tensor, weights: Tensor) -> Tensor:
-    """``weights @ soft``: each row a convex combination of the batch's labels (in soft's dtype,
-    also under autocast)."""
-    with no_autocast(soft):
-        return weights.to(soft.dtype) @ soft
-
-
-def no_autocast(t: Tensor):
-    """A context that turns autocast off for ``t``'s device type (mixing keeps the input's dtype)."""
-    kind = t.device.type
-    if torch.amp.is_autocast_available(kind):
-        return torch.autocast(kind, enabled=False)
-    return contextlib.nullcontext()
-
-
-def _cycles(perm: list[int]) -> list[list[int]]:
-    """The cycles of the permutation ``perm`` (fixed points left out)."""
-    if sorted(perm) != list(range(len(perm))):
-        raise ValueError("index: expected a permutation of range(B) for inplace=True")
-    seen = [False] * len(perm)
-    cycles = []
-    for start in range(len(perm)):
-        if seen[start] or perm[start] == start:
-            seen[start] = True
-            continue
-        cyc = []
-        i = start
-        while not seen[i]:
-            seen[i] = True
-            cyc.append(i)
-            i = perm[i]
-        cycles.append(cyc)
-    return cycles
-
-
-# From this many elements per sample on, blends of CPU tensors run row by row: one pass per row
-# straight into the output (or, in place, along the permutation's cycles), which avoids a gathered
-# copy of the batch. Below it, the per-call overhead of a row loop outweighs that, and a vectorised
-# gather (through a temporary when writing in place) is faster. Row loops read the permutation on
-# the host and write with ``out=``, so they are used only where both are free: CPU tensors, eager
-# mode, and no autograd recording (``_rows_ok``).
-_WALK_MIN_NUMEL = 1 << 15
-
-
-# Per-sample boxes are pasted region by region (a Python loop over rows) from this many elements
-# per sample on: measured on 2 cores, 3 072 (3x32x32) was 2.2x slower than the masked blend and
-# 16 000 was 0.6x of it.
-_REGION_MIN_NUMEL = 8192
 
 
 def is_integer(x: Tensor) -> bool:
@@ -241,27 +84,6 @@ def _refuse_inplace_integer(x: Tensor, what: str) -> None:
     )
 
 
-def _sample_numel(x: Tensor) -> int:
-    return x.numel() // x.shape[0] if x.shape[0] else 0
-
-
-def _rows_ok(x: Tensor) -> bool:
-    return _sample_numel(x) >= _WALK_MIN_NUMEL and host_readable(x) and not records_grad(x)
-
-
-def _walk_cycles(x: Tensor, index: Tensor, weight) -> Tensor:
-    """In place: ``x[i] = lerp(x[i], x[index[i]], weight(i))`` for every i, with ``index`` a
-    permutation. Each cycle is walked forward, so a row's partner is still unwritten when read;
-    the cycle's last row reads a saved copy of its first. Scratch space: one sample per cycle.
-    Same formula as the out-of-place path, so the two agree bit for bit."""
-    for cyc in _cycles(index.tolist()):
-        first = x[cyc[0]].clone()
-        for pos, row in enumerate(cyc):
-            partner = x[cyc[pos + 1]] if pos + 1 < len(cyc) else first
-            torch.lerp(x[row], partner, weight(row), out=x[row])
-    return x
-
-
 def _gather(x: Tensor, index: Tensor) -> Tensor:
     """``x[index]`` along the batch, keeping x's memory format."""
     return x.index_select(0, index) if x.is_contiguous() else x[index]
@@ -274,13 +96,8 @@ def _blend(x: Tensor, index: Tensor, weight: Tensor, row_weight, inplace: bool) 
     Every path evaluates the same ``lerp`` with the own sample as start, so in place and out of
     place agree bit for bit, and writing in place needs only the gathered partners as scratch.
     """
-    if _rows_ok(x):
-        if inplace:
-            return _walk_cycles(x, index, row_weight)
-        out = torch.empty_like(x)
-        for row, partner in enumerate(index.tolist()):
-            torch.lerp(x[row], x[partner], row_weight(row), out=out[row])
-        return out
+    if host.rows_ok(x):
+        return host.blend_rows(x, index, row_weight, inplace)
     partners = _gather(x, index)
     if inplace:
         return x.lerp_(partners, weight)
@@ -309,7 +126,7 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
         weight = 1.0 - float(lam[0])
         return _blend(x, index, weight, lambda row: weight, inplace)
     share = 1.0 - lam.to(device=x.device, dtype=x.dtype)
-    if _rows_ok(x):
+    if host.rows_ok(x):
         values = share.tolist()
         return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), lambda row: values[row], inplace)
     return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), None, inplace)
@@ -381,66 +198,15 @@ def paste_boxes(x: Tensor, index: Tensor, boxes: Tensor, *, inplace: bool = Fals
     ``(1, d, 2)``) taken from ``x[index[i]]``. ``boxes`` is int ``(B|1, d, 2)`` of ``[lo, hi)``
     over the trailing d axes.
 
-    CPU tensors in eager mode copy the regions alone (the boxes are read on the host; per-sample
-    boxes only for samples of at least ``_REGION_MIN_NUMEL`` elements). Elsewhere, and when autograd
-    records per-sample boxes, the boxes become keep masks and the batch is blended with them, so
-    nothing is read back and no ``out=`` is used.
+    The reference is the masked blend with the boxes' keep mask (what runs on devices and under
+    autograd: nothing is read back, no ``out=``); CPU tensors in eager mode copy the regions
+    alone (``host.paste_regions``, ``host.paste_region``).
     """
-    if boxes.shape[0] > 1 and not (_sample_numel(x) >= _REGION_MIN_NUMEL and host_readable(x)
-                                   and not records_grad(x)):
-        # Per-sample boxes on small samples, under autograd or on a device: one vectorised masked
-        # blend (below _REGION_MIN_NUMEL a Python loop over rows costs more than it saves).
-        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
-    if boxes.shape[0] > 1:
-        return _paste_regions(x, index.tolist(), boxes.tolist(), inplace)
-    if not host_readable(boxes) or not host_readable(x):
-        return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
-    bounds = boxes[0].tolist()
-    region = (Ellipsis,) + tuple(slice(lo, hi) for lo, hi in bounds)
-    out = x if inplace else x.clone()
-    if any(hi <= lo for lo, hi in bounds):
-        return out
-    index = index.to(x.device)
-    if records_grad(x):
-        out[region] = x[region].index_select(0, index)
-        return out
-    if not inplace:
-        # Gather the partners' regions straight into the output's region: no temporary.
-        torch.index_select(x[region], 0, index, out=out[region])
-        return out
-    if _sample_numel(x) >= _WALK_MIN_NUMEL:
-        # In place, large samples: walk the permutation's cycles, saving one region per cycle.
-        for cyc in _cycles(index.tolist()):
-            first = x[cyc[0]][region].clone()
-            for pos, row in enumerate(cyc):
-                x[row][region] = x[cyc[pos + 1]][region] if pos + 1 < len(cyc) else first
-        return x
-    x[region] = x[region].index_select(0, index)
-    return x
-
-
-def _paste_regions(x: Tensor, perm: list[int], bounds: list, inplace: bool) -> Tensor:
-    """Per-sample boxes on the host: copy each row's region from its partner, nothing else.
-
-    Out of place: a copy of the batch, then one region copy per row. In place: along the
-    permutation's cycles, each row reads its partner before the partner is written; the cycle's
-    last row reads a saved copy of the first row's region (the last row's box). Scratch space:
-    one region per cycle.
-    """
-    regions = [(Ellipsis,) + tuple(slice(lo, hi) for lo, hi in box) for box in bounds]
-    if not inplace:
-        out = x.clone()
-        for row, partner in enumerate(perm):
-            if partner != row:
-                out[row][regions[row]] = x[partner][regions[row]]
-        return out
-    for cyc in _cycles(perm):
-        saved = x[cyc[0]][regions[cyc[-1]]].clone()
-        for pos, row in enumerate(cyc):
-            src = x[cyc[pos + 1]][regions[row]] if pos + 1 < len(cyc) else saved
-            x[row][regions[row]] = src
-    return x
-
+    if host.regions_ok(x, boxes):
+        if boxes.shape[0] > 1:
+            return host.paste_regions(x, index.tolist(), boxes.tolist(), inplace)
+        return host.paste_region(x, index, boxes[0].tolist(), inplace)
+    return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
 
 
 # ---------------------------------------------------------------------------------------------

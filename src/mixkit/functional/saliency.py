@@ -33,19 +33,28 @@ _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _BGR_TO_GRAY = (0.114, 0.587, 0.299)
 
 
+def _mirrored(n: int, r: int, device) -> Tensor:
+    """Indices of an axis of ``n`` elements padded by ``r`` on each side with mirrored borders
+    (OpenCV's BORDER_REFLECT_101: ``... c b | a b c | b a ...``), for any ``r``, also ``r >= n``
+    (an axis of one element repeats it)."""
+    if n == 1:
+        return torch.zeros(n + 2 * r, dtype=torch.int64, device=device)
+    period = 2 * (n - 1)
+    i = torch.arange(-r, n + r, device=device).remainder(period)
+    return torch.where(i < n, i, period - i)
+
+
 def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
     """Separable filtering of ``x`` ``(B, 1, *spatial)`` by ``taps`` on every spatial axis, with
-    mirrored borders (``reflect``: OpenCV's BORDER_REFLECT_101)."""
+    mirrored borders (OpenCV's BORDER_REFLECT_101, also on axes shorter than the filter)."""
     d = x.ndim - 2
     r = taps.numel() // 2
     for k in range(d):
         shape = [1, 1] + [1] * d
         shape[2 + k] = taps.numel()
         weight = taps.view(shape)
-        pad = [0, 0] * d
-        pad[2 * (d - 1 - k)] = pad[2 * (d - 1 - k) + 1] = r
         conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
-        x = conv(F.pad(x, pad, mode="reflect"), weight)
+        x = conv(x.index_select(2 + k, _mirrored(x.shape[2 + k], r, x.device)), weight)
     return x
 
 
