@@ -123,7 +123,7 @@ def _cases(rank):
 
     # ManifoldMixup's order, sample then apply_soft on the same tensor: gradients, and the
     # tensor sample gathered is reused (2 + 2 gathers, not 2 + 3)
-    for name in ("mixup", "zeta"):
+    for name in ("mixup-batch", "zeta"):
         cr = CrossRank(_mixer(name))
         xg = x.clone().requires_grad_()
         calls["n"] = 0
@@ -144,7 +144,7 @@ def _cases(rank):
     out["sample masks"] = _diff(cr.mixer.seen, M)
 
     # channels_last stays channels_last
-    mixed, _ = CrossRank(_mixer("mixup"))(x.contiguous(memory_format=torch.channels_last), y, generator=g())
+    mixed, _ = CrossRank(_mixer("mixup-batch"))(x.contiguous(memory_format=torch.channels_last), y, generator=g())
     out["channels_last"] = mixed.is_contiguous(memory_format=torch.channels_last)
 
     # ManifoldMixup inside DDP: parameter gradients equal the single-process reference's
@@ -174,13 +174,13 @@ def _cases(rank):
 
     # a group of one rank: the wrapped mixer, call for call
     own = [tdist.new_group([0]), tdist.new_group([1])][rank]
-    for name in ("mixup", "cutmix-elem", "compose"):
+    for name in ("mixup-batch", "cutmix-elem", "cutmix+zeta"):
         single = CrossRank(_mixer(name), group=own)(x, y, generator=g(), masks=m)
         alone = _mixer(name)(x, y, generator=g(), masks=m)
         out[f"world one {name}"] = all(torch.equal(a, b) for a, b in zip(single, alone, strict=True))
 
     # errors: raised on both ranks, no hang, and the ranks stay in step afterwards
-    cr = CrossRank(_mixer("mixup"))
+    cr = CrossRank(_mixer("mixup-batch"))
     wrong = {
         "batch size": lambda: cr(x[: B - 1 + rank], y[: B - 1 + rank]),
         "shape": lambda: cr(x if rank == 0 else x.reshape(B, 3, 4, 16), y),
@@ -197,7 +197,7 @@ def _cases(rank):
         except Exception as err:
             out[f"error {case}"] = (type(err).__name__, str(err))
     mixed, soft, masks = cr(x, y, generator=g(), masks=m)
-    r_mixed, r_soft, r_masks = _mixer("mixup")(X, Y, generator=g(), masks=M)
+    r_mixed, r_soft, r_masks = _mixer("mixup-batch")(X, Y, generator=g(), masks=M)
     out["after errors"] = max(_diff(mixed, r_mixed[rows]), _diff(soft, r_soft[rows]))
     return out
 
@@ -229,7 +229,7 @@ def test_each_ranks_rows_equal_the_single_process_reference(results, name):
 @pytest.mark.slow
 def test_the_tensor_sample_gathered_is_reused_and_gradients_reach_their_rank(results):
     for rank in (0, 1):
-        for name in ("mixup", "zeta"):
+        for name in ("mixup-batch", "zeta"):
             assert results[rank][f"hook gathers {name}"] == 4   # not 5: the inputs once
             assert results[rank][f"hook grad {name}"] < 1e-5
         assert results[rank]["sample masks"] == 0.0
@@ -248,7 +248,7 @@ def test_manifold_mixup_inside_ddp_matches_the_single_process_gradients(results)
 @pytest.mark.slow
 def test_a_group_of_one_is_the_wrapped_mixer(results):
     for rank in (0, 1):
-        for name in ("mixup", "cutmix-elem", "compose"):
+        for name in ("mixup-batch", "cutmix-elem", "cutmix+zeta"):
             assert results[rank][f"world one {name}"] is True
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import sys
 import weakref
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -42,8 +43,51 @@ __all__ = ["CrossRank"]
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8,
            torch.int16, torch.int32, torch.int64, torch.bool, torch.complex64, torch.complex128)
 _DIMS = 8  # dims sent one by one; the product of any further dims is sent as one number
-# per tensor: present, dtype code, differentiable, cached, ndim, _DIMS dims, product of the rest
-_SLOT = 5 + _DIMS + 1
+_WIDTH = 5 + _DIMS + 1  # numbers per tensor (_Slot)
+
+
+class _Slot(NamedTuple):
+    """One tensor as the other ranks see it: ``_WIDTH`` int64 numbers on the wire."""
+
+    present: int
+    dtype: int          # 1 + index in _DTYPES (len(_DTYPES) + 1: another dtype)
+    differentiable: int
+    cached: int         # sample() gathered this very tensor already
+    ndim: int
+    dims: tuple         # the first _DIMS sizes, -1 past ndim
+    rest: int           # the product of the sizes past _DIMS, -1 when there are none
+
+    @classmethod
+    def of(cls, t, differentiable: bool, cached: bool) -> _Slot:
+        if not isinstance(t, Tensor):
+            return cls(0, 0, 0, 0, 0, (0,) * _DIMS, 0)
+        shape = list(t.shape)
+        head = tuple(shape[:_DIMS] + [-1] * (_DIMS - min(len(shape), _DIMS)))
+        rest = math.prod(shape[_DIMS:]) if len(shape) > _DIMS else -1
+        code = _DTYPES.index(t.dtype) + 1 if t.dtype in _DTYPES else len(_DTYPES) + 1
+        return cls(1, code, int(differentiable), int(cached), len(shape), head, rest)
+
+    def encode(self) -> list[int]:
+        return [self.present, self.dtype, self.differentiable, self.cached, self.ndim, *self.dims, self.rest]
+
+    @classmethod
+    def decode(cls, row: list[int]) -> _Slot:
+        return cls(*row[:5], tuple(row[5:5 + _DIMS]), row[5 + _DIMS])
+
+    def layout(self) -> tuple:
+        """What all_gather needs equal on every rank: presence, dtype and shape."""
+        return (self.present, self.dtype, self.ndim, self.dims, self.rest)
+
+    def shown(self) -> str:
+        if not self.present:
+            return "none"
+        dtype = str(_DTYPES[self.dtype - 1]).replace("torch.", "") if self.dtype <= len(_DTYPES) \
+            else "another dtype"
+        dims = [str(d) for d in self.dims[:min(self.ndim, _DIMS)]]
+        if self.ndim > _DIMS:
+            dims.append(f"... ({self.ndim - _DIMS} more, {self.rest} elements)")
+        trailing = "," if self.ndim == 1 else ""
+        return f"{dtype} ({', '.join(dims)}{trailing})"
 
 
 class _GatherRows(torch.autograd.Function):
@@ -104,28 +148,6 @@ def _rows(x, lo: int, hi: int, like=None):
             if like.ndim == ndim and like.is_contiguous(memory_format=candidate):
                 fmt = candidate
     return _like(plain.clone(memory_format=fmt), x)
-
-
-def _describe(t, differentiable: bool, cached: bool) -> list[int]:
-    if not isinstance(t, Tensor):
-        return [0] * _SLOT
-    shape = list(t.shape)
-    head = shape[:_DIMS] + [-1] * (_DIMS - min(len(shape), _DIMS))
-    rest = math.prod(shape[_DIMS:]) if len(shape) > _DIMS else -1
-    code = _DTYPES.index(t.dtype) + 1 if t.dtype in _DTYPES else len(_DTYPES) + 1
-    return [1, code, int(differentiable), int(cached), len(shape), *head, rest]
-
-
-def _shown(slot: list[int]) -> str:
-    if not slot[0]:
-        return "none"
-    code, ndim = slot[1], slot[4]
-    dtype = str(_DTYPES[code - 1]).replace("torch.", "") if code <= len(_DTYPES) else "another dtype"
-    dims = [str(d) for d in slot[5:5 + min(ndim, _DIMS)]]
-    if ndim > _DIMS:
-        dims.append(f"... ({ndim - _DIMS} more, {slot[-1]} elements)")
-    trailing = "," if ndim == 1 else ""
-    return f"{dtype} ({', '.join(dims)}{trailing})"
 
 
 def _ranks(ranks: list[int]) -> str:
@@ -204,8 +226,8 @@ class CrossRank(Targets):
             raise TypeError("mixer: expected a mixkit mixer or combination to mix across ranks, got a "
                             "CrossRank (its partners are drawn across ranks already)")
         if not isinstance(mixer, Targets):
-            raise TypeError("mixer: expected a mixkit mixer or combination (MixUp, ZetaMixup, CutMix, "
-                            f"FMix, ResizeMix, RandomChoice, Alternate, Compose), got {type(mixer).__name__}")
+            raise TypeError(f"mixer: expected a mixkit mixer or combination ({_accepted()}), "
+                            f"got {type(mixer).__name__}")
         writes = [type(m).__name__ for m in mixer.modules() if getattr(m, "inplace", False) is True]
         if writes:
             raise ValueError(f"mixer: expected inplace=False (CrossRank mixes a gathered copy of the global "
@@ -341,63 +363,76 @@ class CrossRank(Targets):
     def _gather(self, group, rank, world, failure, inputs, soft, masks):
         """Check with the other ranks (one small collective), then gather each tensor given."""
         cache, self._gathered = self._gathered or {}, None
-        if failure is None:
-            try:
-                _check_tensor(inputs, "inputs")
-                if masks is not None:
-                    _check_tensor(masks, "masks")
-            except Exception as err:
-                failure = err
-        tensors = {"inputs": inputs, "soft": soft, "masks": masks}
-        diff = {name: _differentiable(t) for name, t in tensors.items()}
-        hit = {name: _cached(cache.get(name), t, diff[name]) for name, t in tensors.items()}
-        local = [int(failure is not None)]
-        for name, t in tensors.items():
-            local += _describe(t, diff[name], hit[name])
-        device = _plain(inputs).device if isinstance(inputs, Tensor) else _meta_device(group)
-        meta = _gather_plain(torch.tensor(local, dtype=torch.int64, device=device), group, world)
-        table = meta.view(world, -1).tolist()  # the one host read
+        return _exchange(group, rank, world, failure, {"inputs": inputs, "soft": soft, "masks": masks}, cache)
 
-        failed = [r for r in range(world) if table[r][0]]
-        if failure is not None:
-            raise failure
-        if failed:
-            raise RuntimeError(f"CrossRank: expected every rank to reach the gather, got an error on "
-                               f"{_ranks(failed)} before it (see its traceback); stopping this rank too "
-                               f"rather than waiting")
-        found = []
-        for i, (name, t) in enumerate(tensors.items()):
-            slots = [row[1 + i * _SLOT:1 + (i + 1) * _SLOT] for row in table]
-            self._agree(name, slots)
-            if t is None:
-                found.append(None)
-            elif all(s[3] for s in slots):
-                found.append(cache[name][3])
-            else:
-                plain = _plain(t)
-                together = (_GatherRows.apply(plain, group, rank, world) if diff[name]
-                            else _gather_plain(plain, group, world))
-                found.append(_like(together, t))
-        return tuple(found)
 
-    @staticmethod
-    def _agree(name: str, slots: list[list[int]]) -> None:
-        """Raise unless every rank described ``name`` alike (what ``all_gather`` needs)."""
-        def each(pick) -> str:
-            return "; ".join(f"rank {r}: {pick(s)}" for r, s in enumerate(slots))
+def _exchange(group, rank: int, world: int, failure, tensors: dict, cache: dict) -> tuple:
+    """Describe ``tensors`` to every rank (one small int64 all-gather, read on the host), raise on
+    any rank's failure or any disagreement, then gather each tensor (or reuse ``cache``)."""
+    inputs, masks = tensors["inputs"], tensors["masks"]
+    if failure is None:
+        try:
+            _check_tensor(inputs, "inputs")
+            if masks is not None:
+                _check_tensor(masks, "masks")
+        except Exception as err:
+            failure = err
+    diff = {name: _differentiable(t) for name, t in tensors.items()}
+    local = [int(failure is not None)]
+    for name, t in tensors.items():
+        local += _Slot.of(t, diff[name], _cached(cache.get(name), t, diff[name])).encode()
+    device = _plain(inputs).device if isinstance(inputs, Tensor) else _meta_device(group)
+    meta = _gather_plain(torch.tensor(local, dtype=torch.int64, device=device), group, world)
+    table = meta.view(world, -1).tolist()  # the one host read
 
-        present = [r for r, s in enumerate(slots) if s[0]]
-        if 0 < len(present) < len(slots):
-            raise ValueError(f"CrossRank: expected {name} on every rank or on none, got them on "
-                             f"{_ranks(present)} only")
-        if len({tuple(s[:2] + s[4:]) for s in slots}) > 1:
-            raise ValueError(f"CrossRank: expected {name} of one shape and dtype on every rank (the global "
-                             f"batch is their concatenation, and all_gather needs equal shapes), got "
-                             f"{each(_shown)}")
-        if len({s[2] for s in slots}) > 1:
-            raise ValueError(f"CrossRank: expected {name} that require grad on every rank or on none (the "
-                             f"backward of the gather is a collective every rank joins), got "
-                             f"{each(lambda s: 'requires grad' if s[2] else 'no grad')}")
+    failed = [r for r in range(world) if table[r][0]]
+    if failure is not None:
+        raise failure
+    if failed:
+        raise RuntimeError(f"CrossRank: expected every rank to reach the gather, got an error on "
+                           f"{_ranks(failed)} before it (see its traceback); stopping this rank too "
+                           f"rather than waiting")
+    found = []
+    for i, (name, t) in enumerate(tensors.items()):
+        slots = [_Slot.decode(row[1 + i * _WIDTH:1 + (i + 1) * _WIDTH]) for row in table]
+        _agree(name, slots)
+        if t is None:
+            found.append(None)
+        elif all(s.cached for s in slots):
+            found.append(cache[name][3])
+        else:
+            plain = _plain(t)
+            together = (_GatherRows.apply(plain, group, rank, world) if diff[name]
+                        else _gather_plain(plain, group, world))
+            found.append(_like(together, t))
+    return tuple(found)
+
+
+def _agree(name: str, slots: list[_Slot]) -> None:
+    """Raise unless every rank described ``name`` alike (what ``all_gather`` needs)."""
+    def each(pick) -> str:
+        return "; ".join(f"rank {r}: {pick(s)}" for r, s in enumerate(slots))
+
+    present = [r for r, s in enumerate(slots) if s.present]
+    if 0 < len(present) < len(slots):
+        raise ValueError(f"CrossRank: expected {name} on every rank or on none, got them on "
+                         f"{_ranks(present)} only")
+    if len({s.layout() for s in slots}) > 1:
+        raise ValueError(f"CrossRank: expected {name} of one shape and dtype on every rank (the global "
+                         f"batch is their concatenation, and all_gather needs equal shapes), got "
+                         f"{each(_Slot.shown)}")
+    if len({s.differentiable for s in slots}) > 1:
+        raise ValueError(f"CrossRank: expected {name} that require grad on every rank or on none (the "
+                         f"backward of the gather is a collective every rank joins), got "
+                         f"{each(lambda s: 'requires grad' if s.differentiable else 'no grad')}")
+
+
+def _accepted() -> str:
+    """The mixers and combinations CrossRank wraps, from the registry."""
+    from . import registry  # the registry imports the methods, which may import this module
+
+    names = [m.cls.__name__ for m in registry.methods("input")]
+    return ", ".join(dict.fromkeys([*names, "RandomChoice"]))
 
 
 def _check_tensor(x, name: str) -> None:
