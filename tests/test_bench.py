@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mixkit.harness import bench
+from mixkit.mixers import MixUp
 
 
 @pytest.mark.slow
@@ -119,11 +120,11 @@ def test_bandwidth_choice_override_then_h200_datasheet(monkeypatch):
     def no_measure(*a, **k):
         raise AssertionError("an H200 takes the datasheet figure, nothing is measured")
 
-    monkeypatch.setattr(bench, "measure_copy_bandwidth_gbs", no_measure)
+    monkeypatch.setattr(bench.timing, "measure_copy_bandwidth_gbs", no_measure)
     gbs, source = bench.device_bandwidth_gbs(torch.device("cuda"))
     assert gbs == 4800.0 and "H200" in source
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
-    monkeypatch.setattr(bench, "measure_copy_bandwidth_gbs", lambda device: 1700.0)
+    monkeypatch.setattr(bench.timing, "measure_copy_bandwidth_gbs", lambda device: 1700.0)
     assert bench.device_bandwidth_gbs(torch.device("cuda")) == (1700.0, "NVIDIA A100-SXM4-80GB: "
                                                                 "measured device-to-device copy")
 
@@ -152,24 +153,24 @@ def test_peers_failures_are_recorded_and_mixkits_raised(monkeypatch):
         def __call__(self, x, y):
             raise TypeError("no such input")
 
-    monkeypatch.setattr(bench, "_peer_entries", lambda ndim, batch: [("mixup", "peer", "batch", Rejects())])
+    monkeypatch.setattr(bench.entries, "peer_entries", lambda ndim, batch: [("mixup", "peer", "batch", Rejects())])
     rows = bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, memory=False)
     failed = next(r for r in rows if r.impl == "peer")
     assert math.isnan(failed.ms) and failed.note == "failed: TypeError"
 
-    class Broken(bench.MixUp):
+    class Broken(MixUp):
         def __call__(self, x, y, generator=None):
             raise RuntimeError("broken mixer")
 
-    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Broken())])
+    monkeypatch.setattr(bench.entries, "mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Broken())])
     with pytest.raises(RuntimeError, match="broken mixer"):
         bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
 
-    class WrongShape(bench.MixUp):
+    class WrongShape(MixUp):
         def __call__(self, x, y, generator=None):
             return x[:1], torch.zeros(1, bench.NUM_CLASSES)
 
-    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", WrongShape())])
+    monkeypatch.setattr(bench.entries, "mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", WrongShape())])
     with pytest.raises(RuntimeError, match="mixkit mixup batch returned mixed"):
         bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
 
@@ -177,12 +178,12 @@ def test_peers_failures_are_recorded_and_mixkits_raised(monkeypatch):
 def test_mixkit_entries_get_a_cpu_generator(monkeypatch):
     seen = []
 
-    class Spy(bench.MixUp):
+    class Spy(MixUp):
         def __call__(self, x, y, generator=None):
             seen.append(generator.device)
             return super().__call__(x, y, generator=generator)
 
-    monkeypatch.setattr(bench, "_mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Spy(num_classes=10))])
+    monkeypatch.setattr(bench.entries, "mixkit_entries", lambda ndim: [("mixup", "mixkit", "batch", Spy(num_classes=10))])
     bench.bench_shape((4, 1, 8, 8), torch.device("cpu"), 1, peers=False, memory=False)
     assert seen and all(d == torch.device("cpu") for d in seen)
 

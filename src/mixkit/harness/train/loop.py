@@ -195,12 +195,22 @@ def saved_config(out: str) -> dict:
     return _saved_run(out)[1]
 
 
-def check_run_dir(run_dir: str, name: str = "run_dir") -> None:
+def check_run_dir(run_dir: str, name: str = "run_dir", *, require_config: bool = False) -> None:
     """Raise ValueError (naming the argument ``name``) unless ``run_dir`` holds a checkpoint, so
-    a caller can refuse a wrong directory before doing any work."""
-    if not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
-        raise ValueError(f"{name}: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
-                         "without one")
+    a caller can refuse a wrong directory before doing any work. With ``require_config`` it must
+    hold the run's ``config.yaml`` as well (a directory as ``mixkit train`` leaves it), and the
+    message says which of the two files is missing, or that there is no such directory."""
+    if not require_config:
+        if not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+            raise ValueError(f"{name}: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
+                             "without one")
+        return
+    expected = f"a mixkit train run directory holding {CONFIG} and {CHECKPOINT}"
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"{name}: expected {expected}, got no such directory")
+    missing = [n for n in (CONFIG, CHECKPOINT) if not os.path.isfile(os.path.join(run_dir, n))]
+    if missing:
+        raise ValueError(f"{name}: expected {expected}, got a directory without {' and '.join(missing)}")
 
 
 def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]:
