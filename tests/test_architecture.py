@@ -153,7 +153,9 @@ def test_no_module_over_500_lines_and_no_class_over_250():
 
 # ---------------------------------------------------------------------------------------------
 # one list of methods: outside the registry (and its test), no list, tuple, set, dict or if-chain
-# names four or more methods, by harness name ("cutmix") or by class (mixkit.CutMix)
+# names four or more methods, by harness name ("cutmix") or by class (mixkit.CutMix). A fixture
+# that names methods for another reason (rows for particular targets) says so on its first line
+# with "# method-list: ok (why)".
 
 TESTS = SRC.parents[1] / "tests"
 REGISTRY_FILES = {SRC / "registry.py", TESTS / "test_registry.py"}
@@ -193,8 +195,12 @@ def _if_chain(node: ast.If) -> list:
 
 def _hand_lists(paths, names, classes):
     for path in paths:
-        tree = ast.parse(path.read_text())
+        text = path.read_text()
+        lines = text.splitlines()
+        tree = ast.parse(text)
         for node in ast.walk(tree):
+            if "# method-list: ok (" in lines[node.lineno - 1] if hasattr(node, "lineno") else False:
+                continue
             if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
                 found = _methods_named(node, names, classes)
             elif isinstance(node, ast.If):

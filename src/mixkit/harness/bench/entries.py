@@ -1,73 +1,64 @@
 """Which entries are benchmarked: mixkit's mixers in each mode, the peer libraries' mixers and the
 reference implementations, each as ``(method, implementation, mode, callable(x, y))``.
 
-Every mixer name the benchmark types by hand is in the tables at the top of this module (the
-shape tables' rows, the training-step mixers and the methods the targets apply to); the rest of
-the benchmark reads them from here.
+mixkit's rows are every input-space method of ``mixkit.registry`` that the harness trains, one
+per mode its class takes (and in place where it takes ``inplace``); ``bench.yaml`` holds what the
+benchmark adds: other modes for a method, the training-step mixers and the targets' methods.
+Reference implementations are found in ``references`` by name (``official_<method>``,
+``openmixup_style_<method>``).
 """
 
 from __future__ import annotations
 
-import functools
+import os
 import warnings
+from types import SimpleNamespace
 
-from mixkit.compose import Alternate, Compose
-from mixkit.mixers import CutMix, FMix, GridMix, MixUp, ResizeMix, SaliencyMix, SmoothMix, ZetaMixup
+from mixkit import registry
 
+from ..train.config import read_yaml
 from . import references as ref
 from .records import NUM_CLASSES
 
-# =============================================================================================
-# THE MIXERS BENCHMARKED (hand-typed; a method registry is to replace these tables).
-#
-# MIXKIT_METHODS: one row per method, ``(name, factory, modes, masks)``. ``factory(num_classes=...,
-# **kwargs)`` builds the mixer for one mode; ``modes`` are ``(tag, kwargs)`` pairs, the tag being
-# the mode column of the tables; ``masks``: the method needs a 3-D to 5-D input (a batch of 1-D to
-# 3-D signals with channels), else it takes any rank. The tables list a run of consecutive methods
-# with the same modes mode by mode (mixup, cutmix, fmix in batch, then the three in batch inplace,
-# ...).
+BENCH = read_yaml(os.path.join(os.path.dirname(__file__), "bench.yaml"))
+FASTEST_MODES = {k: tuple(v) for k, v in BENCH["fastest_modes"].items()}
+ELEM_VS_TIMM = tuple(BENCH["elem_vs_timm"])
+MEMORY_BOUNDED = tuple(BENCH["memory_bounded"])
+PER_SAMPLE_MASKS = tuple(BENCH["per_sample_masks"])
 
-INPLACE_MODES = (("batch", {"mode": "batch", "inplace": False}),
-                 ("batch inplace", {"mode": "batch", "inplace": True}),
-                 ("elem", {"mode": "elem", "inplace": False}),
-                 ("elem inplace", {"mode": "elem", "inplace": True}))
-MODES = (("batch", {"mode": "batch"}), ("elem", {"mode": "elem"}))
+# the harness's defaults (TrainConfig's), for methods built through the registry
+DEFAULTS = SimpleNamespace(alpha=1.0, mix_mode="batch", zeta_gamma=2.8, decay_power=3.0,
+                           fmix_spectrum="paper", manifold_alpha=2.0, syner_beta=None)
 
-MIXKIT_METHODS = [
-    ("mixup", MixUp, INPLACE_MODES, False),
-    ("cutmix", CutMix, INPLACE_MODES, True),
-    ("fmix", FMix, INPLACE_MODES, True),
-    ("resizemix", functools.partial(ResizeMix, resample="nearest"), MODES, True),
-    ("saliencymix", SaliencyMix, MODES, True),
-    ("gridmix", GridMix, MODES, True),
-    ("smoothmix", SmoothMix, MODES, True),
-    ("zeta", ZetaMixup, (("N=B", {}), ("N=4", {"n_mix": 4})), False),
-    ("mixup+fmix", lambda **kw: Alternate([MixUp(), FMix()], **kw), (("alternate", {}),), True),
-    ("cutmix+zeta", lambda **kw: Compose([CutMix(), ZetaMixup()], **kw), (("compose", {}),), True),
-]
 
-# The input-space mixers timed inside a small CNN's training step: ``(name, factory)``, each
-# factory called with ``num_classes``.
-TRAIN_STEP_MIXERS = [
-    ("mixup", MixUp),
-    ("zeta", ZetaMixup),
-    ("cutmix", CutMix),
-    ("fmix", FMix),
-    ("fmix elem", functools.partial(FMix, mode="elem")),
-    ("mixup+fmix", lambda **kw: Alternate([MixUp(), FMix()], **kw)),
-    ("cutmix+zeta", lambda **kw: Compose([CutMix(), ZetaMixup()], **kw)),
-]
+def _modes(method) -> tuple:
+    """``(tag, kwargs)`` per mode of a registered method: bench.yaml's, else from its class."""
+    if method.name in BENCH["modes"]:
+        return tuple((tag, dict(kw)) for tag, kw in BENCH["modes"][method.name].items())
+    if not method.examples:  # a combination: one row, as the harness builds it
+        return ((type(method.build(DEFAULTS, None, None)).__name__.lower(), None),)
+    if not method.cls.supports_inplace:
+        return tuple((mode, {"mode": mode}) for mode in method.cls.modes)
+    return tuple((mode + (" inplace" if place else ""), {"mode": mode, "inplace": place})
+                 for mode in method.cls.modes for place in (False, True))
 
-# The methods the targets of docs/benchmarks.md apply to (report.target_checks): the modes whose
-# fastest one is set against the fastest peer, the methods whose elem mode is set against timm's,
-# those whose extra memory is bounded, and those allowed one mask plane per sample in elem mode.
-FASTEST_MODES = {"mixup": ("batch", "batch inplace"), "cutmix": ("batch", "batch inplace"),
-                 "fmix": ("batch", "batch inplace"), "zeta": ("N=B",)}
-ELEM_VS_TIMM = ("mixup", "cutmix")
-MEMORY_BOUNDED = ("mixup", "cutmix", "fmix", "zeta")
-PER_SAMPLE_MASKS = ("cutmix", "fmix")
 
-# =============================================================================================
+def _factory(method):
+    if not method.examples:
+        return lambda num_classes, **_: method.build(DEFAULTS, num_classes, None)
+    return lambda num_classes, **kw: method.cls(num_classes=num_classes, **kw)
+
+
+def _methods() -> list[tuple]:
+    """``(name, factory, modes, spatial)`` for every input-space method the harness trains;
+    ``spatial``: it needs a 3-D to 5-D input (1-D to 3-D signals with channels)."""
+    out = []
+    for method in registry.methods("input"):
+        if method.build is None:
+            continue
+        dims = getattr(method.build(DEFAULTS, None, None), "spatial_dims", None)
+        out.append((method.name, _factory(method), _modes(method), dims is not None))
+    return out
 
 
 def _takes_masks(ndim: int) -> bool:
@@ -75,8 +66,9 @@ def _takes_masks(ndim: int) -> bool:
 
 
 def mixkit_entries(ndim: int) -> list[tuple]:
-    """mixkit's rows for inputs of ``ndim`` dimensions, in the tables' order (see MIXKIT_METHODS)."""
-    rows = [m for m in MIXKIT_METHODS if _takes_masks(ndim) or not m[3]]
+    """mixkit's rows for inputs of ``ndim`` dimensions: a run of consecutive methods with the same
+    modes, mode by mode (mixup, cutmix and fmix in batch, then the three in batch inplace, ...)."""
+    rows = [m for m in _methods() if _takes_masks(ndim) or not m[3]]
     out = []
     start = 0
     while start < len(rows):  # a run of consecutive methods with the same modes, mode by mode
@@ -85,14 +77,20 @@ def mixkit_entries(ndim: int) -> list[tuple]:
             end += 1
         for tag, kwargs in rows[start][2]:
             for name, factory, _, _ in rows[start:end + 1]:
-                out.append((name, "mixkit", tag, factory(num_classes=NUM_CLASSES, **kwargs)))
+                out.append((name, "mixkit", tag, factory(num_classes=NUM_CLASSES, **(kwargs or {}))))
         start = end + 1
     return out
 
 
 def train_step_mixers() -> dict:
-    """The training-step benchmark's mixers by name (TRAIN_STEP_MIXERS, built)."""
-    return {name: factory(num_classes=NUM_CLASSES) for name, factory in TRAIN_STEP_MIXERS}
+    """The training-step benchmark's mixers by name (bench.yaml's ``train_step``, built by the
+    registry with the harness's defaults and the row's overrides)."""
+    out = {}
+    for row in BENCH["train_step"]:
+        overrides = {k: v for k, v in row.items() if k not in ("name", "method")}
+        options = SimpleNamespace(**{**vars(DEFAULTS), **overrides})
+        out[row["name"]] = registry.build(row["method"], options, NUM_CLASSES)
+    return out
 
 
 def peer_entries(ndim: int, batch: int) -> list[tuple]:
@@ -133,14 +131,15 @@ def peer_entries(ndim: int, batch: int) -> list[tuple]:
 
 
 def official_entries(ndim: int) -> list[tuple]:
-    """The reference implementations' rows (``references``) that take inputs of ``ndim``
-    dimensions."""
-    out = [("zeta", "official-style", "N=B", ref.official_zeta)]
-    if _takes_masks(ndim):
-        out.append(("fmix", "official-style", "batch", ref.official_fmix))
+    """The reference implementations' rows (``references``: ``official_<method>`` for the papers'
+    code, ``openmixup_style_<method>`` for OpenMixup's, images only) that take inputs of ``ndim``
+    dimensions, in the registry's order."""
+    out = []
+    for name, _, modes, spatial in _methods():
+        official = getattr(ref, f"official_{name}", None)
+        if official is not None and (_takes_masks(ndim) or not spatial):
+            out.append((name, "official-style", modes[0][0], official))
     if ndim == 4:
-        out += [("resizemix", "OpenMixup-style", "batch", ref.openmixup_style_resizemix),
-                ("saliencymix", "OpenMixup-style", "batch", ref.openmixup_style_saliencymix),
-                ("gridmix", "OpenMixup-style", "batch", ref.openmixup_style_gridmix),
-                ("smoothmix", "OpenMixup-style", "batch", ref.openmixup_style_smoothmix)]
+        out += [(name, "OpenMixup-style", "batch", getattr(ref, f"openmixup_style_{name}"))
+                for name, *_ in _methods() if hasattr(ref, f"openmixup_style_{name}")]
     return out
