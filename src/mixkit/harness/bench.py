@@ -594,7 +594,7 @@ def _small_cnn() -> torch.nn.Module:
 def _fashion_batch(batch: int, device) -> torch.Tensor:
     """The first ``batch`` Fashion-MNIST test images in [0, 1] when the Debian package is installed,
     else random pixels."""
-    from .data.datasets import load_fashion_mnist
+    from .data.fashion import load_fashion_mnist
 
     try:
         images, _ = load_fashion_mnist("test", batch)

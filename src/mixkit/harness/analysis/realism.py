@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+from ..data.fashion import FASHION_MNIST_DIR, load_fashion_mnist
 from ..files import atomic_write_text
 
 __all__ = [

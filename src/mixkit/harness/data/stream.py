@@ -34,14 +34,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checks import is_positive_int
-from .datasets import (
-    _DEFAULT_IMAGE_SIZE,
-    _channel_stats,
-    _stratified_indices,
-    open_rgb8,
-    scan_imagefolder,
-)
+from .datasets import _channel_stats, _stratified_indices
 from .errors import DatasetError
+from .imagefolder import DEFAULT_IMAGE_SIZE, open_rgb8, scan_imagefolder
 
 __all__ = [
     "AUGMENTS",
@@ -321,7 +316,7 @@ def image_folder_sources(
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     train_classes, train_files, test_files = scan_imagefolder(data_dir)
-    size = int(image_size) if image_size is not None else _DEFAULT_IMAGE_SIZE
+    size = int(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
 
     # Statistics at the deterministic view; the unnormalised view does not depend on mean/std.
     probe = ImageFileSource(train_files, mean=[0.0] * 3, std=[1.0] * 3, size=size)
