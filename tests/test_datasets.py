@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mixkit.harness.data import datasets as ds
+from mixkit.harness.data import mnist1d as mnist1d_source
 from mixkit.harness.data.datasets import DATASETS, DataBundle, DatasetError, load_dataset, load_fashion_mnist
 from mixkit.harness.data.idx import read_idx
 
@@ -302,7 +303,7 @@ def test_mnist1d_cache_is_reused(mnist1d_cache, monkeypatch):
     def fail():
         raise AssertionError("should have read the cache")
 
-    monkeypatch.setattr(ds, "_generate_mnist1d", fail)
+    monkeypatch.setattr(mnist1d_source, "_generate_mnist1d", fail)
     again = load_dataset("mnist1d", data_dir=cache, train_size=100, seed=3)
     assert again.train_x.shape == (100, 1, 40)
     assert torch.bincount(again.train_y).tolist() == [10] * 10
@@ -319,7 +320,7 @@ def test_mnist1d_corrupt_cache_is_regenerated(mnist1d_cache, tmp_path, monkeypat
         calls.append(1)
         return arrays
 
-    monkeypatch.setattr(ds, "_generate_mnist1d", fake_generate)
+    monkeypatch.setattr(mnist1d_source, "_generate_mnist1d", fake_generate)
     bad = tmp_path / good.name
     bad.write_bytes(good.read_bytes()[:1000])  # truncated zip
     with pytest.warns(UserWarning, match="unreadable.*regenerating"):

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
-from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
+from ..data.fashion import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from .realism import half_moons_realism, mix_with_weights
 
 __all__ = ["plot_mixed_batch", "plot_classmix", "plot_transmix", "plot_fmix_masks", "plot_zeta_weights",

@@ -5,7 +5,8 @@ with the statistics of the (possibly subsetted) training split, int64 labels, cl
 descriptive fields.  The data sets are small enough to live in memory, which keeps the training loop a plain
 loop over index batches and makes mixing within a batch cheap.
 
-Supported names (:data:`DATASETS`):
+Supported names (:data:`DATASETS`), each read by its own module (``fashion``, ``digits``, ``mnist1d``,
+``cifar``, ``imagefolder``) as a :class:`~mixkit.harness.data.raw.Raw`:
 
 ``fashion-mnist``
     The four IDX files (raw or ``.gz``) in ``data_dir``, by default ``/usr/share/datasets/fashion-mnist``
@@ -38,23 +39,19 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import random
-import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..checks import is_positive_int
-from ..files import atomic_write
+from .cifar import CIFAR, read_cifar
+from .digits import read_digits
 from .errors import DatasetError
-from .idx import read_idx
+from .fashion import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, read_fashion_mnist
+from .imagefolder import read_imagefolder
+from .mnist1d import read_mnist1d
 
 __all__ = [
     "DATASETS",
@@ -67,24 +64,6 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
-
-#: Where the Debian package ``dataset-fashion-mnist`` installs the gzipped IDX files.
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-
-#: The ten Fashion-MNIST classes, in label order.
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]
-
-_CACHE_ROOT = Path.home() / ".cache" / "mixkit"
-_DIGITS_SPLIT_SEED = 20240611  # fixed: the digits train/test split never depends on the caller's seed
-_DIGITS_TEST_FRACTION = 0.25
-_DEFAULT_IMAGE_SIZE = 64
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-# MNIST-1D generation settings (the package defaults, pinned here so the cache name stays truthful).
-_MNIST1D_SETTINGS = {"num_samples": 5000, "train_split": 0.8, "final_seq_length": 40, "seed": 42}
-_MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
 
 
 @dataclass
@@ -118,392 +97,8 @@ class DataBundle:
         return int(self.train_x.shape[1])
 
 
-class _Raw(NamedTuple):
-    """What a loader hands to :func:`load_dataset`: channel-first arrays before scaling and normalisation."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    classes: list[str]
-    kind: str
-    scale: float  # divide the raw values by this to get [0, 1] (1.0 when already real-valued)
-
-
 # --------------------------------------------------------------------------------------------------------
-# Loaders: each returns a _Raw with channel-first arrays and labels in [0, len(classes)).
-
-
-_FASHION_FILES = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
-
-
-def _fashion_paths(data_dir: str | os.PathLike[str] | None, splits: tuple[str, ...]) -> dict[str, Path]:
-    """The IDX files (``train_x``, ``train_y``, ...) of ``splits`` in ``data_dir`` (default
-    :data:`FASHION_MNIST_DIR`) or in torchvision's layout below it; FileNotFoundError naming every missing
-    file."""
-    root = Path(data_dir) if data_dir is not None else Path(FASHION_MNIST_DIR)
-    search = [root, root / "FashionMNIST" / "raw"]  # the second is torchvision's download layout
-    found: dict[str, Path] = {}
-    missing = []
-    for key, base in _FASHION_FILES.items():
-        if key.split("_")[0] not in splits:
-            continue
-        for directory in search:
-            hits = [directory / n for n in (base, base + ".gz") if (directory / n).is_file()]
-            if hits:
-                found[key] = hits[0]  # prefer the uncompressed file when both exist
-                break
-        else:
-            missing.append(base)
-    if missing:
-        raise FileNotFoundError(
-            f"Fashion-MNIST files not found in {root}: missing {', '.join(missing)} (raw or .gz). "
-            f"Install them with `apt-get install dataset-fashion-mnist` (which puts the .gz files in "
-            f"{FASHION_MNIST_DIR}), or pass --data-dir (data_dir=) a directory holding the four IDX files "
-            f"{', '.join(_FASHION_FILES.values())}."
-        )
-    return found
-
-
-def _read_fashion_split(x_path: Path, y_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 images ``(N, 28, 28)`` and labels ``(N,)`` of one split, validated."""
-    images, labels = read_idx(x_path).numpy(), read_idx(y_path).numpy()
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DatasetError(
-            f"file {x_path} does not hold Fashion-MNIST images: expected uint8 data of shape "
-            f"(N, 28, 28), found {images.dtype} data of shape {images.shape}"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DatasetError(
-            f"file {y_path} does not hold Fashion-MNIST labels: expected uint8 data of shape (N,), "
-            f"found {labels.dtype} data of shape {labels.shape}"
-        )
-    if len(images) != len(labels):
-        raise DatasetError(
-            f"image/label count mismatch: {x_path} holds {len(images)} images but {y_path} holds "
-            f"{len(labels)} labels"
-        )
-    _check_labels(labels, len(FASHION_MNIST_CLASSES), y_path)
-    return images, labels
-
-
-def _load_fashion_mnist(data_dir: str | os.PathLike[str] | None) -> _Raw:
-    found = _fashion_paths(data_dir, ("train", "test"))
-    splits = []
-    for split in ("train", "test"):
-        images, labels = _read_fashion_split(found[f"{split}_x"], found[f"{split}_y"])
-        splits.append((images[:, None], labels.astype(np.int64)))
-    (train_x, train_y), (test_x, test_y) = splits
-    return _Raw(train_x, train_y, test_x, test_y, list(FASHION_MNIST_CLASSES), "image", 255.0)
-
-
-def load_fashion_mnist(
-    split: str = "train", limit: int | None = None, root: str | os.PathLike[str] | None = FASHION_MNIST_DIR
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``limit`` (default: all) images of Fashion-MNIST's ``split`` ("train" or "test") as
-    float32 ``(N, 1, 28, 28)`` pixels in [0, 1] (not normalised) and their int64 labels ``(N,)``.
-
-    The IDX files are found and validated as by ``load_dataset("fashion-mnist", data_dir=root)``
-    (``root=None``: :data:`FASHION_MNIST_DIR`), but only the split's two files are read.
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    found = _fashion_paths(root, (split,))
-    images, labels = _read_fashion_split(found[f"{split}_x"], found[f"{split}_y"])
-    images, labels = torch.from_numpy(images[:limit]), torch.from_numpy(labels[:limit])
-    return images.unsqueeze(1).to(torch.float32) / 255.0, labels.to(torch.int64)
-
-
-def _load_digits() -> _Raw:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise ImportError("the 'digits' dataset comes from scikit-learn: pip install scikit-learn") from exc
-    digits = load_digits()
-    x = np.asarray(digits.images, dtype=np.float32)[:, None]  # (N, 1, 8, 8), grey levels 0..16
-    y = np.asarray(digits.target, dtype=np.int64)
-    rng = np.random.default_rng(_DIGITS_SPLIT_SEED)
-    test_parts = []
-    for c in range(10):
-        members = rng.permutation(np.flatnonzero(y == c))
-        test_parts.append(members[: round(len(members) * _DIGITS_TEST_FRACTION)])
-    is_test = np.zeros(len(y), dtype=bool)
-    is_test[np.concatenate(test_parts)] = True
-    classes = [str(c) for c in range(10)]
-    return _Raw(x[~is_test], y[~is_test], x[is_test], y[is_test], classes, "image", 16.0)
-
-
-def _generate_mnist1d() -> dict[str, np.ndarray]:
-    """Generate MNIST-1D with the package's own seeded generator, leaving the global RNG states untouched."""
-    try:
-        from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError as exc:
-        raise ImportError(
-            "the 'mnist1d' dataset is generated by the mnist1d package: pip install mnist1d"
-        ) from exc
-    args = get_dataset_args()
-    for key, value in _MNIST1D_SETTINGS.items():
-        setattr(args, key, value)
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        data = make_dataset(args)  # seeds numpy's and Python's global generators with args.seed
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-    return {k: np.asarray(data[k]) for k in _MNIST1D_KEYS}
-
-
-def _mnist1d_expected_shapes() -> dict[str, tuple[int, ...]]:
-    n_train = int(_MNIST1D_SETTINGS["num_samples"] * _MNIST1D_SETTINGS["train_split"])
-    n_test = _MNIST1D_SETTINGS["num_samples"] - n_train
-    length = _MNIST1D_SETTINGS["final_seq_length"]
-    return {"x": (n_train, length), "y": (n_train,), "x_test": (n_test, length), "y_test": (n_test,)}
-
-
-def _read_mnist1d_cache(path: Path) -> tuple[dict[str, np.ndarray] | None, str]:
-    """Return ``(arrays, "")`` from a valid cache file, else ``(None, reason)``."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: np.asarray(archive[k]) for k in _MNIST1D_KEYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    for key, shape in _mnist1d_expected_shapes().items():
-        if arrays[key].shape != shape:
-            return None, f"array {key!r} has shape {arrays[key].shape}, expected {shape}"
-    return arrays, ""
-
-
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` as .npz, atomically."""
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def _load_mnist1d(data_dir: str | os.PathLike[str] | None) -> _Raw:
-    cache_dir = Path(data_dir) if data_dir is not None else _CACHE_ROOT / "mnist1d"
-    s = _MNIST1D_SETTINGS
-    path = cache_dir / f"mnist1d-n{s['num_samples']}-len{s['final_seq_length']}-seed{s['seed']}.npz"
-    arrays = None
-    if path.is_file():
-        arrays, reason = _read_mnist1d_cache(path)
-        if arrays is None:
-            warnings.warn(f"mnist1d cache {path} is unreadable ({reason}); regenerating it", stacklevel=3)
-    if arrays is None:
-        arrays = _generate_mnist1d()
-        try:
-            _atomic_savez(path, arrays)
-        except OSError as exc:
-            warnings.warn(f"could not write the mnist1d cache {path}: {exc}", stacklevel=3)
-    for key, shape in _mnist1d_expected_shapes().items():
-        if arrays[key].shape != shape:
-            raise DatasetError(f"mnist1d array {key!r}: expected shape {shape}, found {arrays[key].shape}")
-    for key in ("y", "y_test"):
-        _check_labels(arrays[key], 10, f"mnist1d labels {key!r}")
-    x, x_test = (arrays[k].astype(np.float32)[:, None] for k in ("x", "x_test"))
-    y, y_test = (arrays[k].astype(np.int64) for k in ("y", "y_test"))
-    return _Raw(x, y, x_test, y_test, [str(c) for c in range(10)], "signal", 1.0)
-
-
-_CIFAR = {
-    "cifar10": ("CIFAR10", "CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": ("CIFAR100", "CIFAR-100", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
-}
-
-
-def _load_cifar(name: str, data_dir: str | os.PathLike[str] | None) -> _Raw:
-    try:
-        import torchvision.datasets as tv_datasets
-    except ImportError as exc:
-        raise ImportError(
-            f"the '{name}' dataset is read through torchvision: pip install torchvision"
-        ) from exc
-    class_name, title, url = _CIFAR[name]
-    dataset_cls = getattr(tv_datasets, class_name)
-    root = Path(data_dir) if data_dir is not None else _CACHE_ROOT / "cifar"
-    if root.name == dataset_cls.base_folder:  # accept the extracted folder itself
-        root = root.parent
-    folder = root / dataset_cls.base_folder
-    expected = [f for f, _ in dataset_cls.train_list + dataset_cls.test_list] + [dataset_cls.meta["filename"]]
-    missing = [f for f in expected if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{title} files not found: expected {folder} holding {', '.join(expected)}, missing "
-            f"{', '.join(missing)}. mixkit never downloads (this machine may be offline): extract "
-            f"{url.rsplit('/', 1)[1]} (from {url}) so that the folder {dataset_cls.base_folder} lies in "
-            f"the directory given as --data-dir (data_dir=), default {_CACHE_ROOT / 'cifar'}."
-        )
-    splits = []
-    for train in (True, False):
-        try:
-            ds = dataset_cls(root=str(root), train=train, download=False)
-        except RuntimeError as exc:
-            raise DatasetError(
-                f"{title} files in {folder} failed torchvision's md5 check: expected the files of "
-                f"{url.rsplit('/', 1)[1]}, found corrupt or different files ({exc})"
-            ) from None
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise DatasetError(
-                f"{title} files in {folder} could not be read: expected torchvision's pickled batches, "
-                f"found {type(exc).__name__}: {exc}"
-            ) from None
-        data, targets = np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64)
-        split = "train" if train else "test"
-        if data.dtype != np.uint8 or data.shape[1:] != (32, 32, 3) or len(data) != len(targets):
-            raise DatasetError(
-                f"{title} {split} split in {folder}: expected uint8 images (N, 32, 32, 3) "
-                f"with N labels, found {data.dtype} {data.shape} with {len(targets)} labels"
-            )
-        classes = [str(c) for c in ds.classes]
-        _check_labels(targets, len(classes), f"{title} {split} labels in {folder}")
-        splits.append((data.transpose(0, 3, 1, 2), targets))
-    (train_x, train_y), (test_x, test_y) = splits
-    return _Raw(train_x, train_y, test_x, test_y, classes, "image", 255.0)
-
-
-_IMAGEFOLDER_LAYOUT = (
-    "DATA_DIR/train/<class>/<image> and DATA_DIR/test/<class>/<image> (or val/ instead of test/)"
-)
-
-
-def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names (sorted folder names) and (file, label) pairs of one ImageFolder-style split."""
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DatasetError(
-            f"{split_dir} has no class subfolders: expected {_IMAGEFOLDER_LAYOUT}, found "
-            f"{sorted(p.name for p in split_dir.iterdir())[:10]}"
-        )
-    files = []
-    for label, cls in enumerate(classes):
-        images = sorted(
-            p for p in (split_dir / cls).rglob("*")
-            if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")
-        )
-        if not images:
-            raise DatasetError(
-                f"class folder {split_dir / cls} holds no images: expected files ending in "
-                f"{', '.join(_IMAGE_EXTENSIONS)}"
-            )
-        files.extend((p, label) for p in images)
-    return classes, files
-
-
-def _read_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    for i, (path, _) in enumerate(files):
-        rgb = open_rgb8(path)
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(rgb, dtype=np.uint8)
-    return out.transpose(0, 3, 1, 2), np.array([label for _, label in files], dtype=np.int64)
-
-
-def open_rgb8(path: Path):
-    """The image file at ``path`` decoded by PIL as 8-bit RGB (``_to_rgb8``); a DatasetError naming
-    the file when it cannot be read (shared by the in-memory and streaming paths)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return _to_rgb8(img, path)
-    except DatasetError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(
-            f"cannot read image file {path}: expected an image PIL can decode, found "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-
-
-# 16-bit greyscale modes: PIL's convert("RGB") would clip every value above 255 to white.
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-def _to_rgb8(img, path):
-    """An 8-bit RGB copy of ``img``: 16-bit greyscale is scaled to 8 bits explicitly (value / 257,
-    rounded, so 65535 -> 255); float images, and integer ones beyond 16 bits, are refused."""
-    from PIL import Image
-
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I":
-        values = np.asarray(img).astype(np.int64)
-        # Some Pillow versions read 16-bit PNGs as 32-bit "I": accepted while the values fit 16 bits.
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise DatasetError(
-                f"cannot read image file {path}: expected 8-bit or 16-bit images, found 32-bit integer "
-                f"pixels in [{values.min()}, {values.max()}]; convert them to 8 or 16 bits first"
-            )
-        grey = np.rint(values / 257.0).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")  # 2-D uint8: mode "L"
-    if img.mode == "F":
-        raise DatasetError(
-            f"cannot read image file {path}: expected 8-bit or 16-bit images, found PIL mode 'F' "
-            "(float pixels, whose range is unknown); convert them to 8 or 16 bits first"
-        )
-    return img.convert("RGB")
-
-
-def scan_imagefolder(data_dir: str | os.PathLike[str] | None
-                     ) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
-    """Class names and the ``(file, label)`` pairs of the train and test (or val) splits of an
-    ImageFolder root, with the layout's checks and errors (shared by the in-memory and streaming
-    paths)."""
-    try:
-        import PIL  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("the 'imagefolder' dataset decodes images with Pillow: pip install pillow") from exc
-    if data_dir is None:
-        raise FileNotFoundError(
-            f"the 'imagefolder' dataset needs --data-dir (data_dir=) laid out as {_IMAGEFOLDER_LAYOUT}"
-        )
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"imagefolder directory {root} does not exist: expected {_IMAGEFOLDER_LAYOUT}"
-        )
-    train_dir = root / "train"
-    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
-    if not train_dir.is_dir() or test_dir is None:
-        present = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise FileNotFoundError(
-            f"{root} must contain train/ and test/ (or val/) subfolders: expected {_IMAGEFOLDER_LAYOUT}, "
-            f"found subfolders {present}"
-        )
-    train_classes, train_files = _scan_split(train_dir)
-    test_classes, test_files = _scan_split(test_dir)
-    if train_classes != test_classes:
-        only_train = sorted(set(train_classes) - set(test_classes))
-        only_test = sorted(set(test_classes) - set(train_classes))
-        raise DatasetError(
-            f"class folders differ between {train_dir} and {test_dir}: expected the same classes, found "
-            f"{only_train} only in train and {only_test} only in {test_dir.name}"
-        )
-    return train_classes, train_files, test_files
-
-
-def _load_imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int | None) -> _Raw:
-    train_classes, train_files, test_files = scan_imagefolder(data_dir)
-    size = image_size if image_size is not None else _DEFAULT_IMAGE_SIZE
-    train_x, train_y = _read_images(train_files, size)
-    test_x, test_y = _read_images(test_files, size)
-    return _Raw(train_x, train_y, test_x, test_y, train_classes, "image", 255.0)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Shared steps: label checks, stratified subsets, scaling, normalisation.
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, where: object) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DatasetError(
-            f"{where}: expected labels in [0, {num_classes}), found values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
+# Shared steps: stratified subsets, scaling, normalisation.
 
 
 def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -616,15 +211,15 @@ def load_dataset(
         raise ValueError("image_size applies to image datasets; 'mnist1d' is a signal dataset")
 
     if key == "fashion-mnist":
-        raw = _load_fashion_mnist(data_dir)
+        raw = read_fashion_mnist(data_dir)
     elif key == "digits":
-        raw = _load_digits()
+        raw = read_digits()
     elif key == "mnist1d":
-        raw = _load_mnist1d(data_dir)
-    elif key in _CIFAR:
-        raw = _load_cifar(key, data_dir)
+        raw = read_mnist1d(data_dir)
+    elif key in CIFAR:
+        raw = read_cifar(key, data_dir)
     else:
-        raw = _load_imagefolder(data_dir, image_size)
+        raw = read_imagefolder(data_dir, image_size)
 
     train_idx = _subset(raw.train_y, train_size, int(seed), 0, "train_size", f"the {key} train split")
     test_idx = _subset(raw.test_y, test_size, int(seed), 1, "test_size", f"the {key} test split")

@@ -2,7 +2,7 @@
 processes) and augmented per sample with torchvision v2 transforms, for data sets too large to hold in
 memory as one tensor.
 
-The pieces:
+The pieces (those in their own modules are re-exported here):
 
 * a *source* yields one sample and its label by index: :class:`TensorSource` (a tensor already in memory)
   or :class:`ImageFileSource` (an ImageFolder split whose files are decoded lazily);
@@ -10,9 +10,10 @@ The pieces:
   of one sample from that key, so a sample is a pure function of its key, whichever worker or process
   produces it and whatever the order;
 * :func:`batch_keys` turns the harness' index batches into key batches, the per-sample seed a hash of
-  ``(seed, epoch, index)``; :func:`make_loader` builds the ``DataLoader`` that yields exactly those batches;
+  ``(seed, epoch, index)``; :func:`make_loader` builds the ``DataLoader`` that yields exactly those batches
+  (both in ``loader.py``);
 * :class:`Cutout` (per sample, global RNG) and :func:`cutout_batch` (batched, explicit generator, for the
-  in-memory path) zero one square per image.
+  in-memory path) zero one square per image (``cutout.py``).
 
 The deterministic view of an image file (:meth:`ImageFileSource.read`) is bit for bit what
 ``load_dataset("imagefolder", ...)`` holds for that file given the same mean and std.  The statistics
@@ -23,25 +24,22 @@ exactly when ``stats_samples`` covers the whole training split).
 
 from __future__ import annotations
 
-import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from ..checks import is_positive_int
-from .datasets import (
-    _DEFAULT_IMAGE_SIZE,
-    _channel_stats,
-    _stratified_indices,
-    open_rgb8,
-    scan_imagefolder,
-)
+from .args import check_size, is_int
+from .cutout import Cutout, cutout_batch
+from .datasets import _channel_stats, _stratified_indices
 from .errors import DatasetError
+from .imagefolder import DEFAULT_IMAGE_SIZE, open_rgb8, scan_imagefolder
+from .loader import batch_keys, make_loader, sample_seeds
 
 __all__ = [
     "AUGMENTS",
@@ -60,99 +58,6 @@ __all__ = [
 AUGMENTS: tuple[str, ...] = ("none", "crop-flip", "crop", "flip", "rrc-flip")
 
 _STATS_STREAM = 2  # NumPy stream of the statistics sample (load_dataset's subsets use streams 0 and 1)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_size(name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Cutout
-
-
-def _cutout_bounds(centre: Tensor, size: int, extent: int) -> tuple[Tensor, Tensor]:
-    """Start (inclusive) and stop (exclusive) of a ``size``-long run centred on ``centre``, clipped to
-    ``[0, extent)``."""
-    start = centre - size // 2
-    return start.clamp(0, extent), (start + size).clamp(0, extent)
-
-
-class Cutout:
-    """Zero one ``size`` x ``size`` square of a ``(C, H, W)`` image, in every channel.
-
-    The square's centre is drawn uniformly over the image's pixels and the square is clipped at the
-    borders (DeVries & Taylor's Cutout; the square spans rows ``cy - size // 2`` to
-    ``cy - size // 2 + size - 1``, so an odd ``size`` gives a full ``size``-wide square).  A ``(C, L)``
-    signal gets one zeroed run of ``size`` samples instead.  The centre comes from torch's global RNG
-    (``torch.randint``), so the transform is seeded like the torchvision v2 transforms.  The input is not
-    modified; a new tensor is returned.
-    """
-
-    def __init__(self, size: int):
-        self.size = _check_size("cutout", size, 1)
-
-    def __repr__(self) -> str:
-        return f"Cutout(size={self.size})"
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if x.ndim not in (2, 3):
-            raise ValueError(
-                f"cutout: expected a (C, H, W) image or a (C, L) signal, got shape {tuple(x.shape)}"
-            )
-        out = x.clone()
-        if x.ndim == 3:
-            h, w = x.shape[-2:]
-            cy = torch.randint(0, h, (1,))
-            cx = torch.randint(0, w, (1,))
-            y0, y1 = _cutout_bounds(cy, self.size, h)
-            x0, x1 = _cutout_bounds(cx, self.size, w)
-            out[:, int(y0):int(y1), int(x0):int(x1)] = 0
-        else:
-            n = x.shape[-1]
-            c = torch.randint(0, n, (1,))
-            s0, s1 = _cutout_bounds(c, self.size, n)
-            out[:, int(s0):int(s1)] = 0
-        return out
-
-
-def cutout_batch(x: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
-    """Zero one clipped ``size`` x ``size`` square per sample of a ``(B, C, H, W)`` batch (one run of
-    ``size`` samples per sample of a ``(B, C, L)`` batch), as :class:`Cutout` does, without a Python loop.
-
-    The centres are drawn from ``generator`` (which must live on ``x``'s device; ``None``: the device's
-    default generator): all ``B`` row centres first, then all ``B`` column centres (signals: the ``B``
-    centres).  ``size = 0`` returns ``x`` itself; otherwise a new tensor is returned and ``x`` is untouched.
-    """
-    size = _check_size("cutout", size, 0)
-    if size == 0:
-        return x
-    if x.ndim not in (3, 4):
-        raise ValueError(f"x: expected a (B, C, H, W) or (B, C, L) batch, got shape {tuple(x.shape)}")
-    b, dev = x.shape[0], x.device
-    if x.ndim == 4:
-        h, w = x.shape[-2:]
-        cy = torch.randint(0, h, (b,), generator=generator, device=dev)
-        cx = torch.randint(0, w, (b,), generator=generator, device=dev)
-        y0, y1 = _cutout_bounds(cy, size, h)
-        x0, x1 = _cutout_bounds(cx, size, w)
-        rows = torch.arange(h, device=dev)[None, :]
-        cols = torch.arange(w, device=dev)[None, :]
-        in_rows = (rows >= y0[:, None]) & (rows < y1[:, None])      # (B, H)
-        in_cols = (cols >= x0[:, None]) & (cols < x1[:, None])      # (B, W)
-        mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
-    else:
-        n = x.shape[-1]
-        c = torch.randint(0, n, (b,), generator=generator, device=dev)
-        s0, s1 = _cutout_bounds(c, size, n)
-        pos = torch.arange(n, device=dev)[None, :]
-        mask = ((pos >= s0[:, None]) & (pos < s1[:, None]))[:, None]  # (B, 1, L)
-    return x.masked_fill(mask, 0)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -249,7 +154,7 @@ class ImageFileSource:
         self.files = [(Path(p), int(label)) for p, label in files]
         self.mean = _check_stats("mean", mean, positive=False)
         self.std = _check_stats("std", std, positive=True)
-        self.size = _check_size("size", size, 1)
+        self.size = check_size("size", size, 1)
         self._labels = torch.tensor([label for _, label in self.files], dtype=torch.int64)
         self._mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
@@ -318,10 +223,10 @@ def image_folder_sources(
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
     if not is_positive_int(stats_samples):
         raise ValueError(f"stats_samples: expected an integer >= 1, got {stats_samples!r}")
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     train_classes, train_files, test_files = scan_imagefolder(data_dir)
-    size = int(image_size) if image_size is not None else _DEFAULT_IMAGE_SIZE
+    size = int(image_size) if image_size is not None else DEFAULT_IMAGE_SIZE
 
     # Statistics at the deterministic view; the unnormalised view does not depend on mean/std.
     probe = ImageFileSource(train_files, mean=[0.0] * 3, std=[1.0] * 3, size=size)
@@ -389,8 +294,8 @@ class StreamSet(Dataset):
                              "a TensorSource supports none, crop-flip, crop and flip")
         self.source = source
         self.augment = augment
-        self.crop_padding = _check_size("crop_padding", crop_padding, 0)
-        self.cutout = _check_size("cutout", cutout, 0)
+        self.crop_padding = check_size("crop_padding", crop_padding, 0)
+        self.cutout = check_size("cutout", cutout, 0)
         self.with_originals = bool(with_originals)
         if image_size is not None and not is_positive_int(image_size):
             raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
@@ -417,7 +322,7 @@ class StreamSet(Dataset):
         return len(self.source)
 
     def _key(self, key) -> tuple[int, int]:
-        if not isinstance(key, (tuple, list)) or len(key) != 2 or not all(_is_int(k) for k in key):
+        if not isinstance(key, (tuple, list)) or len(key) != 2 or not all(is_int(k) for k in key):
             raise TypeError(f"key: expected an (index, seed) pair of integers, got {key!r}")
         index, seed = int(key[0]), int(key[1])
         if not 0 <= index < len(self.source):
@@ -446,84 +351,3 @@ class StreamSet(Dataset):
         if self.with_originals:
             return (out.clone() if out is original else out), original, label
         return out, label
-
-
-# --------------------------------------------------------------------------------------------------------
-# Keys and loader
-
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def sample_seeds(indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-    """Per-sample seeds (uint64 values below 2**63), a fixed hash of ``(seed, epoch, index)`` that does not
-    depend on the process, the platform or Python's hash randomisation."""
-    for name, value in (("seed", seed), ("epoch", epoch)):
-        if not _is_int(value) or not 0 <= value <= _MASK64:
-            raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
-    idx = np.asarray(indices)
-    if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0):
-        raise ValueError("indices: expected non-negative integers")
-    h = _splitmix64(np.full(idx.shape, int(seed), dtype=np.uint64) ^ np.uint64(0x6D69786B6974))  # "mixkit"
-    h = _splitmix64(h ^ np.uint64(int(epoch)))
-    h = _splitmix64(h ^ idx.astype(np.uint64))
-    return h >> np.uint64(1)
-
-
-def batch_keys(batches: Sequence[Tensor], seed: int, epoch: int) -> list[list[tuple[int, int]]]:
-    """Index batches (1-D integer tensors) as key batches for :class:`StreamSet`: ``(index, sample_seed)``
-    with the sample seed a pure function of ``(seed, epoch, index)`` (:func:`sample_seeds`)."""
-    out = []
-    for batch in batches:
-        idx = torch.as_tensor(batch).detach().cpu().reshape(-1).to(torch.int64).numpy()
-        seeds = sample_seeds(idx, seed, epoch)
-        out.append([(int(i), int(s)) for i, s in zip(idx.tolist(), seeds.tolist(), strict=True)])
-    return out
-
-
-class FixedBatches(Sampler):
-    """A batch sampler yielding a fixed list of key batches, in order."""
-
-    def __init__(self, batches: Sequence[Sequence[tuple[int, int]]]):
-        self.batches = [list(b) for b in batches]
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return iter(self.batches)
-
-
-def _worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)
-
-
-def make_loader(dataset: StreamSet, batches: Sequence[Sequence[tuple[int, int]]], *, workers: int,
-                pin_memory: bool, prefetch_factor: int = 2, mp_context=None) -> DataLoader:
-    """A ``DataLoader`` over ``dataset`` yielding exactly ``batches`` (lists of ``(index, seed)`` keys), in
-    order, collated by ``default_collate`` (labels become int64 tensors).
-
-    ``workers`` worker processes (0: load in this process), each limited to one torch thread; workers are
-    not persistent (build one loader per epoch).  ``prefetch_factor`` applies only with workers.
-    ``mp_context`` (a multiprocessing context or its name, e.g. ``"spawn"``) defaults to torch's default.
-    """
-    workers = _check_size("workers", workers, 0)
-    prefetch_factor = _check_size("prefetch_factor", prefetch_factor, 1)
-    return DataLoader(
-        dataset,
-        batch_sampler=FixedBatches(batches),
-        num_workers=workers,
-        pin_memory=bool(pin_memory),
-        prefetch_factor=prefetch_factor if workers > 0 else None,
-        persistent_workers=False,
-        worker_init_fn=_worker_init if workers > 0 else None,
-        multiprocessing_context=mp_context if workers > 0 else None,
-    )

@@ -29,16 +29,10 @@ import torch
 from mixkit.samplers import BalancedBatchSampler
 
 from ..data.augment import augment_batch
+from ..data.cutout import cutout_batch
 from ..data.datasets import load_dataset
-from ..data.stream import (
-    ImageFileSource,
-    StreamSet,
-    TensorSource,
-    batch_keys,
-    cutout_batch,
-    image_folder_sources,
-    make_loader,
-)
+from ..data.loader import batch_keys, make_loader
+from ..data.stream import ImageFileSource, StreamSet, TensorSource, image_folder_sources
 from .config import TrainConfig
 from .dist import DistInfo
 
