@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixkit.harness import bench
 from mixkit import registry
+from mixkit.harness import bench
 from mixkit.mixers import MixUp
 
 

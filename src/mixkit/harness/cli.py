@@ -30,10 +30,10 @@ from dataclasses import MISSING, fields
 from .train.config import (
     COMPARE_PRESETS,
     LIST_FIELDS,
-    METHODS,
     PRESETS,
-    VARIANTS,
     TrainConfig,
+    harness_methods,
+    method_variants,
     parse_int_list,
 )
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "write results.md, results.csv, summary.csv and plots into --out.")
     c.add_argument("--out", required=True, help="comparison directory")
     c.add_argument("--methods", type=_name_list,
-                   help="comma-separated: " + ", ".join(METHODS + tuple(VARIANTS)))
+                   help="comma-separated: " + ", ".join(harness_methods() + tuple(method_variants())))
     c.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
     c.add_argument("--preset", choices=sorted(PRESETS), help="a recipe (sets methods and seeds too)")
     c.add_argument("--config", dest="config_file", help="YAML file of settings")

@@ -21,7 +21,7 @@ from mixkit import registry
 
 __all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
            "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
-           "parse_int_list", "LIST_FIELDS", "needs_originals"]
+           "parse_int_list", "LIST_FIELDS", "needs_originals", "harness_methods", "method_variants"]
 
 # The methods the harness trains, in the registry's order (``mixkit.registry``).
 METHODS: tuple[str, ...] = registry.names(harness=True)
@@ -121,8 +121,8 @@ class TrainConfig:
         for f in fields(self):              # ints are fine where floats are expected; store floats
             if _FIELD_KINDS[f.name][0] == "float" and isinstance(getattr(self, f.name), int):
                 setattr(self, f.name, float(getattr(self, f.name)))
-        if self.method not in METHODS:
-            bad("method", "one of " + ", ".join(METHODS))
+        if self.method not in harness_methods():
+            bad("method", "one of " + ", ".join(harness_methods()))
         if self.method == "transmix" and self.model != "small-vit":
             bad("model", "small-vit for method transmix (it reads a vision transformer's class-token "
                 "attention)")
@@ -225,10 +225,19 @@ def _read_presets() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]
     return config, compare
 
 
-# Method variants a comparison may name: a method plus hyperparameters (``name -> overrides``),
-# from the registry's entries.
-VARIANTS: dict[str, dict[str, Any]] = {name: dict(method=m.name, **v.overrides)
-                                       for name, (m, v) in registry.variants().items()}
+def harness_methods() -> tuple[str, ...]:
+    """The methods the harness trains, read from the registry at each call (a method registered
+    at run time is accepted too)."""
+    return registry.names(harness=True)
+
+
+def method_variants() -> dict[str, dict[str, Any]]:
+    """Method variants a comparison may name: a method plus hyperparameters (``name ->
+    overrides``), from the registry's entries."""
+    return {name: dict(method=m.name, **v.overrides) for name, (m, v) in registry.variants().items()}
+
+
+VARIANTS: dict[str, dict[str, Any]] = method_variants()
 
 
 def balanced_batches(cfg: TrainConfig) -> bool:
@@ -244,11 +253,13 @@ def needs_originals(method: str) -> bool:
 
 def method_overrides(name: str) -> dict[str, Any]:
     """Config overrides of a comparison entry: a method name or a variant in ``VARIANTS``."""
-    if name in METHODS:
+    variants = method_variants()
+    if name in harness_methods():
         return {"method": name}
-    if name in VARIANTS:
-        return dict(VARIANTS[name])
-    raise ValueError(f"methods: expected names among {', '.join(METHODS + tuple(VARIANTS))}, got {name!r}")
+    if name in variants:
+        return dict(variants[name])
+    raise ValueError(f"methods: expected names among {', '.join(harness_methods() + tuple(variants))}, "
+                     f"got {name!r}")
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
