@@ -11,7 +11,7 @@ from torch import nn
 
 import mixkit
 from mixkit.compose import ComposedParams
-from mixkit.functional import mixing
+from mixkit.functional import labels as labels_module
 
 # ---------------------------------------------------------------------------------------------
 # The slow, obviously correct reference: one sample at a time, float64, from the parameters.
@@ -230,7 +230,7 @@ def test_no_host_reads_on_a_device(name, generator):
 def test_the_meta_check_catches_a_host_read(monkeypatch):
     # Pretending meta data were readable on the host sends the labels down the CPU path with its
     # exact error messages, which read values: the meta tensors must make that fail.
-    monkeypatch.setattr(mixing, "host_readable", lambda t: True)
+    monkeypatch.setattr(labels_module, "host_readable", lambda t: True)
     with pytest.raises(RuntimeError, match="meta"):
         mixkit.MixUp(num_classes=C)(torch.empty(4, 3, 8, 8, device="meta"),
                                     torch.empty(4, dtype=torch.long, device="meta"))
@@ -259,7 +259,7 @@ def test_hidden_layer_methods_make_no_host_reads_on_a_device():
 def test_device_path_validation_is_an_async_assert(monkeypatch, labels, message):
     # On a device the checks are torch._assert_async; on CPU that raises at once, which shows the
     # message a CUDA user gets (there: at the next synchronisation, as a device-side assert).
-    monkeypatch.setattr(mixing, "host_readable", lambda t: False)
+    monkeypatch.setattr(labels_module, "host_readable", lambda t: False)
     with pytest.raises(RuntimeError, match=message):
         mixkit.MixUp(num_classes=C)(torch.rand(4, 3, 8, 8), labels)
 
