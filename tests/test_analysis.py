@@ -402,12 +402,12 @@ def test_compare_method_names():
 
 
 def test_default_mixer_names_keep_the_gamma():
-    from mixkit.harness.analysis.realism import _default_mixers
+    from mixkit.harness.analysis.realism import default_mixers
 
-    names = list(_default_mixers((2.0, 2.4, 2.8, 3.4, 4.0, 5.0), 1.0))
+    names = list(default_mixers((2.0, 2.4, 2.8, 3.4, 4.0, 5.0), 1.0))
     assert names == ["mixup (alpha=1)"] + [f"zeta-mixup (gamma={g})" for g in ("2", "2.4", "2.8", "3.4", "4", "5")]
     with pytest.raises(ValueError, match="distinct"):
-        _default_mixers((2.8, 2.8), 1.0)
+        default_mixers((2.8, 2.8), 1.0)
 
 
 def test_spearman_hand_worked_with_ties():

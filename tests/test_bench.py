@@ -141,7 +141,7 @@ def test_hbm_column_in_rows_and_markdown(tmp_path):
     assert "| ms | × floor | × HBM | × best peer | mem | note |" in md
     assert f"HBM floor: {floor:.4f} ms" in md and "at 100 GB/s (given (--bandwidth-gbs))" in md
     mixup = next(r for r in rows if r.method == "mixup" and r.mode == "batch")
-    assert f"| {bench._fmt(mixup.vs_floor)} | {bench._fmt(mixup.vs_hbm)} | " in md
+    assert f"| {bench.fmt(mixup.vs_floor)} | {bench.fmt(mixup.vs_hbm)} | " in md
     plain = bench.to_markdown(bench.Report(rows=rows, meta={k: v for k, v in meta.items() if "hbm" not in k}))
     assert "× HBM" not in plain and "| ms | × floor | × best peer | mem | note |" in plain
     (tmp_path / "bench.json").write_text(json.dumps(dataclasses.asdict(bench.Report(rows=rows, meta=meta))))
@@ -241,10 +241,10 @@ def test_gpu_check_reads_pytest_summaries_and_junit(tmp_path):
 
 
 def test_training_step_benchmark_builds_the_harness_small_cnn():
-    from mixkit.harness.bench import _small_cnn
+    from mixkit.harness.bench import small_cnn
     from mixkit.harness.models.small import SmallCNN
 
-    model = _small_cnn()
+    model = small_cnn()
     assert isinstance(model, SmallCNN)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 

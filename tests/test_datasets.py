@@ -260,7 +260,7 @@ def test_subset_too_large():
 
 def test_stratified_indices_with_small_classes():
     labels = np.array([0] * 2 + [1] * 50 + [2] * 50 + [3] * 7)
-    idx = ds._stratified_indices(labels, 40, np.random.default_rng(0))
+    idx = ds.stratified_indices(labels, 40, np.random.default_rng(0))
     assert len(np.unique(idx)) == 40 and np.all(np.diff(idx) > 0)
     counts = np.bincount(labels[idx], minlength=4)
     # class 0 gives all it has (2); the rest is spread as evenly as possible

@@ -41,7 +41,7 @@ from .measure import (
     bench_zeta_scaling,
     run,
 )
-from .measure import _small_cnn as _small_cnn  # the tests build the training-step model
+from .measure import small_cnn as small_cnn  # the tests build the training-step model
 from .records import NUM_CLASSES, Report, Row
 from .references import (
     official_fmix,
@@ -53,7 +53,7 @@ from .references import (
     openmixup_style_smoothmix,
 )
 from .report import LARGE, SMALL, plot_zeta_scaling, report_from_json, target_checks, to_markdown
-from .report import _fmt as _fmt  # the tests format cells as the tables do
+from .report import fmt as fmt  # the tests format cells as the tables do
 from .timing import (
     H200_HBM_GBS,
     device_bandwidth_gbs,

@@ -125,7 +125,7 @@ def bench_train_step(device, repeats) -> list[dict]:
     """Time of one training step of a small CNN on a Fashion-MNIST-sized batch, plain and with
     each input-space mixer (mixing inside the step)."""
     torch.manual_seed(0)
-    model = _small_cnn().to(device)
+    model = small_cnn().to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = _fashion_batch(128, device)
     y = torch.randint(0, NUM_CLASSES, (128,), device=device)
@@ -188,7 +188,7 @@ def _paired_step_times(timed, plain_step, mixed_step, repeats) -> tuple[list[flo
     return plain, mixed
 
 
-def _small_cnn() -> torch.nn.Module:
+def small_cnn() -> torch.nn.Module:
     """The harness's small CNN for 1x28x28 Fashion-MNIST images (the training-step benchmark)."""
     from ..models import build_model
 

@@ -13,7 +13,7 @@ from .records import Report, Row
 from .timing import hbm_floor_ms
 
 
-def _fmt(v, digits=2):
+def fmt(v, digits=2):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return f"{v:.{digits}f}"
@@ -195,10 +195,10 @@ def _shape_markdown(rep: Report, shape: tuple, hbm: float | None) -> list[str]:
                  "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rep.rows:
         if tuple(r.shape) == shape:
-            hbm_cell = f"{_fmt(r.vs_hbm)} | " if hbm else ""
+            hbm_cell = f"{fmt(r.vs_hbm)} | " if hbm else ""
             lines.append(
-                f"| {r.method} | {r.impl} | {r.mode} | {_fmt(r.ms, 3)} | {_fmt(r.vs_floor)} | "
-                f"{hbm_cell}{_fmt(r.vs_peer)} | {_fmt(r.extra_mem)} | {r.note} |"
+                f"| {r.method} | {r.impl} | {r.mode} | {fmt(r.ms, 3)} | {fmt(r.vs_floor)} | "
+                f"{hbm_cell}{fmt(r.vs_peer)} | {fmt(r.extra_mem)} | {r.note} |"
             )
     return lines + [""]
 
@@ -210,7 +210,7 @@ def _masks_markdown(masks: list[dict]) -> list[str]:
     for r in masks:
         shape = _shape_name(r["shape"])
         lines.append(f"| {shape} | {r['batch']} | {r['mixkit_masks_per_s']:.0f} | "
-                     f"{_fmt(r.get('official_masks_per_s'), 0)} | {_fmt(r.get('ratio'), 1)} |")
+                     f"{fmt(r.get('official_masks_per_s'), 0)} | {fmt(r.get('ratio'), 1)} |")
     return lines + [""]
 
 
@@ -230,7 +230,7 @@ def _zeta_scaling_markdown(scaling: dict) -> list[str]:
              "|---|---:|---:|---:|"]
     for axis, rows in scaling.items():
         for r in rows:
-            official = _fmt(r.get("official_ms"), 3)
+            official = fmt(r.get("official_ms"), 3)
             lines.append(f"| {axis} | {r['x']} | {r['mixkit_ms']:.3f} | {official} |")
     return lines + [""]
 

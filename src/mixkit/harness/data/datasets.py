@@ -101,7 +101,7 @@ class DataBundle:
 # Shared steps: stratified subsets, scaling, normalisation.
 
 
-def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Pick ``n`` indices, spreading them over the classes as evenly as the class counts allow.
 
     Every class gets ``n // K`` examples where it has that many; what a small class cannot supply is shared
@@ -124,7 +124,7 @@ def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) ->
     return np.sort(np.concatenate(chosen))
 
 
-def _subset(
+def subset(
     labels: np.ndarray, size: int | None, seed: int, stream: int, what: str, where: str
 ) -> np.ndarray | None:
     if size is None:
@@ -133,7 +133,7 @@ def _subset(
         raise DatasetError(f"{what}={size} requested, but only {len(labels)} examples exist in {where}")
     if size == len(labels):
         return None
-    return _stratified_indices(labels, size, np.random.default_rng([seed, stream]))
+    return stratified_indices(labels, size, np.random.default_rng([seed, stream]))
 
 
 def _to_tensor(x: np.ndarray, idx: np.ndarray | None, scale: float) -> torch.Tensor:
@@ -149,7 +149,7 @@ def _take(labels: np.ndarray, idx: np.ndarray | None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(labels if idx is None else labels[idx], dtype=np.int64))
 
 
-def _channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (population) standard deviation, accumulated in float64 over sample chunks."""
     dims = [0, *range(2, x.dim())]
     count = x.shape[0] * math.prod(x.shape[2:])
@@ -221,8 +221,8 @@ def load_dataset(
     else:
         raw = read_imagefolder(data_dir, image_size)
 
-    train_idx = _subset(raw.train_y, train_size, int(seed), 0, "train_size", f"the {key} train split")
-    test_idx = _subset(raw.test_y, test_size, int(seed), 1, "test_size", f"the {key} test split")
+    train_idx = subset(raw.train_y, train_size, int(seed), 0, "train_size", f"the {key} train split")
+    test_idx = subset(raw.test_y, test_size, int(seed), 1, "test_size", f"the {key} test split")
     train_x = _to_tensor(raw.train_x, train_idx, raw.scale)
     test_x = _to_tensor(raw.test_x, test_idx, raw.scale)
     train_y = _take(raw.train_y, train_idx)
@@ -233,7 +233,7 @@ def load_dataset(
         train_x = F.interpolate(train_x, size=size, mode="bilinear", align_corners=False, antialias=True)
         test_x = F.interpolate(test_x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
-    mean, std = _channel_stats(train_x)
+    mean, std = channel_stats(train_x)
     view = (1, -1) + (1,) * (train_x.dim() - 2)
     for x in (train_x, test_x):
         x.sub_(mean.view(view).to(x.dtype)).div_(std.view(view).to(x.dtype))

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from ..checks import is_positive_int
 from .args import check_size, is_int
 from .cutout import Cutout, cutout_batch
-from .datasets import _channel_stats, _stratified_indices
+from .datasets import channel_stats, stratified_indices
 from .errors import DatasetError
 from .imagefolder import DEFAULT_IMAGE_SIZE, open_rgb8, scan_imagefolder
 from .loader import batch_keys, make_loader, sample_seeds
@@ -236,9 +236,9 @@ def image_folder_sources(
     else:
         labels = probe.labels.numpy()
         rng = np.random.default_rng([int(seed), _STATS_STREAM])
-        chosen = _stratified_indices(labels, int(stats_samples), rng)
+        chosen = stratified_indices(labels, int(stats_samples), rng)
     sample = torch.stack([probe.read_unit(int(i))[0] for i in chosen])
-    mean_t, std_t = _channel_stats(sample)
+    mean_t, std_t = channel_stats(sample)
     del sample
     mean, std = [float(m) for m in mean_t], [float(s) for s in std_t]
     train = ImageFileSource(train_files, mean=mean, std=std, size=size)

@@ -50,7 +50,7 @@ def _t975(df: int) -> float:
         return table.get(df, 1.96)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
@@ -63,7 +63,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
     diffs = [a[s] - b[s] for s in seeds]
     if not diffs:
         return {"n": 0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
-    mean, std = _mean_std(diffs)
+    mean, std = mean_std(diffs)
     half = _t975(len(diffs) - 1) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
     return {"n": len(diffs), "mean": mean, "low": mean - half, "high": mean + half}
 
@@ -258,7 +258,7 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
         for key in METRIC_KEYS:
             vals = [float(r["final"][key]) for r in mine if key in r["final"]]
             if vals:
-                row[key] = _mean_std(vals)
+                row[key] = mean_std(vals)
         row["by_seed"] = {r["seed"]: float(r["final"]["test_error"]) for r in mine}
         ratios = {r["seed"]: float(r["final"]["scatter_ratio"])
                   for r in mine if "scatter_ratio" in r["final"]}

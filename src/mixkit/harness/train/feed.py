@@ -119,8 +119,8 @@ class StreamFeed:
         self.cfg, self.device = cfg, device
         if cfg.dataset == "imagefolder":
             train, test, classes = image_folder_sources(cfg.data_dir, cfg.image_size, seed=cfg.data_seed)
-            train, test = _subset(train, cfg.train_size, cfg.data_seed, 0), \
-                _subset(test, cfg.test_size, cfg.data_seed, 1)
+            train, test = subset(train, cfg.train_size, cfg.data_seed, 0), \
+                subset(test, cfg.test_size, cfg.data_seed, 1)
             name, k, shape = "imagefolder", len(classes), (3, train.size, train.size)
         else:
             data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
@@ -154,9 +154,9 @@ class StreamFeed:
             yield _to_device(x, self.cfg, self.device), y.to(self.device, non_blocking=True)
 
 
-def _subset(source: ImageFileSource, size: int | None, seed: int, stream: int) -> ImageFileSource:
+def subset(source: ImageFileSource, size: int | None, seed: int, stream: int) -> ImageFileSource:
     """A class-stratified subset of an image-folder split, drawn as the in-memory loader draws it."""
-    from ..data.datasets import _subset as subset_indices
+    from ..data.datasets import subset as subset_indices
 
     idx = subset_indices(source.labels.numpy(), size, seed, stream, "train_size" if stream == 0 else
                          "test_size", "the imagefolder " + ("train" if stream == 0 else "test") + " split")

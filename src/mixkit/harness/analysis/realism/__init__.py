@@ -39,8 +39,8 @@ results CSV, the plots) and ``cli`` (the command line).
 """
 
 from .cli import main
-from .experiments import _default_mixers as _default_mixers  # the tests read the methods' names
 from .experiments import compare_method, half_moons_realism, image_realism, trained_feature_fn
+from .experiments import default_mixers as default_mixers  # the tests read the methods' names
 from .metric import make_moons, mix_with_weights, moons_manifold_distance, nearest_real_distance
 from .report import plot_half_moons, plot_realism_sweep, read_compare_results
 from .stats import spearman_rank_correlation, summarize_networks

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from ...data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
 from ...files import atomic_write_text
-from .experiments import _default_mixers, half_moons_realism, image_realism, trained_feature_fn
-from .report import _results_section, _summary_table, _table, plot_realism_sweep, read_compare_results
+from .experiments import default_mixers, half_moons_realism, image_realism, trained_feature_fn
+from .report import plot_realism_sweep, read_compare_results, results_section, summary_table, table
 from .stats import summarize_networks
 
 REFERENCES = ("same images", "held-out")
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.skip_images and not 2 <= args.image_batch <= args.images:
         raise ValueError(f"--image-batch: expected an integer in [2, --images = {args.images}], "
                          f"got {args.image_batch}")
-    mixers = _default_mixers(tuple(args.gammas), 1.0)
+    mixers = default_mixers(tuple(args.gammas), 1.0)
     from ...train.loop import check_run_dir
 
     for run in runs:
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{r['clean_manifold']['median']:.3f} p90 {r['clean_manifold']['p90']:.3f}; nearest other "
         f"real mean {r['nearest_other_real']['mean']:.3f} median "
         f"{r['nearest_other_real']['median']:.3f} p90 {r['nearest_other_real']['p90']:.3f}\n")
-    say(_table(moons, ["nearest_real", "clean_manifold"]))
+    say(table(moons, ["nearest_real", "clean_manifold"]))
     if not args.skip_images:
         _image_sections(args, mixers, networks, test_errors, say)
     if args.out:
@@ -135,7 +135,7 @@ def _image_sections(args, mixers: dict, networks: list, test_errors: dict | None
                 f"distance) {res['scale']:.3f}")
             rr = res["real"]["nearest_real"]
             say(f"\nreal images: mean {rr['mean']:.3f} median {rr['median']:.3f} p90 {rr['p90']:.3f}\n")
-            say(_table(res, ["nearest_real"], agreement=True))
+            say(table(res, ["nearest_real"], agreement=True))
     summaries = {ref: summarize_networks(results) for ref, results in by_reference.items()}
     if networks:
         for ref_name in REFERENCES:
@@ -143,11 +143,11 @@ def _image_sections(args, mixers: dict, networks: list, test_errors: dict | None
                 f"{ref_name}")
             say("\nmean and sample std (n - 1) over the networks of each one's nearest real mean "
                 "and shift; std '–' for a single network\n")
-            say(_summary_table(summaries[ref_name]))
+            say(summary_table(summaries[ref_name]))
     if test_errors is not None:
         space = (f"mean over {len(networks)} network(s)' feature spaces" if networks
                  else "pixel space")
-        for line in _results_section(summaries[REFERENCES[1]], mixers, test_errors, args.results, space):
+        for line in results_section(summaries[REFERENCES[1]], mixers, test_errors, args.results, space):
             say(line)
     if args.plot:
         plot_realism_sweep([(run, res) for (run, _), res in zip(networks, by_reference[REFERENCES[1]],

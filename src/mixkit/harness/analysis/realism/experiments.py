@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .metric import _summary, _synthesize, make_moons, moons_manifold_distance, nearest_real_distance
+from .metric import make_moons, moons_manifold_distance, nearest_real_distance, summary, synthesize
 
 
 def _compact(value: float) -> str:
@@ -19,7 +19,7 @@ def _compact(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _default_mixers(gammas: Sequence[float], alpha: float) -> dict:
+def default_mixers(gammas: Sequence[float], alpha: float) -> dict:
     from mixkit.mixers import MixUp, ZetaMixup
 
     seen: set[float] = set()
@@ -85,13 +85,13 @@ def half_moons_realism(
     x, y = make_moons(n, noise, seed)
     g = torch.Generator().manual_seed(seed)
     if mixers is None:
-        mixers = _default_mixers(gammas, alpha)
+        mixers = default_mixers(gammas, alpha)
     real_clean = moons_manifold_distance(x)
     real_nn = nearest_real_distance(x, x, k=2)
     result: dict = {
         "config": {"gammas": list(gammas), "n": n, "noise": noise, "batch": batch, "draws": draws,
                    "seed": seed, "alpha": alpha},
-        "real": {"clean_manifold": _summary(real_clean), "nearest_other_real": _summary(real_nn),
+        "real": {"clean_manifold": summary(real_clean), "nearest_other_real": summary(real_nn),
                  "count": n},
         "methods": {},
     }
@@ -99,11 +99,11 @@ def half_moons_realism(
         result["points"] = x
         result["labels"] = y
     for name, mixer in mixers.items():
-        synth, own, dominant = _synthesize(mixer, x, batch, draws, g)
+        synth, own, dominant = synthesize(mixer, x, batch, draws, g)
         shift = (synth.to(torch.float64) - x[dominant].to(torch.float64)).norm(dim=1)
         entry = {
-            "nearest_real": _summary(nearest_real_distance(synth, x)),
-            "clean_manifold": _summary(moons_manifold_distance(synth)),
+            "nearest_real": summary(nearest_real_distance(synth, x)),
+            "clean_manifold": summary(moons_manifold_distance(synth)),
             "shift": float(shift.mean()),
             "own_weight": float(own.mean()),
             "count": int(synth.shape[0]),
@@ -153,7 +153,7 @@ def image_realism(
     """
     g = torch.Generator().manual_seed(seed)
     if mixers is None:
-        mixers = _default_mixers(gammas, alpha)
+        mixers = default_mixers(gammas, alpha)
     embed = feature_fn if feature_fn is not None else (lambda t: t.reshape(t.shape[0], -1))
 
     def features(t: Tensor) -> Tensor:
@@ -174,11 +174,11 @@ def image_realism(
                        "reference": "images" if reference is None else int(reference.shape[0]),
                        "space": "pixels" if feature_fn is None else "features"},
             "scale": scale,
-            "real": {"nearest_real": _summary(real_nn / scale), "count": int(images.shape[0])},
+            "real": {"nearest_real": summary(real_nn / scale), "count": int(images.shape[0])},
             "methods": {},
         }
         for name, mixer in mixers.items():
-            synth, own, dominant = _synthesize(mixer, images, batch, draws, g)
+            synth, own, dominant = synthesize(mixer, images, batch, draws, g)
             synth_feat = features(synth)
             shift = (synth_feat - real_feat[dominant]).norm(dim=1)
             d, nearest = nearest_real_distance(synth_feat, ref_feat, chunk=chunk, return_index=True)
@@ -187,7 +187,7 @@ def image_realism(
                 agree = float((ref_labels[nearest] == labels[dominant]).to(torch.float64).mean())
             result["methods"][name] = {
                 "label_agreement": agree,
-                "nearest_real": _summary(d / scale),
+                "nearest_real": summary(d / scale),
                 "shift": float(shift.mean()) / scale,
                 "own_weight": float(own.mean()),
                 "count": int(synth.shape[0]),

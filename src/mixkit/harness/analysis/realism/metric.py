@@ -72,7 +72,7 @@ def make_moons(n: int = 512, noise: float = 0.1, seed: int = 0) -> tuple[Tensor,
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
 
 
-def _summary(d: Tensor) -> dict[str, float]:
+def summary(d: Tensor) -> dict[str, float]:
     d = d.to(torch.float64)
     return {
         "mean": float(d.mean()),
@@ -107,7 +107,7 @@ def mix_with_weights(mixer, x: Tensor, generator: torch.Generator | None = None,
     return mixed, weights, params
 
 
-def _synthesize(
+def synthesize(
     mixer, x: Tensor, batch: int, draws: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Shuffle ``x`` into batches of ``batch`` (the last partial batch dropped) ``draws`` times and

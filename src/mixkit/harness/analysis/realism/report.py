@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import torch
 
 from .experiments import compare_method
-from .stats import _mean_std, spearman_rank_correlation
+from .stats import mean_std, spearman_rank_correlation
 
 
-def _table(result: dict, keys: Sequence[str], agreement: bool = False) -> str:
+def table(result: dict, keys: Sequence[str], agreement: bool = False) -> str:
     rows = []
     extra = " | NN label = parent's |" if agreement else " |"
     header = "| method | own weight | shift | " + " | ".join(
@@ -35,7 +35,7 @@ def _std_text(std: float | None) -> str:
     return "–" if std is None else f"{std:.3f}"
 
 
-def _summary_table(summary: dict[str, dict]) -> str:
+def summary_table(summary: dict[str, dict]) -> str:
     rows = ["| method | nearest real mean | ± std | shift | ± std | networks |",
             "|---|---|---|---|---|---|"]
     for name, e in summary.items():
@@ -45,7 +45,7 @@ def _summary_table(summary: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-def _results_section(summary: dict[str, dict], mixers: dict, test_errors: dict[str, list[float]],
+def results_section(summary: dict[str, dict], mixers: dict, test_errors: dict[str, list[float]],
                      csv_path: str, space: str) -> list[str]:
     """The realism-vs-test-error table, the methods missing from the CSV and Spearman's rho."""
     lines = [f"\n## Realism against test error ({csv_path})",
@@ -219,13 +219,13 @@ def plot_realism_sweep(held_out: Sequence[tuple[str, dict]], mixers: dict, path:
         for g, name in zeta:
             method = compare_method(mixers[name])
             if method in test_errors:
-                m, sd = _mean_std(test_errors[method])
+                m, sd = mean_std(test_errors[method])
                 points.append((g, 100 * m, 0.0 if sd is None else 100 * sd))
         if points:
             ax2.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                          color="tab:red", marker="o", capsize=3, label="zeta-mixup")
         if "mixup" in test_errors:
-            ax2.axhline(100 * _mean_std(test_errors["mixup"])[0], color="0.3", ls="--",
+            ax2.axhline(100 * mean_std(test_errors["mixup"])[0], color="0.3", ls="--",
                         label="mixup (alpha=1)")
         if not points and "mixup" not in test_errors:
             ax2.text(0.5, 0.5, "no zeta-mixup or mixup rows in the results", ha="center",

@@ -43,10 +43,10 @@ def spearman_rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n - 1; None for a single value), as the comparisons
     compute them."""
-    from ...train.compare import _mean_std as compare_mean_std
+    from ...train.compare import mean_std as compare_mean_std
 
     mean, std = compare_mean_std(list(values))
     return mean, None if math.isnan(std) else std
@@ -63,7 +63,7 @@ def summarize_networks(results: Sequence[dict]) -> dict[str, dict]:
         if list(res["methods"]) != names:
             raise ValueError(f"results: expected the same methods in every result, got {names} and "
                              f"{list(res['methods'])}")
-    return {name: {"nearest_real": _mean_std([r["methods"][name]["nearest_real"]["mean"] for r in results]),
-                   "shift": _mean_std([r["methods"][name]["shift"] for r in results]),
+    return {name: {"nearest_real": mean_std([r["methods"][name]["nearest_real"]["mean"] for r in results]),
+                   "shift": mean_std([r["methods"][name]["shift"] for r in results]),
                    "n": len(results)}
             for name in names}
