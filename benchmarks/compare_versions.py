@@ -38,6 +38,10 @@ def _entries(pkg, ndim):
             if mask_ok:
                 out.append(("cutmix " + tag, pkg.CutMix(**kw)))
                 out.append(("fmix " + tag, pkg.FMix(**kw)))
+    if mask_ok:
+        for cls in ("ResizeMix", "SaliencyMix", "GridMix", "SmoothMix"):
+            for mode in ("batch", "elem"):
+                out.append((f"{cls.lower()} {mode}", getattr(pkg, cls)(num_classes=10, mode=mode)))
     out.append(("zeta N=B", pkg.ZetaMixup(num_classes=10)))
     out.append(("zeta N=4", pkg.ZetaMixup(num_classes=10, n_mix=4)))
     if mask_ok:
