@@ -32,11 +32,12 @@ _FIELDS: dict[str, str] = {
 
 def declare_field(name: str, doc: str) -> None:
     """Make ``name`` a field of ``MixParams`` (read as None where a call did not set it)."""
-    if not name.isidentifier() or name.startswith("_"):
-        raise ValueError(f"name: expected a public identifier, got {name!r}")
+    if not name.isidentifier() or name.startswith("_") or (name not in _FIELDS and hasattr(MixParams, name)):
+        raise ValueError(f"name: expected a public identifier that is no MixParams method, got {name!r}")
     if _FIELDS.setdefault(name, doc) != doc:
         raise ValueError(f"name: expected a field not yet declared, got {name!r} "
                          f"(declared as {_FIELDS[name]!r})")
+    setattr(MixParams, name, None)  # the value a call that did not set it reads
 
 
 def declared_fields() -> dict[str, str]:
@@ -70,46 +71,37 @@ class MixParams:
 
     and the fields a method adds (``mixkit.params.declared_fields()`` lists them), e.g.
     ``weights`` (zeta-mixup's (B, B) matrix), ``mask`` (a keep mask), ``boxes`` (pasted boxes).
+    Fields are plain attributes (a declared field the call did not set reads as None, from the
+    class); setting an undeclared one raises.
     """
 
-    __slots__ = ("_values",)
+    index = None
 
     def __init__(self, lam: Tensor, applied: Tensor, index: Tensor | None = None, **fields):
-        unknown = sorted(set(fields) - set(_FIELDS))
+        unknown = [k for k in fields if k not in _FIELDS]
         if unknown:
             raise TypeError(f"MixParams: expected declared fields ({', '.join(_FIELDS)}), "
-                            f"got {', '.join(unknown)}")
-        values = {"lam": lam, "applied": applied, "index": index}
+                            f"got {', '.join(sorted(unknown))}")
+        values = self.__dict__
+        values["lam"], values["applied"], values["index"] = lam, applied, index
         values.update(fields)
-        object.__setattr__(self, "_values", values)
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name == "_values":
-            raise AttributeError(name)
-        if name in self._values:
-            return self._values[name]
-        if name in _FIELDS:
-            return None
-        raise AttributeError(f"MixParams has no field {name!r}; declared: {', '.join(_FIELDS)}")
 
     def __setattr__(self, name, value):
         if name not in _FIELDS:
             raise AttributeError(f"MixParams has no field {name!r}; declared: {', '.join(_FIELDS)}")
-        self._values[name] = value
+        self.__dict__[name] = value
 
     def items(self) -> Iterator[tuple[str, object]]:
         """The fields this call set (not None), in the order they were given."""
-        return ((k, v) for k, v in self._values.items() if v is not None)
+        return ((k, v) for k, v in self.__dict__.items() if v is not None)
 
     def replace(self, **changes) -> MixParams:
         """A copy with some fields changed (``None`` removes one)."""
-        values = dict(self._values)
-        values.update(changes)
-        return MixParams(**values)
+        return MixParams(**{**self.__dict__, **changes})
 
     def to(self, device) -> MixParams:
         """The same parameters on another device."""
-        return MixParams(**{k: _moved(v, device) for k, v in self._values.items()})
+        return MixParams(**{k: _moved(v, device) for k, v in self.__dict__.items()})
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, MixParams):
@@ -118,12 +110,6 @@ class MixParams:
         return all(_same(getattr(self, k), getattr(other, k)) for k in names)
 
     __hash__ = None
-
-    def __getstate__(self):
-        return dict(self._values)
-
-    def __setstate__(self, state):
-        object.__setattr__(self, "_values", dict(state))
 
     def __repr__(self) -> str:
         def short(v):

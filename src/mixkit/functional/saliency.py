@@ -21,6 +21,7 @@ first pixel, not to float noise.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -31,6 +32,11 @@ __all__ = ["spectral_residual_saliency", "saliency_peaks"]
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _BGR_TO_GRAY = (0.114, 0.587, 0.299)
+
+
+@functools.lru_cache(maxsize=64)
+def _mirrored_cached(n: int, r: int, device: str) -> Tensor:
+    return _mirrored(n, r, device)
 
 
 def _mirrored(n: int, r: int, device) -> Tensor:
@@ -54,7 +60,7 @@ def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
         shape[2 + k] = taps.numel()
         weight = taps.view(shape)
         conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
-        x = conv(x.index_select(2 + k, _mirrored(x.shape[2 + k], r, x.device)), weight)
+        x = conv(x.index_select(2 + k, _mirrored_cached(x.shape[2 + k], r, str(x.device))), weight)
     return x
 
 
