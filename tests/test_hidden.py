@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import mixkit
 from mixkit import MixUp, ZetaMixup, soft_target_cross_entropy
 from mixkit.functional import to_soft_labels
 from mixkit.hidden import ManifoldMixup, SynerMix, intra_class_mix
@@ -553,3 +554,54 @@ def test_labels_may_be_probabilities():
     _, soft = mm(x, probs, generator=seeded())
     torch.testing.assert_close(soft.sum(1), torch.ones(6))
     assert bool((soft >= 0.2 / C - 1e-6).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-aware methods pickle and deep-copy with their model (spawn workers, copy.deepcopy); the
+# copy registers its own hooks on the copied model, and a copied model alone keeps idle hooks.
+
+
+def _model_aware_methods():
+    import torch.nn as nn
+
+    def vit():
+        from torchvision.models import VisionTransformer
+        return VisionTransformer(image_size=16, patch_size=4, num_layers=1, num_heads=2, hidden_dim=16,
+                                 mlp_dim=32, num_classes=3)
+
+    def mlp():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3))
+
+    m1, m2, m3 = mlp(), mlp(), vit()
+    return [
+        mixkit.ManifoldMixup(m1, ["", "0"], num_classes=3),
+        mixkit.SynerMix(m2, "2", "3", beta=0.1, num_classes=3, inter=mixkit.ManifoldMixup(m2, ["0"], num_classes=3)),
+        mixkit.TransMix(m3, "encoder.layers.encoder_layer_0.self_attention", num_classes=3),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["manifold", "synermix", "transmix"])
+def test_model_aware_methods_pickle_and_deepcopy(index):
+    import copy
+    import pickle
+
+    method = _model_aware_methods()[index]
+    x, y = torch.rand(6, 3, 16, 16), torch.tensor([0, 0, 1, 1, 2, 2])
+
+    def loss(m):
+        if m.needs_originals:
+            return m.loss(x, x.flip(-1), y, generator=torch.Generator().manual_seed(0))
+        return m.loss(x, y, generator=torch.Generator().manual_seed(0))
+
+    expected = loss(method)
+    for clone in (pickle.loads(pickle.dumps(method)), copy.deepcopy(method)):
+        assert clone.model is not method.model
+        torch.testing.assert_close(loss(clone), expected)
+        assert repr(clone) == repr(method)
+    # the copy's hooks are its own: removing the original's leaves it working
+    clone = copy.deepcopy(method)
+    method.taps.remove()
+    torch.testing.assert_close(loss(clone), expected)
+    # a deep copy of the model alone (an EMA copy) runs as a plain model: its copied hooks are idle
+    twin = copy.deepcopy(clone.model)
+    torch.testing.assert_close(twin(x), clone.model(x))
