@@ -102,7 +102,7 @@ def params_dict(params) -> dict:
     items = params.items() if hasattr(params, "items") else (
         (f.name, getattr(params, f.name)) for f in dataclasses.fields(params))
     for name, v in items:
-        if v is not None:
+        if isinstance(v, torch.Tensor):  # tensors only (not the drawn shape)
             out[name] = v.clone()
     return out
 

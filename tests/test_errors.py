@@ -135,5 +135,10 @@ def test_replayed_params_must_fit():
         m.apply(X, Y, params)
     f = mixkit.FMix(num_classes=4)
     params = f.sample(torch.rand(4, 1, 6, 6))
-    with pytest.raises(ValueError, match=r"params: expected a mask of shape \(B or 1, 8, 8\), got \(1, 6, 6\)"):
+    with pytest.raises(ValueError, match=r"params: expected inputs of the batch size and spatial size the "
+                                         r"parameters were drawn for, \(4, 1, 6, 6\), got \(4, 3, 8, 8\)"):
+        f.apply(X, Y, params)
+    params.shape = None  # parameters made by hand: the mask's own shape is checked
+    with pytest.raises(ValueError, match=r"params: expected mask as a float tensor of shape \(4, 8, 8\), got "
+                                         r"torch.float32 of shape \(1, 6, 6\)"):
         f.apply(X, Y, params)

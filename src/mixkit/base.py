@@ -29,13 +29,37 @@ from . import checks
 from .functional import masks as fmasks
 from .functional import mixing, sampling
 from .inputs import as_plain, dense_view, unpack_call
-from .params import MixParams, declare_field
+from .params import MixParams, check_params, declare_field, expect_tensor, expect_values
 from .reprs import init_repr
 
 __all__ = ["Targets", "Mixer", "SpatialMixer", "BoxMixer", "MaskMixer"]
 
-declare_field("mask", "(B or 1, *spatial) float32 keep mask, 1 where the own sample shows (mask methods)")
-declare_field("boxes", "(B or 1, d, 2) int64 [lo, hi) boxes pasted from the partner (box methods)")
+
+
+def _check_mask(value, inputs, params):
+    spatial = tuple(inputs.shape[2:])
+    if not (isinstance(value, Tensor) and value.ndim == len(spatial) + 1
+            and value.shape[0] in (1, inputs.shape[0]) and tuple(value.shape[1:]) == spatial):
+        expect_tensor("mask", value, shape=(inputs.shape[0], *spatial))
+    expect_tensor("mask", value)
+    expect_values("mask", (value >= 0) & (value <= 1), "values in [0, 1]", value)
+
+
+def _check_boxes(value, inputs, params):
+    spatial = tuple(inputs.shape[2:])
+    if not (isinstance(value, Tensor) and value.ndim == 3 and value.shape[0] in (1, inputs.shape[0])
+            and tuple(value.shape[1:]) == (len(spatial), 2)):
+        expect_tensor("boxes", value, shape=(inputs.shape[0], len(spatial), 2), kind="int")
+    expect_tensor("boxes", value, kind="int")
+    sizes = torch.tensor(spatial, device=value.device)
+    lo, hi = value[..., 0], value[..., 1]
+    expect_values("boxes", (lo >= 0) & (lo <= hi) & (hi <= sizes), f"[lo, hi) inside {spatial}", value)
+
+
+declare_field("mask", "(B or 1, *spatial) float32 keep mask, 1 where the own sample shows (mask methods)",
+              _check_mask)
+declare_field("boxes", "(B or 1, d, 2) int64 [lo, hi) boxes pasted from the partner (box methods)",
+              _check_boxes)
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -61,9 +85,8 @@ class Targets(nn.Module):
         ``(mixed, soft, mixed_masks, *rest)``."""
         images, labels, pack = unpack_call(batch, type(self).__name__)
         params = self.sample(images, generator=generator, masks=masks)
-        if masks is None:
-            return pack(*self.apply(images, labels, params))
-        return pack(*self.apply(images, labels, params, masks=masks))
+        self._check_call(images)  # the parameters were drawn here: they need no replay checks
+        return pack(*self._apply_soft(images, self.targets(images, labels), params, masks, check=False))
 
     def targets(self, inputs: Tensor, labels: Tensor | None) -> Tensor | None:
         """Labels as the float ``(B, C)`` rows that get mixed (see the class docstring); None
@@ -102,7 +125,14 @@ class Targets(nn.Module):
     def _check_call(self, inputs) -> None:
         """Checks of the inputs that come before the labels' (their errors are the clearer)."""
 
-    def apply_soft(self, inputs, soft: Tensor | None, params, *, masks=None):  # pragma: no cover
+    def apply_soft(self, inputs, soft: Tensor | None, params, *, masks=None):
+        """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``,
+        or None. ``params`` are checked against the inputs (the shape they were drawn for, the
+        type and range of every field)."""
+        return self._apply_soft(inputs, soft, params, masks, check=True)
+
+    def _apply_soft(self, inputs, soft, params, masks, check: bool):  # pragma: no cover - abstract
+        """``apply_soft``; ``check=False`` for parameters just drawn by ``sample`` (the call)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -172,15 +202,16 @@ class Mixer(Targets):
         self.check_inputs(plain)
         generator = sampling.device_generator(generator, plain.device)
         if not self.needs_masks:
-            return self._sample(plain, generator)
-        if masks is None:
+            params = self._sample(plain, generator)
+        elif masks is None:
             raise ValueError(f"masks: expected the segmentation of the batch for {type(self).__name__} "
                              "(class maps (B, *spatial) or probability maps (B, K, *spatial)), got None")
-        return self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
+        else:
+            params = self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
+        params.shape = tuple(plain.shape)
+        return params
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: MixParams, *, masks=None):
-        """``apply`` with labels already made into target rows (``targets``): float ``(B, C)``,
-        or None."""
+    def _apply_soft(self, inputs: Tensor, soft: Tensor | None, params: MixParams, masks, check: bool):
         view = self._plain(inputs)
         plain = view.tensor
         self.check_inputs(plain)
@@ -189,6 +220,8 @@ class Mixer(Targets):
         if not labelled:  # segmentation only: mix a column of ones and drop it
             soft = torch.ones(plain.shape[0], 1, device=plain.device)
         self._check_apply(plain, soft, params)
+        if check:
+            check_params(params, plain, spatial=self.spatial_dims is not None)
         if params.lam.device != plain.device:
             params = params.to(plain.device)
         mixed, soft = self._mix(plain, soft, params)

@@ -11,21 +11,40 @@ import math
 
 from .functional import sampling
 
-__all__ = ["positive", "probability", "num_classes", "pairing", "smoothing", "flag", "mode", "span",
-           "bounds", "within", "optional_int", "choice"]
+__all__ = ["positive", "probabilities", "probability", "num_classes", "pairing", "smoothing", "flag", "mode",
+           "span", "bounds", "within", "optional_int", "choice"]
 
 
 def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+# the smallest positive float32 that is not subnormal: below it, parameters that reach float32
+# draws (Beta's alpha) become 0 and the draws NaN
+_TINY = 1.1754943508222875e-38
+
+
 def positive(name: str, value) -> float:
-    """A finite number > 0."""
+    """A finite number > 0, at least float32's smallest normal number (~1.2e-38)."""
     if not _is_number(value):
         raise TypeError(f"{name}: expected a number > 0, got {type(value).__name__}")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name}: expected a finite number > 0, got {value}")
+    if value < _TINY:
+        raise ValueError(f"{name}: expected a number >= {_TINY:.3g} (float32's smallest normal number; "
+                         f"smaller ones become 0 in the draws), got {value}")
     return float(value)
+
+
+def probabilities(name: str, value, count: int) -> list[float]:
+    """``count`` finite non-negative numbers summing to 1 (to 1e-6)."""
+    if isinstance(value, (str, bytes)) or not (hasattr(value, "__len__") and hasattr(value, "__iter__")):
+        raise TypeError(f"{name}: expected a sequence of {count} probabilities, got {type(value).__name__}")
+    items = list(value)
+    if len(items) != count or not all(_is_number(v) and math.isfinite(v) and v >= 0 for v in items) \
+            or abs(sum(items) - 1.0) > 1e-6:
+        raise ValueError(f"{name}: expected {count} non-negative probabilities summing to 1, got {items!r}")
+    return [float(v) for v in items]
 
 
 def probability(value, name: str = "p") -> float:

@@ -50,6 +50,23 @@ def _agreed(mixers, name: str, given, default):
     return found.pop() if found else default
 
 
+def _check_composed(params, count: int, one: bool) -> None:
+    """A combination's parameters: ``ComposedParams`` with a valid choice (one of) or one part per
+    mixer (Compose)."""
+    if not isinstance(params, ComposedParams):
+        raise TypeError(f"params: expected ComposedParams from the combination's sample(inputs), got "
+                        f"{type(params).__name__}")
+    if one:
+        choice = params.choice
+        if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < count:
+            raise ValueError(f"params: expected a choice in [0, {count - 1}], got {choice!r}")
+        if len(params.parts) != 1:
+            raise ValueError(f"params: expected the chosen mixer's parameters (1 part), "
+                             f"got {len(params.parts)}")
+    elif len(params.parts) != count:
+        raise ValueError(f"params: expected {count} parts, got {len(params.parts)}")
+
+
 def _check_tensor(inputs) -> None:
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs: expected a torch.Tensor, got {type(inputs).__name__}")
@@ -142,10 +159,11 @@ class _OneOf(_Combination):
         part = chosen.sample(inputs, generator=generator, masks=self._drawing_masks(chosen, masks))
         return ComposedParams(choice=i, parts=[part])
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
-        """``apply`` with labels already made into target rows."""
+    def _apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, masks, check: bool):
+        if check:
+            _check_composed(params, len(self.mixers), one=True)
         part = self.mixers[params.choice]
-        return part.apply_soft(inputs, soft, params.parts[0], masks=self._dense_for(part, masks))
+        return part._apply_soft(inputs, soft, params.parts[0], self._dense_for(part, masks), check)
 
 
 class RandomChoice(_OneOf):
@@ -163,12 +181,7 @@ class RandomChoice(_OneOf):
         super().__init__(mixers, num_classes, label_smoothing, multilabel)
         if p is None:
             p = [1.0 / len(self.mixers)] * len(self.mixers)
-        p = [float(v) for v in p]
-        if len(p) != len(self.mixers) or any(v < 0 for v in p) or abs(sum(p) - 1.0) > 1e-6:
-            raise ValueError(
-                f"p: expected {len(self.mixers)} non-negative probabilities summing to 1, got {p}"
-            )
-        self.p = p
+        self.p = checks.probabilities("p", p, len(self.mixers))
 
     def _pick(self, inputs, generator) -> int:
         # Which code runs is decided on the host, from a CPU draw: no device sync.
@@ -245,17 +258,13 @@ class Compose(_Combination):
                                                        masks=self._drawing_masks(m, masks))
                                      for m in self.mixers])
 
-    def apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, *, masks=None):
-        """``apply`` with labels already made into target rows (and masks, when given, mixed
-        along: class maps become probability maps after a blending part)."""
-        if len(params.parts) != len(self.mixers):
-            raise ValueError(
-                f"params: expected {len(self.mixers)} parts, got {len(params.parts)}"
-            )
+    def _apply_soft(self, inputs: Tensor, soft: Tensor | None, params: ComposedParams, masks, check: bool):
+        # masks, when given, are mixed along: class maps become probability maps after a blending part
+        _check_composed(params, len(self.mixers), one=False)
         out = inputs
         for m, part in zip(self.mixers, params.parts, strict=True):
             if masks is None:
-                out, soft = m.apply_soft(out, soft, part)
+                out, soft = m._apply_soft(out, soft, part, None, check)
             else:
-                out, soft, masks = m.apply_soft(out, soft, part, masks=self._dense_for(m, masks))
+                out, soft, masks = m._apply_soft(out, soft, part, self._dense_for(m, masks), check)
         return (out, soft) if masks is None else (out, soft, masks)

@@ -318,6 +318,9 @@ class CrossRank(Targets):
             failure = err
         return self._mix(group, rank, world, failure, inputs, soft, masks, params, None)
 
+    def _apply_soft(self, inputs, soft, params, masks, check: bool):
+        return self.apply_soft(inputs, soft, params, masks=masks)
+
     def apply_soft(self, inputs, soft: Tensor | None, params, *, masks=None):
         """``apply`` with labels already made into target rows (B, C) (or None)."""
         group, rank, world = self._where()

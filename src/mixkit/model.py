@@ -104,8 +104,8 @@ def wrapped_targets(mixer, num_classes: int | None, inputs: Tensor, labels: Tens
 def mix_soft(mixer, inputs: Tensor, soft: Tensor, params):
     """Mix with a wrapped mixer whose labels are already target rows: mixkit's mixers take them
     as they are (``apply_soft``); another mixer of the contract gets them through ``apply``."""
-    if callable(getattr(mixer, "apply_soft", None)):
-        return mixer.apply_soft(inputs, soft, params)
+    if callable(getattr(mixer, "_apply_soft", None)):  # mixkit's: drawn just now, no replay checks
+        return mixer._apply_soft(inputs, soft, params, None, check=False)
     return mixer.apply(inputs, soft, params)
 
 

@@ -11,6 +11,8 @@ order: ``p``, lam, the spectrum (``functional.masks.fourier_masks``), the pairin
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import checks
@@ -19,6 +21,22 @@ from ..functional import masks, sampling
 from ..params import MixParams
 
 __all__ = ["FMix"]
+
+
+def _check_decay(decay_power: float, spatial: tuple[int, ...]) -> None:
+    """The spectrum is scaled by up to ``sqrt(2) max(S)^decay_power`` in float32: past float32's
+    range the noise overflows and every mask comes out degenerate (lam 0 whatever the draw).
+    Refused, with the largest decay this size takes (room for the inverse FFT's sum of the few
+    strongest frequencies: a factor 24; measured: 224x224 overflows from 17, 32x32 from 26)."""
+    side = max(spatial)
+    if side < 2:
+        return
+    headroom = math.log(torch.finfo(torch.float32).max) - 0.5 * math.log(2) - math.log(24)
+    limit = headroom / math.log(side)
+    if decay_power > limit:
+        raise ValueError(f"decay_power: expected at most {limit:.1f} for inputs of spatial shape {spatial} "
+                         f"(the spectrum's scale, {side}^decay_power, must stay within float32), "
+                         f"got {decay_power:g}")
 
 
 class FMix(MaskMixer):
@@ -74,6 +92,7 @@ class FMix(MaskMixer):
         if self.spectrum == "official" and spatial[0] < 2:
             raise ValueError(f"inputs: expected a first spatial size >= 2 for spectrum='official', "
                              f"got shape {tuple(inputs.shape)}")
+        _check_decay(self.decay_power, spatial)
         b, dev, spatial, count, applied = self._start(inputs, generator)
         a, c = (self.alpha + 1.0, self.alpha) if self.reformulate else (self.alpha, self.alpha)
         lam = sampling.sample_beta(a, c, size=count, generator=generator, device=dev)

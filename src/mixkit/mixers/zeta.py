@@ -14,11 +14,20 @@ import torch
 from .. import checks
 from ..base import Mixer
 from ..functional import mixing, sampling
-from ..params import MixParams, declare_field
+from ..params import MixParams, declare_field, expect_tensor, expect_values
 
 __all__ = ["ZetaMixup"]
 
-declare_field("weights", "(B, B) float32 weight matrix, row p mixes into sample p (zeta-mixup)")
+
+def _check_weights(value, inputs, params):
+    b = inputs.shape[0]
+    expect_tensor("weights", value, shape=(b, b))
+    expect_values("weights", (value >= 0).all(1) & ((value.sum(1) - 1).abs() <= 1e-4),
+                  "non-negative rows summing to 1", value.sum(1))
+
+
+declare_field("weights", "(B, B) float32 weight matrix, row p mixes into sample p (zeta-mixup)",
+              _check_weights)
 
 
 class ZetaMixup(Mixer):

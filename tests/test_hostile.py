@@ -1,0 +1,198 @@
+"""Hostile input to the library (issue 27): every case asserts the rule, a clear error that names
+the argument at fault (``params``, ``alpha``, ...) or a correct result, never a message verbatim
+unless its words are the point.
+
+Replay: ``apply`` checks the parameters it did not draw itself against the inputs (the shape they
+were drawn for, the dtype and range of every field); a call (``mixer(x, y)``) draws and applies
+without those checks. Hyperparameters: one checker per rule (``mixkit.checks``)."""
+
+import math
+
+import grid
+import pytest
+import torch
+
+import mixkit
+from mixkit.functional import execution
+from mixkit.params import MixParams
+
+C = 5
+
+
+def _batch(shape=(4, 3, 16, 16), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g), torch.randint(0, C, (shape[0],), generator=g)
+
+
+def _drawn(mixer, shape=(4, 3, 16, 16)):
+    x, _ = _batch(shape)
+    return mixer.sample(x, generator=torch.Generator().manual_seed(1))
+
+
+REGIONAL = grid.select(grid.modes(C), lambda m: grid.regional(m) and not m.needs_masks)
+
+
+# ---------------------------------------------------------------------------------------------
+# replay of parameters that do not fit
+
+
+@pytest.mark.parametrize("name", list(REGIONAL))
+def test_params_drawn_for_another_spatial_size_are_refused(name):
+    mixer = REGIONAL[name]()
+    params = _drawn(mixer, (4, 3, 16, 16))
+    x, y = _batch((4, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"^params: expected inputs of the batch size and spatial size"):
+        mixer.apply(x, y, params)
+
+
+@pytest.mark.parametrize("name", list(grid.modes(C)))
+def test_params_drawn_for_another_batch_size_are_refused(name):
+    mixer = grid.modes(C)[name]()
+    x, y = _batch((6, 3, 16, 16))
+    params = mixer.sample(x[:4], generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"^params: expected"):
+        mixer.apply(x, y, params)
+
+
+BAD_FIELDS = {
+    "lam 2.0": ("MixUp", lambda p: p.replace(lam=torch.full_like(p.lam, 2.0)), "lam with values in"),
+    "lam nan": ("MixUp", lambda p: p.replace(lam=torch.full_like(p.lam, math.nan)), "lam with values in"),
+    "lam of ints": ("MixUp", lambda p: p.replace(lam=torch.ones(4, dtype=torch.long)), "lam as a float tensor"),
+    "index out of range": ("MixUp", lambda p: p.replace(index=torch.tensor([0, 1, 2, 9])), "index with partners in"),
+    "index negative": ("CutMix", lambda p: p.replace(index=torch.tensor([0, -1, 2, 3])), "index with partners in"),
+    "index of floats": ("MixUp", lambda p: p.replace(index=p.index.float()), "index as an integer tensor"),
+    "index of wrong length": ("MixUp", lambda p: p.replace(index=p.index[:3]), "index as an integer tensor of shape"),
+    "applied not bool": ("MixUp", lambda p: p.replace(applied=p.applied.long()), "applied as a bool tensor"),
+    "weights rows summing to 4": ("ZetaMixup", lambda p: p.replace(weights=p.weights * 4), "weights with non-negative"),
+    "weights negative": ("ZetaMixup", lambda p: p.replace(weights=p.weights - p.weights.mean()), "weights with"),
+    "mask of 5": ("FMix", lambda p: p.replace(mask=p.mask * 5), "mask with values in"),
+    "mask of the wrong shape": ("FMix", lambda p: p.replace(mask=p.mask[:, :8]), "mask as a float tensor of shape"),
+    "reversed boxes": ("CutMix", lambda p: p.replace(boxes=torch.tensor([[[9, 2], [1, 5]]])), "boxes with"),
+    "boxes outside": ("CutMix", lambda p: p.replace(boxes=torch.tensor([[[0, 40], [0, 5]]])), "boxes with"),
+    "float boxes": ("CutMix", lambda p: p.replace(boxes=p.boxes.float()), "boxes as an integer tensor"),
+    "boxes of the wrong rank": ("ResizeMix", lambda p: p.replace(boxes=torch.zeros(1, 3, 2, dtype=torch.long)),
+                                "boxes as an integer tensor of shape"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FIELDS, ids=BAD_FIELDS.keys())
+def test_replayed_fields_out_of_their_range_are_refused(case):
+    cls, edit, message = BAD_FIELDS[case]
+    mixer = getattr(mixkit, cls)(num_classes=C)
+    params = edit(_drawn(mixer))
+    x, y = _batch()
+    with pytest.raises(ValueError, match=r"^params: expected " + message):
+        mixer.apply(x, y, params)
+
+
+def test_on_a_device_the_value_checks_are_async_asserts(monkeypatch):
+    # on CPU torch._assert_async raises at once, with the message a CUDA user gets at the next sync
+    from mixkit import params as params_module
+
+    monkeypatch.setattr(params_module, "host_readable", lambda t: False)
+    mixer = mixkit.MixUp(num_classes=C)
+    params = _drawn(mixer)
+    x, y = _batch()
+    with pytest.raises(RuntimeError, match="params: expected lam with values in"):
+        mixer.apply(x, y, params.replace(lam=torch.full_like(params.lam, 2.0)))
+
+
+def test_params_on_the_meta_device_are_refused():
+    mixer = mixkit.CutMix(num_classes=C)
+    params = _drawn(mixer).to("meta")
+    x, y = _batch()
+    with pytest.raises(ValueError, match=r"^params: expected parameters on a real device .* got them on meta"):
+        mixer.apply(x, y, params)
+
+
+def test_combination_params_are_checked():
+    x, y = _batch()
+    choice = mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix()], num_classes=C)
+    mixed = choice.sample(x, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"^params: expected ComposedParams .* got MixParams"):
+        choice.apply(x, y, mixed.parts[0])
+    with pytest.raises(TypeError, match=r"^params: expected MixParams .* got ComposedParams"):
+        mixkit.MixUp(num_classes=C).apply(x, y, mixed)
+    with pytest.raises(ValueError, match=r"^params: expected a choice in \[0, 1\], got 2"):
+        choice.apply(x, y, mixkit.ComposedParams(choice=2, parts=mixed.parts))
+    with pytest.raises(ValueError, match=r"^params: expected a choice in \[0, 1\], got 0.0"):
+        choice.apply(x, y, mixkit.ComposedParams(choice=0.0, parts=mixed.parts))
+    both = mixkit.Compose([mixkit.CutMix(), mixkit.MixUp()], num_classes=C)
+    with pytest.raises(ValueError, match=r"^params: expected 2 parts, got 1"):
+        both.apply(x, y, mixkit.ComposedParams(choice=None, parts=mixed.parts))
+
+
+def test_parameters_made_by_hand_are_still_checked_by_value():
+    x, y = _batch()
+    params = MixParams(lam=torch.full((4,), 0.3), applied=torch.ones(4, dtype=torch.bool),
+                       index=torch.tensor([1, 0, 3, 2]))
+    mixed, soft = mixkit.MixUp(num_classes=C).apply(x, y, params)  # no drawn shape: values checked
+    torch.testing.assert_close(mixed, 0.3 * x + 0.7 * x[[1, 0, 3, 2]])
+    with pytest.raises(ValueError, match=r"^params: expected index with partners in \[0, 3\]"):
+        mixkit.MixUp(num_classes=C).apply(x, y, params.replace(index=torch.tensor([1, 0, 3, 4])))
+
+
+def test_a_call_draws_and_applies_without_the_replay_checks(monkeypatch):
+    # the checks cost host reads: the call, whose parameters were drawn a moment ago, skips them
+    from mixkit import base
+
+    calls = []
+    monkeypatch.setattr(base, "check_params", lambda *a, **k: calls.append(a))
+    x, y = _batch()
+    for mixer in grid.one_each(C):
+        mixer(x, y, generator=torch.Generator().manual_seed(0))
+    assert calls == []
+    mixer = mixkit.CutMix(num_classes=C)
+    mixer.apply(x, y, _drawn(mixer))
+    assert len(calls) == 1
+
+
+def test_replay_checks_run_on_the_host_only_for_host_tensors():
+    assert execution.host_readable(torch.zeros(1))
+    assert not execution.host_readable(torch.zeros(1, device="meta"))
+
+
+# ---------------------------------------------------------------------------------------------
+# hyperparameters
+
+
+@pytest.mark.parametrize("value", [1e-320, 1e-45])
+def test_subnormal_alpha_is_refused(value):
+    for cls in (mixkit.MixUp, mixkit.CutMix, mixkit.FMix):
+        with pytest.raises(ValueError, match=r"^alpha: expected a number >= 1.18e-38"):
+            cls(alpha=value)
+
+
+def test_tiny_but_normal_alpha_gives_finite_mixes():
+    x, y = _batch()
+    for cls in (mixkit.MixUp, mixkit.CutMix):
+        mixed, soft = cls(alpha=1e-30, num_classes=C, mode="elem")(x, y, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(mixed).all() and torch.isfinite(soft).all()
+
+
+@pytest.mark.parametrize("name, value", [("correct_lam", "false"), ("reformulate", "false"), ("correct_lam", 0)])
+def test_booleans_are_bools(name, value):
+    cls = mixkit.CutMix if name == "correct_lam" else mixkit.FMix
+    with pytest.raises(TypeError, match=rf"^{name}: expected a bool, got"):
+        cls(**{name: value})
+
+
+@pytest.mark.parametrize("p", [[math.nan, 1.0], [math.nan, math.nan], [0.5, 0.6], [-0.5, 1.5], [1.0]])
+def test_random_choice_probabilities(p):
+    with pytest.raises(ValueError, match=r"^p: expected 2 non-negative probabilities summing to 1"):
+        mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix()], p=p)
+
+
+def test_random_choice_probabilities_of_the_wrong_kind():
+    with pytest.raises(TypeError, match=r"^p: expected a sequence of 2 probabilities, got str"):
+        mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix()], p="ab")
+
+
+def test_fmix_decay_that_overflows_float32_is_refused_at_sample_time():
+    fmix = mixkit.FMix(decay_power=30, num_classes=C)
+    x, y = _batch((4, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"^decay_power: expected at most 24.6 for inputs of spatial shape \(32, 32\)"):
+        fmix(x, y)
+    # the largest decay allowed still gives masks of the drawn share
+    params = mixkit.FMix(decay_power=24, num_classes=C, mode="elem").sample(x, generator=torch.Generator())
+    assert 0 < float(params.lam.mean()) < 1
