@@ -208,7 +208,7 @@ class Mixer(Targets):
                              "(class maps (B, *spatial) or probability maps (B, K, *spatial)), got None")
         else:
             params = self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
-        params.shape = tuple(plain.shape)
+        params.__dict__["shape"] = plain.shape  # (a torch.Size: a tuple)
         return params
 
     def _apply_soft(self, inputs: Tensor, soft: Tensor | None, params: MixParams, masks, check: bool):
