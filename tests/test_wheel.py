@@ -2,8 +2,11 @@
 source), it carries the library, the harness and ``py.typed``, and once installed into a fresh
 virtual environment (outside the checkout) it imports and mixes a batch.
 
-The fresh environment reuses this interpreter's torch (``--system-site-packages``; the wheel is
-installed with ``--no-deps``), so the test needs no download. That the library needs nothing but
+The fresh environment reuses the running interpreter's torch, so the test needs no download: the
+venv is made without ``--system-site-packages`` (which, from inside a venv, would show the base
+Python's packages and not this venv's torch) and a ``.pth`` file in it lists the site-packages
+directories this interpreter imports from, after the venv's own (the wheel is installed with
+``--no-deps`` before that file is written, so pip sees none of this interpreter's packages). That the library needs nothing but
 torch is checked three ways: the wheel's ``Requires-Dist``; in the venv, every library module
 imported and used with the harness's, the peers' and compat's packages made unimportable; and
 what ``import mixkit`` loads (``tests/test_architecture.py``).
@@ -11,6 +14,7 @@ what ``import mixkit`` loads (``tests/test_architecture.py``).
 
 import os
 import re
+import site
 import subprocess
 import sys
 import zipfile
@@ -24,6 +28,29 @@ ROOT = Path(__file__).resolve().parents[1]
 # what the harness, the peers and mixkit.compat use; the library must work without any of them
 BLOCKED = {"torchvision", "timm", "lightning", "pytorch_lightning", "kornia", "accelerate", "PIL",
            "matplotlib", "sklearn", "scipy", "yaml", "mnist1d"}
+
+
+def _site_dirs() -> list[str]:
+    """The directories this interpreter imports installed packages from (site-packages,
+    dist-packages, the user site), whether it is a venv or a base Python."""
+    dirs = [*site.getsitepackages(), site.getusersitepackages() if site.ENABLE_USER_SITE else ""]
+    dirs += [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    return list(dict.fromkeys(d for d in dirs if d and os.path.isdir(d)))
+
+
+def fresh_venv(where: Path) -> Path:
+    """A venv made from the running interpreter, without its packages; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=120)
+    return where / "bin" / "python"
+
+
+def borrow_packages(py: Path) -> None:
+    """Let the venv of ``py`` import the running interpreter's packages (torch), after its own:
+    a ``.pth`` of plain paths (no code, and the borrowed directories' own ``.pth`` files, such as
+    an editable mixkit's, are not run)."""
+    own = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    Path(own, "_borrowed_site.pth").write_text("".join(d + "\n" for d in _site_dirs()), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +83,11 @@ def test_wheel_metadata_and_contents(wheel):
 @pytest.mark.slow
 def test_wheel_installs_and_mixes_in_a_fresh_venv(wheel, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
+    py = fresh_venv(venv)
     p = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
+    borrow_packages(py)
     # Torch only: the packages the harness, the peers and compat adapt to are made unimportable
     # in that process, and every library module is imported and used.
     code = f"""
