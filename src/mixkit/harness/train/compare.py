@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import TrainConfig, config_diff, config_from_dict, method_overrides
-from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, saved_config, train
+from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, bar_safe_print, saved_config, train
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
@@ -101,13 +101,16 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     ``base.threads`` says otherwise); a run gives the same numbers as a serial run with the
     same thread count.
     """
-    if log is None:
-        def log(msg):
-            print(msg, file=sys.stderr, flush=True)
     _check_request(methods, seeds, jobs)
     base = like_for_like(base, methods)
     if progress is None:
         progress = sys.stderr.isatty()
+    if log is None:
+        def log(msg):
+            if progress:
+                bar_safe_print(msg)      # above the bars, not through them
+            else:
+                print(msg, file=sys.stderr, flush=True)
     # Seed by seed: a suite stopped part-way has every method on its first seeds, so its report
     # compares like with like (the report itself lists runs method by method).
     pending = [(m, s) for s in seeds for m in methods]
@@ -399,58 +402,83 @@ def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, pap
             "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
     atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper)
                       + "\n" + provenance_lines(runs, command))
-    _plots(out, runs, summary, methods)
+    _plots(out, base, runs, summary, methods)
 
 
-def _plots(out: str, runs, summary, methods) -> None:
+def _plots(out: str, base: TrainConfig, runs, summary, methods) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is in the harness extra
         return
-    _plot_error_bars(plt, out, summary, methods)
-    _plot_cohesion_calibration(plt, out, summary, methods)
-    _plot_curves(plt, out, runs, methods)
+    about = _about(base, summary, methods)
+    _plot_error_bars(plt, out, summary, methods, about)
+    _plot_cohesion_calibration(plt, out, summary, methods, about)
+    _plot_curves(plt, out, runs, methods, about)
 
 
-def _plot_error_bars(plt, out: str, summary, methods) -> None:
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(methods) + 1.5), 3.6))
-    means = [summary[m]["test_error"][0] * 100 for m in methods]
-    stds = [0.0 if math.isnan(summary[m]["test_error"][1]) else summary[m]["test_error"][1] * 100
-            for m in methods]
-    ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color="#4c72b0")
+def _about(base: TrainConfig, summary, methods) -> str:
+    """What every plot says it shows: the data set, the epochs and the number of seeds."""
+    ns = sorted({summary[m]["n"] for m in methods})
+    n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    size = f", {base.train_size:,} training images" if base.train_size else ""
+    return f"{base.dataset}{size}, {base.epochs} epochs, n = {n} seed{'s' if ns[-1] > 1 else ''}"
+
+
+def _bars(ax, methods, values, errors, color, digits: int = 1) -> None:
+    """Bars from 0 (the axis is not cut) with ± std whiskers only where there are two or more
+    seeds, and each bar's value written at its foot."""
+    has = [not math.isnan(e) for e in errors]
+    ax.bar(range(len(methods)), values, color=color)
+    if any(has):
+        idx = [i for i, h in enumerate(has) if h]
+        ax.errorbar(idx, [values[i] for i in idx], yerr=[errors[i] for i in idx], fmt="none",
+                    ecolor="black", capsize=3, linewidth=1)
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.{digits}f}", (i, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7, color="white")
     ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+    top = max(v + (e if h else 0.0) for v, e, h in zip(values, errors, has, strict=True))
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+
+
+def _plot_error_bars(plt, out: str, summary, methods, about: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(methods) + 1.5), 3.8))
+    means = [summary[m]["test_error"][0] * 100 for m in methods]
+    stds = [summary[m]["test_error"][1] * 100 for m in methods]
+    _bars(ax, methods, means, stds, "#4c72b0", digits=2)
     ax.set_ylabel("test error (%)")
-    lo = min(m - s for m, s in zip(means, stds, strict=True))
-    hi = max(m + s for m, s in zip(means, stds, strict=True))
-    ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9) - 0.5), hi + 0.15 * (hi - lo + 1e-9) + 0.2)
-    ax.set_title("test error, mean ± std over seeds")
+    spread = " ± std over seeds" if any(not math.isnan(v) for v in stds) else " (one seed: no error bars)"
+    ax.set_title(f"test error, mean{spread}\n{about}", fontsize=9)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "error_bars.png"))
     plt.close(fig)
 
 
-def _plot_cohesion_calibration(plt, out: str, summary, methods) -> None:
+def _plot_cohesion_calibration(plt, out: str, summary, methods, about: str) -> None:
     panels = [("scatter_ratio", 1.0, "S_b / S_w of test features (higher: more separable)"),
               ("ece", 100.0, "expected calibration error (%)")]
     panels = [p for p in panels if all(p[0] in summary[m] for m in methods)]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.8 * len(methods) + 1.5) * len(panels),
-                                                      3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 0.8 * len(methods) + 1.5) * len(panels),
+                                                      4.0), squeeze=False)
     for ax, (key, scale, title) in zip(axes[0], panels, strict=True):
         vals = [summary[m][key][0] * scale for m in methods]
-        errs = [0.0 if math.isnan(summary[m][key][1]) else summary[m][key][1] * scale for m in methods]
-        ax.bar(range(len(methods)), vals, yerr=errs, capsize=3, color="#55a868")
-        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+        errs = [summary[m][key][1] * scale for m in methods]
+        _bars(ax, methods, vals, errs, "#55a868", digits=2 if key == "scatter_ratio" else 1)
         ax.set_title(title, fontsize=9)
+    fig.suptitle(f"mean{' ± std' if any(summary[m]['n'] > 1 for m in methods) else ''} over seeds; "
+                 f"{about}", fontsize=9)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "cohesion_calibration.png"))
     plt.close(fig)
 
 
-def _plot_curves(plt, out: str, runs, methods) -> None:
+def _plot_curves(plt, out: str, runs, methods, about: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
         curves = [r["curve"] for r in runs if r["method"] == m and r["curve"]]
@@ -460,16 +488,20 @@ def _plot_curves(plt, out: str, runs, methods) -> None:
         epochs = sorted(set.intersection(*(set(c) for c in by_epoch)))   # evaluated in every seed
         mean = [sum(c[e] for c in by_epoch) / len(by_epoch) * 100 for e in epochs]
         ax.plot(epochs, mean, label=m, marker="." if len(epochs) < 30 else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
-    ax.set_title("test error per epoch (mean over seeds)")
+    ax.set_title(f"test error per epoch (mean over seeds)\n{about}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "curves.png"))
     plt.close(fig)
 
 
+DPI = 150
+
+
 def _save_fig(fig, path: str) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=DPI)
     atomic_write_bytes(path, buf.getvalue())
