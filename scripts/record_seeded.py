@@ -142,7 +142,8 @@ def run_input(spec, shape, integer, dense, seed):
     for step in range(2):  # two calls: Alternate's turn, the generator moving on
         kwargs = {}
         if dense:
-            maps = torch.randint(0, C, (shape[0], *shape[2:]), generator=torch.Generator().manual_seed(seed + 7))
+            maps = torch.randint(0, C, (shape[0], *shape[2:]),
+                                 generator=torch.Generator().manual_seed(seed + 7))
             kwargs["masks"] = maps
         params = mixer.sample(x, generator=g, **kwargs)
         res = mixer.apply(x.clone(), labels, params, **kwargs)
@@ -255,9 +256,11 @@ def compare(stored: dict, fresh: dict) -> list[str]:
             if got is None:
                 problems.append(f"{cid}: {key} missing")
             elif got.shape != old.shape or got.dtype != old.dtype:
-                problems.append(f"{cid}: {key} is {got.dtype} {tuple(got.shape)}, was {old.dtype} {tuple(old.shape)}")
-            elif not torch.equal(got, old) and not (got.is_floating_point() and torch.equal(got.isnan(), old.isnan())
-                                                      and torch.equal(got.nan_to_num(), old.nan_to_num())):
+                problems.append(f"{cid}: {key} is {got.dtype} {tuple(got.shape)}, "
+                                f"was {old.dtype} {tuple(old.shape)}")
+            elif not torch.equal(got, old) and not (got.is_floating_point()
+                                                    and torch.equal(got.isnan(), old.isnan())
+                                                    and torch.equal(got.nan_to_num(), old.nan_to_num())):
                 diff = (got.double() - old.double()).abs().max().item()
                 problems.append(f"{cid}: {key} differs (max abs difference {diff:.3g})")
         extra = set(new) - set(case["outputs"])
