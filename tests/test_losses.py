@@ -155,6 +155,30 @@ def test_bce_refuses_targets_outside_the_unit_interval_and_a_wrong_pos_weight():
              soft_target_binary_cross_entropy, logits, [[0, 1, 0], [1, 0, 0]])
 
 
+def test_the_accelerator_path_asserts_on_the_device(monkeypatch):
+    """The branch taken where reading values back would synchronise (CUDA): torch._assert_async,
+    run here on CPU tensors (where it fails at once) by making every tensor count as not
+    host-readable."""
+    import mixkit.functional.mixing as mixing
+    import mixkit.losses as losses
+
+    monkeypatch.setattr(losses, "host_readable", lambda t: False)
+    monkeypatch.setattr(mixing, "host_readable", lambda t: False)
+    logits = torch.randn(2, 3)
+    good = torch.tensor([[0.2, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(soft_target_cross_entropy(logits, good), F.cross_entropy(logits, good))
+    cases = [
+        (soft_target_cross_entropy, (logits, good * 2), "targets: expected non-negative probability rows"),
+        (soft_target_cross_entropy, (logits, torch.tensor([0, 5])), "targets: expected class ids in"),
+        (mixed_cross_entropy, (logits, torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([0.5, 1.5])),
+         "lam: expected values in"),
+        (soft_target_binary_cross_entropy, (logits, good * 2), "targets: expected values in"),
+    ]
+    for fn, args, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            fn(*args)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_checks_read_nothing_back():
     logits = torch.randn(4, 3, device="cuda")
