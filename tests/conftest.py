@@ -7,6 +7,17 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test that trains in-process with ``threads=1`` (``train`` calls ``torch.set_num_threads``)
+    must not change the thread count of the tests after it: results computed with another count
+    differ in the last bits, which the seeded-output test (bit-exact) sees."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--device", default="cpu",

@@ -231,6 +231,61 @@ def test_dict_batch_with_custom_keys():
         mix.on_train_batch_start(_trainer(), None, {"image": TRAIN_X[:8], "label": TRAIN_Y[:8]}, 0)
 
 
+def test_keep_labels_passes_the_true_labels_on():
+    mix = MixBatch(mixkit.CutMix(num_classes=NUM_CLASSES), seed=0, keep_labels=True)
+    batch = _batch()
+    index = batch[2]
+    mix.on_train_batch_start(_trainer(), None, batch, 0)
+    assert len(batch) == 4 and batch[2] is index and torch.equal(batch[3], TRAIN_Y[:8])
+    # row i of the mixed batch is sample i: its own label carries the weight lam >= 0.5 or less,
+    # but it always has weight in the soft row, which the true label gets too
+    assert bool((batch[1].gather(1, batch[3][:, None]) > 0).all())
+    d = MixBatch(mixkit.MixUp(num_classes=NUM_CLASSES), seed=0, keep_labels=True)
+    batch = {"image": TRAIN_X[:8].clone(), "label": TRAIN_Y[:8].clone()}
+    d.on_train_batch_start(_trainer(), None, batch, 0)
+    assert torch.equal(batch["label_original"], TRAIN_Y[:8]) and batch["label"].shape == (8, NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"^batch: expected no key 'label_original'"):
+        d.on_train_batch_start(_trainer(), None, {"image": TRAIN_X[:8], "label": TRAIN_Y[:8],
+                                                  "label_original": 0}, 0)
+    with pytest.raises(TypeError, match=r"^keep_labels: expected True or False, got 'yes'"):
+        MixBatch(mixkit.MixUp(num_classes=NUM_CLASSES), keep_labels="yes")
+    assert "keep_labels=True" in repr(d)
+
+
+@pytest.mark.slow
+def test_fit_with_keep_labels_gives_a_training_accuracy():
+    """The path the issue found missing: a training accuracy on the mixed inputs against the true
+    labels, with torchmetrics' MulticlassAccuracy where it is installed (it refuses soft targets)."""
+    try:
+        from torchmetrics.classification import MulticlassAccuracy
+    except ImportError:
+        MulticlassAccuracy = None
+
+    class Accuracy(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.train_acc = []
+            self.metric = MulticlassAccuracy(NUM_CLASSES, average="micro") if MulticlassAccuracy else None
+
+        def training_step(self, batch, batch_idx):
+            x, soft, index, y = batch
+            assert torch.equal(y, TRAIN_Y[index])                  # the true labels of these rows
+            logits = self(x)
+            self.train_acc.append(float((logits.argmax(1) == y).float().mean()))
+            if self.metric is not None:
+                self.metric.update(logits, y)
+            return mixkit.soft_target_cross_entropy(logits, soft)
+
+    torch.manual_seed(0)
+    model = Accuracy()
+    make_trainer([MixBatch(mixkit.MixUp(alpha=1.0, num_classes=NUM_CLASSES), seed=0, keep_labels=True)],
+                 max_epochs=2).fit(model, train_loader(), val_loader())
+    assert len(model.train_acc) == 14 and all(0.0 <= a <= 1.0 for a in model.train_acc)
+    assert sum(model.train_acc[-7:]) / 7 > 0.5, model.train_acc          # it learns (chance: 0.25)
+    if model.metric is not None:
+        assert float(model.metric.compute()) == pytest.approx(sum(model.train_acc) / 14, abs=1e-6)
+
+
 def test_tuple_batch_is_refused_with_a_hint():
     mix = MixBatch(mixkit.MixUp(num_classes=NUM_CLASSES), seed=0)
     with pytest.raises(TypeError, match=r"expected a list \[inputs, labels, \.\.\.\] or a dict.*got a tuple "

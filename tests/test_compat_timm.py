@@ -236,6 +236,78 @@ def test_drop_in_train_step_runs_with_either_import():
         assert targets.shape == (B, B) and torch.isfinite(loss)
 
 
+def _timm_epoch_start(loader, mixup_fn, epoch, mixup_off_epoch, prefetcher):
+    """The first lines of timm's ``train_one_epoch`` (train.py), as timm writes them."""
+    if mixup_off_epoch and epoch >= mixup_off_epoch:
+        if prefetcher and loader.mixup_enabled:
+            loader.mixup_enabled = False
+        elif mixup_fn is not None:
+            mixup_fn.mixup_enabled = False
+
+
+class _Uint8Samples(torch.utils.data.Dataset):
+    """(uint8 image, class) samples: sample i is a constant image of value 10 * (i % B + 1)."""
+
+    def __len__(self):
+        return 4 * B
+
+    def __getitem__(self, i):
+        return np.full((3, S, S), int(VALUES[i % B]), dtype=np.uint8), i % B
+
+
+def test_prefetch_loader_switch_stops_the_fast_collate_mixing():
+    """timm's PrefetchLoader reads and sets ``mixup_enabled`` only through
+    ``isinstance(collate_fn, timm.data.FastCollateMixup)``; with mixkit's collate the switch
+    must work, so that timm's ``--mixup-off-epoch`` ends the mixing."""
+    from timm.data import FastCollateMixup as TimmFastCollateMixup
+    from timm.data.loader import PrefetchLoader
+
+    collate = FastCollateMixup(mixup_alpha=1.0, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=B,
+                               generator=torch.Generator().manual_seed(0))
+    assert isinstance(collate, TimmFastCollateMixup) and isinstance(collate, timm_mixup.Mixup)
+    base = torch.utils.data.DataLoader(_Uint8Samples(), batch_size=B, collate_fn=collate)
+    loader = PrefetchLoader(base, mean=(0.0,) * 3, std=(1.0,) * 3, device=torch.device("cpu"))
+    assert loader.mixup_enabled is True
+    mixed_per_epoch = []
+    for epoch in range(3):
+        _timm_epoch_start(loader, None, epoch, mixup_off_epoch=2, prefetcher=True)
+        mixed = 0
+        for x, target in loader:
+            assert x.dtype == torch.float32 and target.shape == (B, B)
+            torch.testing.assert_close(target.sum(1), torch.ones(B))
+            mixed += int((target.max(1).values < 1).sum())       # rows with a partner's share
+        mixed_per_epoch.append(mixed)
+    assert mixed_per_epoch[0] > 0 and mixed_per_epoch[1] > 0     # mixing on before the off epoch
+    assert mixed_per_epoch[2] == 0 and collate.mixup_enabled is False and loader.mixup_enabled is False
+    for x, target in loader:                                     # unmixed: each image as it came
+        assert torch.equal(target, torch.eye(B))
+        torch.testing.assert_close(x[:, 0, 0, 0] * 255, VALUES)    # timm scales std by 255
+
+
+def test_train_loop_switch_without_prefetcher_stops_mixup():
+    mixup_fn = Mixup(mixup_alpha=1.0, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=B,
+                     generator=torch.Generator().manual_seed(0))
+    assert isinstance(mixup_fn, timm_mixup.Mixup)
+    for epoch in range(3):
+        _timm_epoch_start(None, mixup_fn, epoch, mixup_off_epoch=2, prefetcher=False)
+        out, soft = mixup_fn(_images(), torch.arange(B))
+        assert torch.equal(out, _images()) == (epoch >= 2)
+        assert torch.equal(soft, torch.eye(B)) == (epoch >= 2)
+
+
+def test_without_timm_the_classes_stand_alone():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['timm'] = None\n"            # import timm -> ImportError
+            "import torch\n"
+            "from mixkit.compat.timm import Mixup, FastCollateMixup\n"
+            "assert Mixup.__mro__[1:] == (object,) and FastCollateMixup.__mro__[1:] == (Mixup, object)\n"
+            "x, t = Mixup(num_classes=4)(torch.rand(4, 3, 8, 8), torch.arange(4))\n"
+            "print(tuple(t.shape))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "(4, 4)", p.stderr[-2000:]
+
+
 def test_odd_batches_multi_label_and_devices():
     ours = Mixup(mixup_alpha=1.0, cutmix_alpha=1.0, mode="pair", num_classes=4)
     x = torch.rand(7, 3, 8, 8)

@@ -88,9 +88,12 @@ def test_zeta_loss_is_weighted_sum_of_ce(gen):
 
 
 def test_loss_errors():
-    with pytest.raises(ValueError, match=r"targets: expected class ids \(B,\) or probabilities \(B, 3\)"):
+    with pytest.raises(ValueError, match=r"targets: expected class ids \(2,\) or probabilities \(2, 3\), got "
+                       r"torch.float32 of shape \(2, 4\)"):
         mixkit.soft_target_cross_entropy(torch.randn(2, 3), torch.rand(2, 4))
-    with pytest.raises(ValueError, match=r"logits: expected shape \(B, C\), got \(2, 3, 1\)"):
+    with pytest.raises(ValueError, match=r"logits: expected shape \(B, C\) or \(B, C, \*spatial\), got \(2,\)"):
+        mixkit.soft_target_cross_entropy(torch.randn(2), torch.rand(2, 3))
+    with pytest.raises(ValueError, match=r"targets: expected class ids \(2, 1\) or probabilities \(2, 3, 1\)"):
         mixkit.soft_target_cross_entropy(torch.randn(2, 3, 1), torch.rand(2, 3))
     with pytest.raises(ValueError, match=r"targets: expected 2 rows \(one per logit row\), got 3"):
         mixkit.soft_target_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1, 2]))

@@ -104,7 +104,7 @@ def test_torchvision_mask_in_mask_out():
     assert type(out) is tv_tensors.Mask
     _, _, blended = mixkit.MixUp(num_classes=K)(images, ids, masks=seg)
     assert type(blended) is torch.Tensor and blended.shape == (B, K, 8, 8)  # probabilities: not a Mask
-    with pytest.raises(TypeError, match=r"masks: expected class or probability maps .* got a tv_tensors.BoundingBoxes"):
+    with pytest.raises(ValueError, match=r"masks: expected class or probability maps .* got a tv_tensors.BoundingBoxes"):
         mixkit.CutMix(num_classes=K)(images, ids,
                                      masks=tv_tensors.BoundingBoxes(torch.rand(2, 4), format="XYXY", canvas_size=(8, 8)))
 

@@ -8,8 +8,8 @@ purpose, the test says so and checks mixkit's behaviour instead:
 - pairing: torchvision mixes sample i with i - 1 (``roll``); mixkit's default is a random
   permutation, so a sample can be its own partner. With ``pairing="roll"`` every row mixes two
   labels, as torchvision's test requires.
-- composing: torchvision refuses soft labels, so ``v2.Compose([cutmix, mixup])`` fails there;
-  mixkit takes soft labels in, so the composition works and rows still sum to 1.
+- composing: both take soft labels in (torchvision since it accepts (B, C) labels), so
+  ``v2.Compose([cutmix, mixup])`` works with either library's mixers and rows still sum to 1.
 - ranks: torchvision takes (B, C, H, W) only; mixkit's mask methods also take 1-D and 3-D data and
   MixUp any (B, *) (the refusal checked here is for ranks no method supports).
 - dicts: torchvision finds labels in dicts by key; mixkit takes (images, labels, *rest) only and
@@ -167,9 +167,14 @@ def test_inside_v2_compose_and_random_choice():
     x, y = _batch()
     x = tv_tensors.Image(x)
     pipe = v2.Compose([mixkit.CutMix(num_classes=C), mixkit.MixUp(num_classes=C)])
-    mixed, soft = pipe(x, y)  # torchvision's own Compose of two refuses the second (soft labels)
+    mixed, soft = pipe(x, y)
     assert isinstance(mixed, tv_tensors.Image)
     torch.testing.assert_close(soft.sum(1), torch.ones(8))
+    # torchvision's own two in a row work too (its mixers take (B, C) soft labels): the README
+    # says so, and this checks it on the installed torchvision
+    theirs, their_soft = v2.Compose([v2.CutMix(num_classes=C), v2.MixUp(num_classes=C)])(x, y)
+    assert their_soft.shape == (8, C) and not torch.equal(theirs, x)
+    torch.testing.assert_close(their_soft.sum(1), torch.ones(8))
     mixed, soft = pipe((x, y))
     assert isinstance(mixed, tv_tensors.Image)
     pick = v2.RandomChoice([mixkit.CutMix(num_classes=C), mixkit.MixUp(num_classes=C)])
@@ -192,12 +197,15 @@ def test_errors_of_torchvisions_suite(name):
     x, _ = _batch(9)
     for bad in (tv_tensors.Mask(torch.randint(0, 2, (9, 12, 12))),
                 tv_tensors.BoundingBoxes(torch.rand(2, 4), format="XYXY", canvas_size=(12, 12))):
-        with pytest.raises(TypeError, match=r"got a tv_tensors\.(Mask|BoundingBoxes) as the batch"):
+        # ValueError, as torchvision's own MixUp/CutMix raise for these inputs
+        with pytest.raises(ValueError, match=r"got a tv_tensors\.(Mask|BoundingBoxes) as the batch"):
             mixer(bad)
-        with pytest.raises(TypeError, match=r"got a tv_tensors\.(Mask|BoundingBoxes) as the images"):
+        with pytest.raises(ValueError, match=r"got a tv_tensors\.(Mask|BoundingBoxes) as the images"):
             mixer(bad, torch.arange(9))
-        with pytest.raises(TypeError, match=r"among the passed-through items"):
+        with pytest.raises(ValueError, match=r"among the passed-through items"):
             mixer(x, torch.arange(9), bad)
+        with pytest.raises(ValueError):
+            v2.CutMix(num_classes=C)(bad, torch.arange(9))
     pil = v2.functional.to_pil_image(x[0])
     with pytest.raises(TypeError, match="labels are missing"):
         mixer(pil)

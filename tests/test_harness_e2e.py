@@ -346,6 +346,34 @@ def test_help_lists_every_config_field(capsys):
         assert "--" + f.name.replace("_", "-") in text, f.name
 
 
+def test_version_flag(capsys):
+    import mixkit
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"mixkit {mixkit.__version__} (torch {torch.__version__}, Python ")
+
+
+@pytest.mark.parametrize("missing, extra", [("numpy", "harness"), ("matplotlib.pyplot", "harness"),
+                                            ("PIL", "harness"), ("timm", "peers")])
+def test_a_missing_extra_is_one_line_with_the_install_command(missing, extra, capsys, monkeypatch):
+    from mixkit.harness import cli
+
+    def lacking(name):
+        def fail(ns):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return fail
+
+    monkeypatch.setattr(cli, "_train", lacking(missing))
+    assert main(["train", "--out", "x"]) == 2
+    top = missing.split(".")[0]
+    assert capsys.readouterr().err == (f"mixkit train: error: {top} is not installed (the {extra} extra); "
+                                       f"install it with: pip install 'mixkit[{extra}]'\n")
+    monkeypatch.setattr(cli, "_train", lacking("x"))       # another module keeps torch's message
+    assert main(["train", "--out", "x"]) == 2
+    assert capsys.readouterr().err == "mixkit train: error: No module named 'x'\n"
+
+
 def test_paper_column_for_recipe_presets():
     from mixkit.harness.train.compare import markdown_table
     summary = {m: {"n": 1, "test_error": (e, float("nan")), "by_seed": {0: e}}

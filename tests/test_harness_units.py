@@ -216,6 +216,20 @@ def test_paired_difference_interval():
     assert paired_difference({0: 0.1}, {1: 0.2})["n"] == 0
 
 
+def test_paired_interval_uses_t_quantiles_at_every_df():
+    from mixkit.harness.train.compare import paired_difference
+
+    # 11 seeds (df = 10): the half-width is t(0.975, 10) = 2.228 standard errors, not 1.96
+    a = {s: 0.1 + 0.01 * (s % 3) for s in range(11)}
+    b = {s: 0.1 for s in range(11)}
+    diffs = [a[s] - b[s] for s in range(11)]
+    mean = sum(diffs) / 11
+    se = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 10) / math.sqrt(11)
+    d = paired_difference(a, b)
+    assert (d["high"] - d["mean"]) / se == pytest.approx(2.228139, rel=1e-6)
+    assert (d["mean"] - d["low"]) / se == pytest.approx(2.228139, rel=1e-6)
+
+
 def test_report_cohesion_table_from_runs():
     from mixkit.harness.train.compare import aggregate, markdown_table
 
@@ -246,14 +260,35 @@ def test_reading_line_states_the_best_method_its_interval_and_what_next():
     summary = {"erm": row({0: 0.20, 1: 0.21}, 0.60), "mixup": row({0: 0.18, 1: 0.19}, 0.55),
                "cutmix": row({0: 0.19, 1: 0.22}, 0.65)}
     line = reading(summary, ["erm", "mixup", "cutmix"], "runs/q")
-    assert line.startswith("Reading: mixup has the lowest test error (-2.00 pp vs ERM, 95 % CI [")
-    assert "excludes 0" in line and "1 of 2 mixing methods have a lower test NLL" in line
+    assert line.startswith("Reading: mixup has the lowest test error (18.50 %): mixup -2.00 pp vs ERM, 95 % CI [")
+    assert "shown (mixup's error is lower than ERM's; the interval excludes 0)" in line
+    assert "not shown" not in line and "1 of 2 mixing methods have a lower test NLL" in line
     assert "--preset fmnist-cpu" in line and "runs/q/error_bars.png" in line
     one = {"erm": row({0: 0.20}, 0.6), "mixup": row({0: 0.25}, 0.7)}
-    assert "on one seed, too few to call" in reading(one, ["erm", "mixup"], "o")
+    assert "on one seed: not shown" in reading(one, ["erm", "mixup"], "o")
     assert reading({"mixup": row({0: 0.2}, 0.6)}, ["mixup"], "o").startswith("Reading: see o/results.md")
     wide = {"erm": row({0: 0.20, 1: 0.21}, 0.6), "mixup": row({0: 0.18, 1: 0.205}, 0.5)}
-    assert "still contains 0" in reading(wide, ["erm", "mixup"], "o")
+    assert "not shown (the interval contains 0" in reading(wide, ["erm", "mixup"], "o")
+
+
+def test_reading_line_names_erm_when_erm_has_the_lowest_error():
+    from mixkit.harness.train.compare import reading
+
+    def row(errors):
+        return {"n": len(errors), "test_error": (sum(errors.values()) / len(errors), 0.0), "by_seed": errors}
+
+    # the case: ERM 80.00 %, MixUp 80.44 % -> ERM is named, MixUp's deficit is not shown
+    summary = {"erm": row({0: 0.795, 1: 0.805}), "mixup": row({0: 0.7944, 1: 0.8144}),
+               "cutmix": row({0: 0.80, 1: 0.83})}
+    line = reading(summary, ["erm", "mixup", "cutmix"], "o")
+    assert line.startswith("Reading: ERM has the lowest test error (80.00 %); the best mixing method: "
+                           "mixup +0.44 pp vs ERM")
+    assert "mixup has the lowest" not in line and "not shown (the interval contains 0" in line
+    # ERM ahead on every seed by the same margin: the interval excludes 0 on the other side
+    clear = {"erm": row({0: 0.20, 1: 0.22}), "mixup": row({0: 0.25, 1: 0.27})}
+    line = reading(clear, ["erm", "mixup"], "o")
+    assert line.startswith("Reading: ERM has the lowest test error (21.00 %)")
+    assert "shown (mixup's error is higher than ERM's; the interval excludes 0)" in line
 
 
 # --- provenance ---------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ def tv_kind(x) -> str | None:
 
 def _refuse_geometry(x, where: str, owner: str) -> None:
     kind = tv_kind(x)
-    if kind in _GEOMETRY:
-        raise TypeError(
+    if kind in _GEOMETRY:          # a ValueError, as torchvision's MixUp/CutMix raise for these
+        raise ValueError(
             f"{owner}: expected images and labels, got a tv_tensors.{kind} {where}; masks, boxes and "
             "key points follow the image geometry, and mixing the images would leave them wrong. "
             "Mix image batches with their class labels only"
@@ -151,7 +151,7 @@ def dense_view(masks, images: Tensor) -> Plain:
         raise TypeError(f"masks: expected a tensor or tv_tensors.Mask, got {type(masks).__name__}")
     kind = tv_kind(masks)
     if kind not in (None, "Mask"):
-        raise TypeError(f"masks: expected class or probability maps (a tensor or tv_tensors.Mask), "
+        raise ValueError(f"masks: expected class or probability maps (a tensor or tv_tensors.Mask), "
                         f"got a tv_tensors.{kind}")
     plain = masks if kind is None else masks.as_subclass(Tensor)
     b, spatial = images.shape[0], tuple(images.shape[2:])

@@ -10,6 +10,12 @@ tuple samples) or a dict, whose inputs and labels sit under ``input_key`` and ``
 (``"image"`` and ``"label"`` by default). A tuple cannot be changed in place: return lists from a
 custom ``collate_fn`` or use a dict.
 
+True labels: with ``keep_labels=True`` the batch also carries the labels as they came (row i of
+the mixed batch is sample i, with weight lam of its own label): a list batch becomes ``[mixed,
+soft, *rest, labels]``, a dict batch gains ``batch[label_key + "_original"]``. That is the path to a
+training accuracy, or to torchmetrics' ``MulticlassAccuracy`` (which refuses soft targets), on the
+mixed inputs: ``(logits.argmax(1) == labels).float().mean()``.
+
 Draws and DDP: with ``seed``, draws come from a CPU generator seeded from ``(seed, global_rank)``,
 so the ranks of a DDP run mix differently and a rerun repeats. Rank 0 uses ``seed`` itself, so a
 one-device run with ``seed=s`` draws like ``generator=torch.Generator().manual_seed(s)``. A
@@ -38,9 +44,11 @@ Example::
             return self.net(x)
 
         def training_step(self, batch, batch_idx):
-            x, y = batch[0], batch[1]                 # mixed inputs, soft labels (B, 10)
-            loss = mixkit.soft_target_cross_entropy(self(x), y)
+            x, y, y_true = batch[0], batch[1], batch[-1]   # mixed inputs, soft labels (B, 10), class ids
+            logits = self(x)
+            loss = mixkit.soft_target_cross_entropy(logits, y)
             self.log("train_loss", loss)
+            self.log("train_acc", (logits.argmax(1) == y_true).float().mean())   # keep_labels=True
             return loss
 
         def validation_step(self, batch, batch_idx):
@@ -50,8 +58,8 @@ Example::
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    trainer = pl.Trainer(max_epochs=10,
-                         callbacks=[MixBatch(mixkit.MixUp(alpha=1.0, num_classes=10), seed=0)])
+    mix = MixBatch(mixkit.MixUp(alpha=1.0, num_classes=10), seed=0, keep_labels=True)
+    trainer = pl.Trainer(max_epochs=10, callbacks=[mix])
     trainer.fit(Classifier(), train_loader, val_loader)
 """
 
@@ -93,11 +101,12 @@ class MixBatch(Callback):
     ``sample`` and ``apply``). ``generator``: a CPU ``torch.Generator`` used as it is, or
     ``seed``: an int from which each rank's generator is made (not both; neither: torch's
     default generator). ``input_key``, ``label_key``: where a dict batch holds the inputs and the
-    labels (lists use positions 0 and 1).
+    labels (lists use positions 0 and 1). ``keep_labels``: also pass the labels as they came, last
+    in a list batch, under ``label_key + "_original"`` in a dict batch.
     """
 
     def __init__(self, mixer, *, generator: torch.Generator | None = None, seed: int | None = None,
-                 input_key: str = "image", label_key: str = "label"):
+                 input_key: str = "image", label_key: str = "label", keep_labels: bool = False):
         super().__init__()
         if not (callable(mixer) and callable(getattr(mixer, "sample", None))
                 and callable(getattr(mixer, "apply", None))):
@@ -123,6 +132,9 @@ class MixBatch(Callback):
         self.label_key = _check_key("label_key", label_key)
         if input_key == label_key:
             raise ValueError(f"input_key, label_key: expected two different keys, got {input_key!r} twice")
+        if not isinstance(keep_labels, bool):
+            raise TypeError(f"keep_labels: expected True or False, got {keep_labels!r}")
+        self.keep_labels = keep_labels
         self.batches = 0  # training batches mixed, across resumes
         self._rank: int | None = None
         self._pending: dict | None = None  # a state loaded before the rank was known
@@ -137,10 +149,21 @@ class MixBatch(Callback):
         with torch.no_grad():
             mixed, soft = self.mixer(inputs, labels, generator=self.generator)
         if isinstance(batch, dict):
+            if self.keep_labels:
+                self._keep(batch, labels)
             batch[self.input_key], batch[self.label_key] = mixed, soft
         else:
             batch[0], batch[1] = mixed, soft
+            if self.keep_labels:
+                batch.append(labels)
         self.batches += 1
+
+    def _keep(self, batch: dict, labels) -> None:
+        key = self.label_key + "_original"
+        if key in batch:
+            raise ValueError(f"batch: expected no key {key!r} (keep_labels=True puts the original labels "
+                             f"there), got a batch that has one; rename it or pick another label_key")
+        batch[key] = labels
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -216,7 +239,7 @@ class MixBatch(Callback):
             parts.append(f"seed={self.seed}")
         elif self.generator is not None:
             parts.append(f"generator=torch.Generator(seed={self.generator.initial_seed()})")
-        for key, default in (("input_key", "image"), ("label_key", "label")):
+        for key, default in (("input_key", "image"), ("label_key", "label"), ("keep_labels", False)):
             if getattr(self, key) != default:
                 parts.append(f"{key}={getattr(self, key)!r}")
         return f"{type(self).__name__}({', '.join(parts)})"

@@ -32,6 +32,11 @@ Where mixkit differs, on purpose:
 - an odd batch is accepted: its middle sample pairs with itself and stays as it is (timm asserts
   an even batch); ``FastCollateMixup``'s ``"half"`` mode (timm's split-augmentation collate) is
   not offered;
+- timm's own classes are the bases where timm is installed: ``isinstance(FastCollateMixup(...),
+  timm.data.FastCollateMixup)`` holds, so timm's ``PrefetchLoader.mixup_enabled`` (which checks
+  exactly that) reads and sets the switch, and ``--mixup-off-epoch`` in timm's training loop stops
+  the mixing; likewise for ``Mixup``. Every method called is mixkit's (timm's ``__init__`` is not
+  run); without timm the classes stand alone;
 - mixkit's other methods can join the switch: ``extra=[mixkit.FMix(...), mixkit.ZetaMixup(...)]``
   with ``extra_prob``: with that probability per batch one of them (uniformly) mixes the batch
   instead of MixUp/CutMix, with this object's targets (``num_classes``, smoothing).
@@ -56,6 +61,17 @@ __all__ = ["Mixup", "FastCollateMixup"]
 _MODES = ("batch", "pair", "elem")
 
 
+def _timm_base(name: str) -> tuple[type, ...]:
+    """``(timm.data.mixup.<name>,)`` where timm imports, else ``()``: timm's loaders test
+    ``isinstance(collate_fn, timm.data.FastCollateMixup)``, which mixkit's classes then pass."""
+    try:
+        from timm.data import mixup as timm_mixup
+    except Exception:  # no timm, or one that fails to import: stand alone
+        return ()
+    base = getattr(timm_mixup, name, None)
+    return (base,) if isinstance(base, type) else ()
+
+
 def _non_negative(name: str, value) -> float:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number and value >= 0 and math.isfinite(value)):
@@ -70,7 +86,7 @@ def _unit(name: str, value, top_open: bool = False) -> float:
     return float(value)
 
 
-class Mixup:
+class Mixup(*_timm_base("Mixup")):
     """timm's ``Mixup`` (see the module docstring): ``mixup_fn(x, target) -> (mixed, targets)``.
 
     ``x``: ``(B, C, H, W)`` float or integer images on any device; ``target``: class ids ``(B,)``
@@ -247,7 +263,7 @@ def _minmax_boxes(n: int, spatial: tuple[int, int], minmax, g, device) -> Tensor
     return torch.stack([lo, lo + torch.stack(sides, dim=1)], dim=-1)
 
 
-class FastCollateMixup(Mixup):
+class FastCollateMixup(Mixup, *_timm_base("FastCollateMixup")):
     """timm's ``FastCollateMixup``: a ``collate_fn`` taking ``(image, target)`` samples, images as
     uint8 ``(C, H, W)`` numpy arrays or tensors, and returning ``(uint8 batch, float targets)``.
 

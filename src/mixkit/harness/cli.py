@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mixkit", description="Mixed-sample data augmentation: train, "
                                 "compare, show, bench.", formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("Examples::", 1)[1])
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="{train,compare,show,bench}")
     sub.required = True
 
@@ -187,7 +188,27 @@ def _compare(ns, command: str) -> int:
     return 0
 
 
+def _version() -> str:
+    import platform
+
+    import torch
+
+    from .. import __version__
+    return f"mixkit {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
+# The packages the extras bring (import name: extra); a command that misses one says which to install.
+EXTRA_OF = {**dict.fromkeys(("numpy", "scipy", "sklearn", "matplotlib", "tqdm", "yaml", "mnist1d",
+                             "torchvision", "PIL"), "harness"),
+            **dict.fromkeys(("timm", "kornia", "lightning", "pytorch_lightning", "accelerate"), "peers")}
+
+
 def _describe(e: BaseException) -> str:
+    top = (getattr(e, "name", None) or "").split(".")[0]
+    if isinstance(e, ImportError) and top in EXTRA_OF:
+        extra = EXTRA_OF[top]
+        return (f"{top} is not installed (the {extra} extra); install it with: "
+                f"pip install 'mixkit[{extra}]'")
     if isinstance(e, OSError) and e.strerror and not isinstance(e, FileNotFoundError):
         where = f" ({e.filename})" if e.filename else ""
         return f"{e.strerror}{where}" + ("; free some space and continue with --resume"

@@ -34,7 +34,7 @@ from .realism import half_moons_realism, mix_with_weights
 __all__ = ["plot_mixed_batch", "plot_classmix", "plot_transmix", "plot_fmix_masks", "plot_zeta_weights",
            "make_gallery", "main"]
 
-DPI = 80
+DPI = 150
 
 
 def _plt():
@@ -47,8 +47,13 @@ def _plt():
 
 
 def _save(plt, fig, path) -> str:
-    """Lay out, write ``path`` at the gallery's DPI, close the figure; return the path."""
+    """Lay out (below the suptitle, which ``tight_layout`` alone lets the top row's titles run
+    into), write ``path`` at the gallery's DPI, close the figure; return the path."""
     fig.tight_layout()
+    title = getattr(fig, "_suptitle", None)
+    if title is not None and title.get_text():
+        height = title.get_window_extent(fig.canvas.get_renderer()).height / fig.bbox.height
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, title.get_position()[1] - height - 0.01))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return str(path)

@@ -29,7 +29,7 @@ from mixkit import registry
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import TrainConfig, config_diff, config_from_dict, method_overrides
-from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, saved_config, train
+from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, bar_safe_print, saved_config, train
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
@@ -42,12 +42,11 @@ DEFAULT_PAIRS = registry.pairs()
 
 
 def _t975(df: int) -> float:
-    try:
-        from scipy.stats import t
-        return float(t.ppf(0.975, df))
-    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-        return table.get(df, 1.96)
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (2.228 at df = 10), from
+    scipy (a harness dependency)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -97,13 +96,16 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     ``base.threads`` says otherwise); a run gives the same numbers as a serial run with the
     same thread count.
     """
-    if log is None:
-        def log(msg):
-            print(msg, file=sys.stderr, flush=True)
     _check_request(methods, seeds, jobs)
     base = like_for_like(base, methods)
     if progress is None:
         progress = sys.stderr.isatty()
+    if log is None:
+        def log(msg):
+            if progress:
+                bar_safe_print(msg)      # above the bars, not through them
+            else:
+                print(msg, file=sys.stderr, flush=True)
     # Seed by seed: a suite stopped part-way has every method on its first seeds, so its report
     # compares like with like (the report itself lists runs method by method).
     pending = [(m, s) for s in seeds for m in methods]
@@ -268,24 +270,35 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
     return summary
 
 
+def _verdict(diff: dict, name: str) -> str:
+    """``name`` minus ERM in words: the mean, the 95 % interval and whether it shows a difference."""
+    if diff["n"] < 2:
+        return f"{name} {100 * diff['mean']:+.2f} pp vs ERM on one seed: not shown (one seed has no interval)"
+    text = (f"{name} {100 * diff['mean']:+.2f} pp vs ERM, 95 % CI [{100 * diff['low']:+.2f}, "
+            f"{100 * diff['high']:+.2f}] over {diff['n']} seeds")
+    if diff["low"] <= 0 <= diff["high"]:
+        return text + ": not shown (the interval contains 0; more seeds are needed to call it)"
+    better = "lower" if diff["high"] < 0 else "higher"
+    return text + f": shown ({name}'s error is {better} than ERM's; the interval excludes 0)"
+
+
 def reading(summary: dict, methods: list[str], out: str) -> str:
-    """One line on what a comparison with ERM shows, and what to run next."""
+    """One line on what a comparison with ERM shows, and what to run next: the method with the
+    lowest mean test error (ERM included), and the best mixing method's paired difference to ERM
+    with its interval, "not shown" when that interval contains 0."""
     others = [m for m in methods if m != "erm" and "test_error" in summary.get(m, {})]
     if "erm" not in methods or not others or "test_error" not in summary.get("erm", {}):
         return f"Reading: see {os.path.join(out, 'results.md')} and error_bars.png beside it."
     erm = summary["erm"]
-    best = min(others, key=lambda m: summary[m]["test_error"][0])
-    diff = paired_difference(summary[best]["by_seed"], erm["by_seed"])
-    if diff["n"] >= 2:
-        shown = "an interval that excludes 0" if diff["high"] < 0 or diff["low"] > 0 else \
-            "an interval that still contains 0, so more seeds are needed to call it"
-        delta = (f"{100 * diff['mean']:+.2f} pp vs ERM, 95 % CI [{100 * diff['low']:+.2f}, "
-                 f"{100 * diff['high']:+.2f}] over {diff['n']} seeds: {shown}")
-    else:
-        delta = f"{100 * diff['mean']:+.2f} pp vs ERM on one seed, too few to call"
+    best_mix = min(others, key=lambda m: summary[m]["test_error"][0])
+    lowest = "erm" if erm["test_error"][0] <= summary[best_mix]["test_error"][0] else best_mix
+    diff = paired_difference(summary[best_mix]["by_seed"], erm["by_seed"])
+    lead = (f"ERM has the lowest test error ({100 * erm['test_error'][0]:.2f} %); the best mixing method: "
+            if lowest == "erm" else
+            f"{best_mix} has the lowest test error ({100 * summary[best_mix]['test_error'][0]:.2f} %): ")
     lower_nll = [m for m in others if "nll" in summary[m] and "nll" in erm
                  and summary[m]["nll"][0] < erm["nll"][0]]
-    return (f"Reading: {best} has the lowest test error ({delta}); {len(lower_nll)} of {len(others)} "
+    return (f"Reading: {lead}{_verdict(diff, best_mix)}; {len(lower_nll)} of {len(others)} "
             f"mixing methods have a lower test NLL than ERM. Plot: {os.path.join(out, 'error_bars.png')}. "
             "Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu "
             "(20 methods x 5 seeds, about 2 hours; docs/results.md).")
@@ -384,58 +397,83 @@ def write_report(out: str, base: TrainConfig, runs, summary, methods, pairs, pap
             "scatter of the test set's penultimate features (larger: classes more separable).\n\n")
     atomic_write_text(os.path.join(out, "results.md"), head + markdown_table(summary, methods, pairs, paper)
                       + "\n" + provenance_lines(runs, command))
-    _plots(out, runs, summary, methods)
+    _plots(out, base, runs, summary, methods)
 
 
-def _plots(out: str, runs, summary, methods) -> None:
+def _plots(out: str, base: TrainConfig, runs, summary, methods) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is in the harness extra
         return
-    _plot_error_bars(plt, out, summary, methods)
-    _plot_cohesion_calibration(plt, out, summary, methods)
-    _plot_curves(plt, out, runs, methods)
+    about = _about(base, summary, methods)
+    _plot_error_bars(plt, out, summary, methods, about)
+    _plot_cohesion_calibration(plt, out, summary, methods, about)
+    _plot_curves(plt, out, runs, methods, about)
 
 
-def _plot_error_bars(plt, out: str, summary, methods) -> None:
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(methods) + 1.5), 3.6))
-    means = [summary[m]["test_error"][0] * 100 for m in methods]
-    stds = [0.0 if math.isnan(summary[m]["test_error"][1]) else summary[m]["test_error"][1] * 100
-            for m in methods]
-    ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color="#4c72b0")
+def _about(base: TrainConfig, summary, methods) -> str:
+    """What every plot says it shows: the data set, the epochs and the number of seeds."""
+    ns = sorted({summary[m]["n"] for m in methods})
+    n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    size = f", {base.train_size:,} training images" if base.train_size else ""
+    return f"{base.dataset}{size}, {base.epochs} epochs, n = {n} seed{'s' if ns[-1] > 1 else ''}"
+
+
+def _bars(ax, methods, values, errors, color, digits: int = 1) -> None:
+    """Bars from 0 (the axis is not cut) with ± std whiskers only where there are two or more
+    seeds, and each bar's value written at its foot."""
+    has = [not math.isnan(e) for e in errors]
+    ax.bar(range(len(methods)), values, color=color)
+    if any(has):
+        idx = [i for i, h in enumerate(has) if h]
+        ax.errorbar(idx, [values[i] for i in idx], yerr=[errors[i] for i in idx], fmt="none",
+                    ecolor="black", capsize=3, linewidth=1)
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.{digits}f}", (i, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7, color="white")
     ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+    top = max(v + (e if h else 0.0) for v, e, h in zip(values, errors, has, strict=True))
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+
+
+def _plot_error_bars(plt, out: str, summary, methods, about: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(methods) + 1.5), 3.8))
+    means = [summary[m]["test_error"][0] * 100 for m in methods]
+    stds = [summary[m]["test_error"][1] * 100 for m in methods]
+    _bars(ax, methods, means, stds, "#4c72b0", digits=2)
     ax.set_ylabel("test error (%)")
-    lo = min(m - s for m, s in zip(means, stds, strict=True))
-    hi = max(m + s for m, s in zip(means, stds, strict=True))
-    ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9) - 0.5), hi + 0.15 * (hi - lo + 1e-9) + 0.2)
-    ax.set_title("test error, mean ± std over seeds")
+    spread = " ± std over seeds" if any(not math.isnan(v) for v in stds) else " (one seed: no error bars)"
+    ax.set_title(f"test error, mean{spread}\n{about}", fontsize=9)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "error_bars.png"))
     plt.close(fig)
 
 
-def _plot_cohesion_calibration(plt, out: str, summary, methods) -> None:
+def _plot_cohesion_calibration(plt, out: str, summary, methods, about: str) -> None:
     panels = [("scatter_ratio", 1.0, "S_b / S_w of test features (higher: more separable)"),
               ("ece", 100.0, "expected calibration error (%)")]
     panels = [p for p in panels if all(p[0] in summary[m] for m in methods)]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.8 * len(methods) + 1.5) * len(panels),
-                                                      3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 0.8 * len(methods) + 1.5) * len(panels),
+                                                      4.0), squeeze=False)
     for ax, (key, scale, title) in zip(axes[0], panels, strict=True):
         vals = [summary[m][key][0] * scale for m in methods]
-        errs = [0.0 if math.isnan(summary[m][key][1]) else summary[m][key][1] * scale for m in methods]
-        ax.bar(range(len(methods)), vals, yerr=errs, capsize=3, color="#55a868")
-        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right")
+        errs = [summary[m][key][1] * scale for m in methods]
+        _bars(ax, methods, vals, errs, "#55a868", digits=2 if key == "scatter_ratio" else 1)
         ax.set_title(title, fontsize=9)
+    fig.suptitle(f"mean{' ± std' if any(summary[m]['n'] > 1 for m in methods) else ''} over seeds; "
+                 f"{about}", fontsize=9)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "cohesion_calibration.png"))
     plt.close(fig)
 
 
-def _plot_curves(plt, out: str, runs, methods) -> None:
+def _plot_curves(plt, out: str, runs, methods, about: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
         curves = [r["curve"] for r in runs if r["method"] == m and r["curve"]]
@@ -445,16 +483,20 @@ def _plot_curves(plt, out: str, runs, methods) -> None:
         epochs = sorted(set.intersection(*(set(c) for c in by_epoch)))   # evaluated in every seed
         mean = [sum(c[e] for c in by_epoch) / len(by_epoch) * 100 for e in epochs]
         ax.plot(epochs, mean, label=m, marker="." if len(epochs) < 30 else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error (%)")
-    ax.set_title("test error per epoch (mean over seeds)")
+    ax.set_title(f"test error per epoch (mean over seeds)\n{about}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     _save_fig(fig, os.path.join(out, "curves.png"))
     plt.close(fig)
 
 
+DPI = 150
+
+
 def _save_fig(fig, path: str) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=DPI)
     atomic_write_bytes(path, buf.getvalue())

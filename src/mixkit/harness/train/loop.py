@@ -253,8 +253,8 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
     try:
         # The main process holds the run directory's lock for the whole run (see ``rundir``).
         lock = lock_run_dir(out) if info.is_main else None
-        log = log if log is not None else _main_process_log(info)
         progress = (sys.stderr.isatty() if progress is None else progress) and info.is_main
+        log = log if log is not None else _main_process_log(info, progress)
         if resume and os.path.exists(os.path.join(out, FINAL)):
             return _already_finished(cfg, out, log)
         ckpt = _prepare_run_dir(cfg, out, resume, info)
@@ -317,10 +317,23 @@ def _set_up_device(cfg: TrainConfig) -> torch.device:
     return device
 
 
-def _main_process_log(info: dist.DistInfo) -> Callable[[str], None]:
+def bar_safe_print(msg: str) -> None:
+    """Print a line to stderr above any tqdm bar that is drawn there (not through it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(msg, file=sys.stderr, flush=True)
+        return
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _main_process_log(info: dist.DistInfo, progress: bool = False) -> Callable[[str], None]:
     def log(msg):
         if info.is_main:
-            print(msg, file=sys.stderr, flush=True)
+            if progress:
+                bar_safe_print(msg)
+            else:
+                print(msg, file=sys.stderr, flush=True)
     return log
 
 
@@ -425,7 +438,7 @@ def _train_one_epoch(run: _Run, epoch: int) -> tuple[float, float]:
         if bar is not None:
             bar.update(labels.shape[0])
             if i % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -447,7 +460,7 @@ def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: int) 
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss)}; "
+        raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss.detach())}; "
                                  f"lower the learning rate (lr={run.cfg.lr})")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
