@@ -177,7 +177,7 @@ class Mixup(*_timm_base("Mixup")):
         if self.extra and self.extra_prob > 0 and sampling.host_uniform(self.generator) < self.extra_prob:
             k = len(self.extra)
             pick = self.extra[min(int(sampling.host_uniform(self.generator) * k), k - 1)]
-            return pick.apply_soft(x, soft, pick.sample(x, generator=self.generator))
+            return pick._apply_soft(x, soft, pick.sample(x, generator=self.generator), None, check=False)
         if self.mode == "batch":
             return self._mix_batch(x, soft, flip)
         lam, keep = self._per_sample(x)

@@ -232,7 +232,7 @@ def plot_transmix(run_dir: str, images: Tensor, labels: Tensor, path, *, generat
     from mixkit.mixers import CutMix
     from mixkit.transmix import TransMix
 
-    from ..train.loop import load_trained_model
+    from ..train.saved import load_trained_model
 
     model, cfg, data = load_trained_model(run_dir)
     if not hasattr(model, "attention_layer"):
@@ -290,7 +290,7 @@ def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = N
     ``transmix_from``: a run directory of a small-vit trained on those images' data set; adds
     ``transmix.png`` (TransMix needs a trained ViT's attention, so it is drawn only when given)."""
     if transmix_from is not None:   # refused before any picture is drawn, not after the others
-        from ..train.loop import check_run_dir
+        from ..train.saved import check_run_dir
         check_run_dir(transmix_from, "transmix_from")
     os.makedirs(out, exist_ok=True)
     g = torch.Generator().manual_seed(seed)

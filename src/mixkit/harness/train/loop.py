@@ -40,7 +40,6 @@ from .checkpoint import (
     CheckpointError,
     atomic_write_json,
     atomic_write_text,
-    load_checkpoint,
     save_checkpoint,
 )
 from .config import (
@@ -50,16 +49,18 @@ from .config import (
     config_from_dict,
     config_to_dict,
     needs_originals,
-    read_yaml,
 )
 from .feed import MemoryFeed, StreamFeed, build_feed, epoch_batches, stable_seed
 from .methods import build_method
 from .metrics import MetricState
+from .saved import CHECKPOINT, CONFIG, check_run_dir, load_trained_model, saved_config, saved_run
 
 __all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE",
-           "EPOCH_END_HOOKS"]
+           "EPOCH_END_HOOKS", "check_run_dir", "load_trained_model", "saved_config"]
 
-FINAL, CHECKPOINT, CONFIG, METRICS = "final.json", "checkpoint.pt", "config.yaml", "metrics.jsonl"
+# CHECKPOINT and CONFIG, the files a run directory holds, and the readers of a finished run
+# (check_run_dir, load_trained_model, saved_config) are ``saved``'s, re-exported here.
+FINAL, METRICS = "final.json", "metrics.jsonl"
 # Called on every process at the end of every epoch, once its checkpoint is on disk and its line
 # logged, as ``hook(epoch=<epochs finished, 1-based>, info=<the process's DistInfo>)``. The
 # harness never adds one: tests do (the resume tests SIGKILL the process after an epoch).
@@ -161,83 +162,13 @@ def _check_run_dir(cfg: TrainConfig, out: str, resume: bool) -> dict | None:
             raise RunExistsError(f"out: {out} already holds a run; pass --resume to continue it, "
                                  "or choose another --out")
         return None
-    ckpt, values, where = _saved_run(out)
+    ckpt, values, where = saved_run(out)
     saved = config_from_dict(values, where=where)
     diff = config_diff(saved, cfg, ignore=RESULT_FREE)
     if diff:
         pretty = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"resume: the given settings differ from the run in {out} ({pretty})")
     return ckpt              # None: killed before the first epoch ended: start over
-
-
-def _saved_run(out: str) -> tuple[dict | None, dict, str]:
-    """``(checkpoint or None, the run's settings, where they came from)``.
-
-    The settings are the checkpoint's own resolved config, so an edited (or emptied) ``config.yaml``
-    cannot change a resumed run; ``config.yaml`` only for a checkpoint written before checkpoints
-    carried their config, or a run killed before its first checkpoint.
-    """
-    ckpt_path, cfg_path = os.path.join(out, CHECKPOINT), os.path.join(out, CONFIG)
-    ckpt = load_checkpoint(ckpt_path, resume=True) if os.path.exists(ckpt_path) else None
-    if ckpt is not None and ckpt.get("config") is not None:
-        try:
-            config_from_dict(ckpt["config"])
-        except ValueError as e:
-            raise CheckpointError(f"checkpoint {ckpt_path}: its config is invalid ({e})") from None
-        return ckpt, dict(ckpt["config"]), f"checkpoint {ckpt_path}"
-    if not os.path.exists(cfg_path):
-        raise CheckpointError(f"resume: expected a run directory with {CONFIG}, found none in {out}")
-    return ckpt, read_yaml(cfg_path), cfg_path
-
-
-def saved_config(out: str) -> dict:
-    """The settings of the run in ``out`` that ``--resume`` continues (see ``_saved_run``)."""
-    return _saved_run(out)[1]
-
-
-def check_run_dir(run_dir: str, name: str = "run_dir", *, require_config: bool = False) -> None:
-    """Raise ValueError (naming the argument ``name``) unless ``run_dir`` holds a checkpoint, so
-    a caller can refuse a wrong directory before doing any work. With ``require_config`` it must
-    hold the run's ``config.yaml`` as well (a directory as ``mixkit train`` leaves it), and the
-    message says which of the two files is missing, or that there is no such directory."""
-    if not require_config:
-        if not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
-            raise ValueError(f"{name}: expected a mixkit run directory with {CHECKPOINT}, got {run_dir!r} "
-                             "without one")
-        return
-    expected = f"a mixkit train run directory holding {CONFIG} and {CHECKPOINT}"
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"{name}: expected {expected}, got no such directory")
-    missing = [n for n in (CONFIG, CHECKPOINT) if not os.path.isfile(os.path.join(run_dir, n))]
-    if missing:
-        raise ValueError(f"{name}: expected {expected}, got a directory without {' and '.join(missing)}")
-
-
-def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]:
-    """The model a run trained, for analysis: ``(model, config, data)``.
-
-    ``model`` is built from the run's settings (those of its checkpoint, as ``--resume`` reads
-    them) with the checkpoint's weights, in eval mode on the CPU; ``data`` is the data bundle it
-    trained on, whose ``mean``/``std`` normalise its inputs. The weights are those of the last
-    finished epoch (a finished run's final model).
-    """
-    from ..data.datasets import load_dataset
-
-    check_run_dir(run_dir)
-    ckpt_path, cfg_path = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, CONFIG)
-    ckpt = load_checkpoint(ckpt_path)
-    if ckpt.get("config") is not None:
-        cfg = config_from_dict(ckpt["config"], where=f"checkpoint {ckpt_path}")
-    elif os.path.exists(cfg_path):
-        cfg = config_from_dict(read_yaml(cfg_path), where=cfg_path)
-    else:
-        raise ValueError(f"run_dir: expected {CONFIG} beside a checkpoint without its config, found none "
-                         f"in {run_dir!r}")
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
-                        test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
-    model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), cfg, data
 
 
 # ---------------------------------------------------------------------------------------------

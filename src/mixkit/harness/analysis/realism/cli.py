@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--image-batch: expected an integer in [2, --images = {args.images}], "
                          f"got {args.image_batch}")
     mixers = default_mixers(tuple(args.gammas), 1.0)
-    from ...train.loop import check_run_dir
+    from ...train.saved import check_run_dir
 
     for run in runs:
         check_run_dir(run, f"--features-from {run}", require_config=True)

@@ -199,7 +199,7 @@ def trained_feature_fn(run_dir: str) -> Callable[[Tensor], Tensor]:
     """``images in [0, 1] (B, 1, 28, 28) -> (B, D)`` penultimate features of the model trained in
     ``run_dir`` (its ``config.yaml`` and ``checkpoint.pt``), with the run's own normalisation."""
     from ...features import LayerCapture
-    from ...train.loop import load_trained_model
+    from ...train.saved import load_trained_model
 
     model, cfg, data = load_trained_model(run_dir)
     if cfg.dataset != "fashion-mnist":
