@@ -14,6 +14,7 @@ from matplotlib.container import ErrorbarContainer  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mixkit.harness.train import compare as cmp  # noqa: E402
+from mixkit.harness.train import plots  # noqa: E402
 from mixkit.harness.train.config import TrainConfig  # noqa: E402
 
 TINY = ["--dataset", "digits", "--train-size", "240", "--test-size", "120", "--batch-size", "32",
@@ -36,13 +37,13 @@ def _runs(seeds, epochs=3):
 
 def _report(tmp_path, monkeypatch, seeds):
     figures = {}
-    save = cmp._save_fig
+    save = plots.save_fig
 
     def keep(fig, path):
         figures[os.path.basename(path)] = fig
         save(fig, path)
 
-    monkeypatch.setattr(cmp, "_save_fig", keep)
+    monkeypatch.setattr(plots, "save_fig", keep)
     runs, methods = _runs(seeds)
     base = TrainConfig(dataset="fashion-mnist", train_size=1000, epochs=3)
     summary = cmp.aggregate(runs, methods)
