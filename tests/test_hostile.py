@@ -196,3 +196,41 @@ def test_fmix_decay_that_overflows_float32_is_refused_at_sample_time():
     # the largest decay allowed still gives masks of the drawn share
     params = mixkit.FMix(decay_power=24, num_classes=C, mode="elem").sample(x, generator=torch.Generator())
     assert 0 < float(params.lam.mean()) < 1
+
+
+# ---------------------------------------------------------------------------------------------
+# valid input that used to crash, and states from elsewhere
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_class_ids_of_any_integer_dtype(dtype):
+    x, y = _batch()
+    for mixer in grid.one_each(C):
+        _, soft = mixer(x, y.to(dtype), generator=torch.Generator().manual_seed(0))
+        _, ref = mixer(x, y, generator=torch.Generator().manual_seed(0)) if not isinstance(
+            mixer, mixkit.Alternate) else (None, soft)
+        torch.testing.assert_close(soft, ref)
+
+
+def test_inplace_on_an_expanded_batch_is_refused():
+    x = torch.rand(1, 3, 8, 8).expand(4, 3, 8, 8)
+    for mixer in grid.select(grid.modes(C, inplace=True), lambda m: m.supports_inplace).values():
+        with pytest.raises(ValueError, match=r"^inplace: expected inputs whose elements each have their own memory"):
+            mixer()(x, torch.arange(4) % C)
+
+
+def test_alternate_refuses_a_foreign_state():
+    alt = mixkit.Alternate([mixkit.MixUp(), mixkit.FMix()])
+    for state in ({"foo": 1}, {"step": -1}, {"step": "2"}, [1]):
+        with pytest.raises(ValueError, match=r"^state: expected Alternate's state"):
+            alt.load_state_dict({"_extra_state": state})
+    alt.load_state_dict({"_extra_state": {"step": 3}})
+    assert alt.step == 3
+
+
+def test_synermix_refuses_an_empty_batch():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.ReLU(), torch.nn.Linear(4, C))
+    syner = mixkit.SynerMix(net, "2", "3", beta=0.5, num_classes=C)
+    empty = torch.zeros(0, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"^originals: expected a batch of at least one sample"):
+        syner.loss(empty, empty, torch.zeros(0, dtype=torch.long))

@@ -204,3 +204,17 @@ def test_sampler_errors():
         BalancedBatchSampler(labels, 60, world_size=2)
     with pytest.raises(ValueError, match="epoch: expected an integer, got 1.5"):
         BalancedBatchSampler(labels, 10).set_epoch(1.5)
+
+
+def test_distributed_permutation_parts_are_disjoint_and_top_ups_are_documented_repeats():
+    # the ranks' shares of the epoch's permutation are disjoint shards (DistributedSampler's
+    # contract); only the appended top-ups may repeat a sample across ranks, as the docstring says
+    labels = torch.arange(450) % 45  # 45 classes of 10: many classes appear once per batch
+    bs = 32
+    shards = [list(BalancedBatchSampler(labels, bs, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    base = [{i for b in shard for i in b[:bs]} for shard in shards]
+    assert not base[0] & base[1]
+    everything = [{i for b in shard for i in b} for shard in shards]
+    repeated = everything[0] & everything[1]
+    assert repeated, "no top-up repeats: the docstring's caveat would be stale"
+    assert all(any(i in b[bs:] for shard in shards for b in shard) for i in repeated)  # only via top-ups

@@ -241,6 +241,10 @@ class Mixer(Targets):
                 f"inplace: expected inplace=False for {plain.dtype} inputs: {type(self).__name__} "
                 f"interpolates, and rounded values cannot be written into the input exactly; got inplace=True"
             )
+        if self.inplace and any(st == 0 and n > 1 for st, n in zip(plain.stride(), plain.shape, strict=True)):
+            raise ValueError(f"inplace: expected inputs whose elements each have their own memory, got an "
+                             f"expanded tensor (strides {plain.stride()}, shape {tuple(plain.shape)}); pass "
+                             "inputs.contiguous() or use inplace=False")
         if not isinstance(params, MixParams):
             raise TypeError(f"params: expected MixParams from {type(self).__name__}.sample(inputs), "
                             f"got {type(params).__name__}")

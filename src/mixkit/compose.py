@@ -231,7 +231,10 @@ class Alternate(_OneOf):
         return {"step": self.step}
 
     def set_extra_state(self, state: dict) -> None:
-        self.step = int(state["step"])
+        step = state.get("step") if isinstance(state, dict) else None
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"state: expected Alternate's state {{'step': int >= 0}}, got {state!r}")
+        self.step = step
 
 
 class Compose(_Combination):

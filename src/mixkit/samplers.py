@@ -67,9 +67,13 @@ class BalancedBatchSampler(Sampler[list[int]]):
     ``rank, rank + world_size, ...`` of it; every rank gets the same number of batches. In the
     default mode the permutation parts of the ranks' batches are disjoint and, with
     ``drop_last=False``, cover the whole dataset (the permutation is padded by wrapping around,
-    as ``DistributedSampler`` does, so that all batches are full). Call ``set_epoch(epoch)`` at
-    the start of every epoch, as with ``DistributedSampler``: without it every epoch repeats the
-    same order.
+    as ``DistributedSampler`` does, so that all batches are full). The appended top-ups are not:
+    they are drawn from each class's samples wherever those fall, so a sample may be a top-up on
+    one rank and in another rank's permutation part (or a top-up on two ranks) in the same epoch.
+    ``DistributedSampler``'s disjoint shards hold for the permutation parts only; across ranks
+    an epoch repeats at most as many samples as it tops up. Call ``set_epoch(epoch)`` at the
+    start of every epoch, as with ``DistributedSampler``: without it every epoch repeats the same
+    order.
 
     Example::
 

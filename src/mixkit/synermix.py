@@ -186,7 +186,10 @@ class SynerMix(ModelMixer):
         for name, t in (("originals", originals), ("augmented", augmented)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-        b = originals.shape[0]
+        b = originals.shape[0] if originals.ndim else 0
+        if b == 0:
+            raise ValueError(f"originals: expected a batch of at least one sample, "
+                             f"got shape {tuple(originals.shape)}")
         if augmented.shape[0] != b:
             raise ValueError(f"augmented: expected {b} samples (as many as originals), "
                              f"got {augmented.shape[0]}")

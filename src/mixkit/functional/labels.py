@@ -51,6 +51,8 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
         check_class_ids(labels, num_classes)
+        if labels.dtype not in (torch.int32, torch.int64):  # uint8, int8, int16 ids (timm takes int8)
+            labels = labels.long()
         return host_cached(_identity, num_classes, str(labels.device)).index_select(0, labels)
     if labels.ndim == 2 and (labels.is_floating_point() or (multilabel and not labels.is_complex())):
         what = "multi-hot targets" if multilabel else "probabilities"
