@@ -125,7 +125,7 @@ def test_a_planted_mixer_joins_the_gallery_and_the_bench(planted):
     from mixkit.harness.analysis.gallery import _gallery_mixers
     from mixkit.harness.bench import entries
 
-    assert any(title.startswith("cornermix\n") and isinstance(m, CornerMix) for title, m, _ in _gallery_mixers())
+    assert any(title.startswith("cornermix\n") and isinstance(m, CornerMix) for title, m in _gallery_mixers())
     rows = [(name, mode) for name, impl, mode, _ in entries.mixkit_entries(4) if impl == "mixkit"]
     assert {("cornermix", "batch"), ("cornermix", "elem inplace")} <= set(rows)
     assert not any(name == "cornermix" for name, _ in [(r[0], r[2]) for r in entries.mixkit_entries(2)])

@@ -59,10 +59,10 @@ def _save(plt, fig, path) -> str:
     return str(path)
 
 
-def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
-    """(row title, mixer, number of calls before the shown one) for the mixed-batch figure: every
-    input-space method the harness trains (``mixkit.registry``), per sample where it has a mode,
-    alpha 1, zeta-mixup's ``gamma``; one row per part of a method that takes turns (MixUp+FMix)."""
+def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object]]:
+    """(row title, mixer) for the mixed-batch figure: every input-space method the harness trains
+    (``mixkit.registry``), per sample where it has a mode, alpha 1, zeta-mixup's ``gamma``; one
+    row per part of a method that takes turns (MixUp+FMix), drawn with that part."""
     from mixkit import registry
 
     options = SimpleNamespace(alpha=1.0, mix_mode="elem", zeta_gamma=gamma, decay_power=3.0,
@@ -74,12 +74,11 @@ def _gallery_mixers(gamma: float = 2.8) -> list[tuple[str, object, int]]:
         mixer = method.build(options, None, None)
         parts = getattr(mixer, "mixers", None)
         if parts is not None and not getattr(mixer, "sequential", False):
-            rows += [(f"{method.name}\nbatch {i + 1} ({type(p).__name__})", mixer, i)
-                     for i, p in enumerate(parts)]
+            rows += [(f"{method.name}\nbatch {i + 1} ({type(p).__name__})", p) for i, p in enumerate(parts)]
         elif parts is not None:
-            rows.append((f"{method.name}\n" + ", then ".join(type(p).__name__ for p in parts), mixer, 0))
+            rows.append((f"{method.name}\n" + ", then ".join(type(p).__name__ for p in parts), mixer))
         else:
-            rows.append((f"{method.name}\n{_settings(mixer)}", mixer, 0))
+            rows.append((f"{method.name}\n{_settings(mixer)}", mixer))
     return rows
 
 
@@ -121,9 +120,7 @@ def plot_mixed_batch(images: Tensor, labels: Tensor, path, *, generator: torch.G
         name = FASHION_MNIST_CLASSES[label] if label < len(FASHION_MNIST_CLASSES) else str(label)
         ax.set_title(name, fontsize=8)
     axes[0][0].set_ylabel("original", fontsize=8, rotation=0, ha="right", va="center")
-    for r, (title, mixer, skip) in enumerate(rows, start=1):
-        for _ in range(skip):
-            mix_with_weights(mixer, x, generator)  # advance an Alternate to its next mixer
+    for r, (title, mixer) in enumerate(rows, start=1):
         mixed, weights, _ = mix_with_weights(mixer, x, generator)
         own = weights.diagonal()
         for j in range(show):
