@@ -46,6 +46,19 @@ def test_forced_device_path_patches_every_import_and_restores_them():
     assert execution.host_readable(t)
 
 
+def test_interleaved_timing_forces_the_device_path_per_entry():
+    t = torch.zeros(1)
+    seen = {True: set(), False: set()}
+    fns = [(lambda f=forced: seen[f].add(mixing.host_readable(t)), forced) for forced in (True, False)]
+    us = dp.time_interleaved(fns, calls=7, burst=3)
+    assert len(us) == 2 and all(v >= 0 for v in us)
+    count = [0]
+    dp.time_interleaved([(lambda: count.__setitem__(0, count[0] + 1), False)], calls=7, burst=3, warmup=1)
+    assert count[0] == 7 + 3   # 3 + 3 + 1 timed, one untimed per round
+    assert seen == {True: {False}, False: {True}}
+    assert mixing.host_readable(t)   # restored
+
+
 def test_the_device_path_reads_nothing_on_the_host():
     # on meta every entry runs and returns meta tensors; on small CPU tensors with the device path
     # forced, no entry reads a value back (no _local_scalar_dense: .item(), int(), bool(), ...);
@@ -71,7 +84,9 @@ def test_the_table_has_a_row_per_mixkit_entry(monkeypatch):
     want = [(method, mode) for method, _, mode, _ in mixkit_entries(4)]
     assert [(r.method, r.mode) for r in rep.rows] == want
     assert all(r.ops == r.sample_ops + r.apply_ops and 0 < r.launches < r.on_device <= r.ops for r in rep.rows)
+    assert all(r.us_device_path > 0 and r.us_host_path > 0 for r in rep.rows)
     assert {p.impl for p in rep.peers} <= set(dp.PEERS)
+    assert all(p.us > 0 for p in rep.peers if "failed on CPU" not in p.note)
     md = dp.to_markdown(rep)
     table = md.split("\n\n")[1].splitlines()
     assert len(table) == 2 + len(want)
@@ -90,8 +105,8 @@ def test_a_peer_that_fails_on_meta_is_reported():
         return x, y
 
     meta = (torch.empty(2, 3, device="meta"), torch.empty(2, dtype=torch.int64, device="meta"))
-    row = dp.measure_peer("m", "p", "batch", peer, meta, (torch.zeros(2, 3), torch.zeros(2)), calls=1)
-    assert row.ops is None and row.launches is None and row.us > 0 and row.note == "failed on meta: NotImplementedError"
+    row = dp.measure_peer("m", "p", "batch", peer, meta, (torch.zeros(2, 3), torch.zeros(2)))
+    assert row.ops is None and row.launches is None and row.note == "failed on meta: NotImplementedError"
 
 
 def test_the_command_line(monkeypatch, tmp_path, capsys):

@@ -17,7 +17,8 @@ operations. Two measurements stand in for a GPU here:
   the same way; a peer that fails on meta is reported as failed.
 - **host µs per call**: the device path *forced* on a small CPU batch (``forced_device_path``
   makes ``host_readable`` and ``on_host`` answer False everywhere in mixkit), median of repeated
-  calls, beside mixkit's own host path on the same batch and the peers'. The host side of a call
+  calls, beside mixkit's own host path on the same batch and the peers', the entries taking
+  turns in short bursts of calls (``time_interleaved``). The host side of a call
   on a GPU is of this order (here the kernels also run, on a small batch), and each "≈ launches"
   op is a kernel launch there.
 
@@ -105,37 +106,60 @@ def count_ops(fn, callers: bool = False) -> OpCounter:
     return counter
 
 
-@contextlib.contextmanager
-def forced_device_path():
-    """mixkit's device path on CPU tensors: every loaded mixkit module's ``host_readable`` and
-    ``on_host`` (the execution module's, and the names other modules imported from it) answer
-    False until the block ends."""
+def _never(*_) -> bool:
+    return False
+
+
+def _patch_targets() -> list[tuple]:
+    """``(module, name, original)`` for every loaded mixkit module's ``host_readable`` and
+    ``on_host`` (the execution module's, and the names other modules imported from it)."""
     originals = {"host_readable": execution.host_readable, "on_host": execution.on_host}
-    patched = []
+    out = []
     for name, module in list(sys.modules.items()):
         if module is None or not (name == "mixkit" or name.startswith("mixkit.")):
             continue
-        for attr, original in originals.items():
-            if getattr(module, attr, None) is original:
-                patched.append((module, attr, original))
-                setattr(module, attr, lambda *_: False)
+        out += [(module, attr, original) for attr, original in originals.items()
+                if getattr(module, attr, None) is original]
+    return out
+
+
+def _force(targets: list[tuple], forced: bool) -> None:
+    for module, attr, original in targets:
+        setattr(module, attr, _never if forced else original)
+
+
+@contextlib.contextmanager
+def forced_device_path():
+    """mixkit's device path on CPU tensors: ``host_readable`` and ``on_host`` answer False
+    everywhere in mixkit until the block ends."""
+    targets = _patch_targets()
+    _force(targets, True)
     try:
         yield
     finally:
-        for module, attr, original in patched:
-            setattr(module, attr, original)
+        _force(targets, False)
 
 
-def time_us(fn, calls: int, warmup: int = 5) -> float:
-    """Median host time of ``fn()`` in µs over ``calls`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(times)
+def time_interleaved(fns: list[tuple], calls: int, burst: int = 5, warmup: int = 1) -> list[float]:
+    """Median host µs per call of each ``(fn, forced)`` (``forced``: with the device path forced)
+    over ``calls`` timed calls, taken in rounds: each round gives every ``fn`` in turn ``warmup``
+    untimed then ``burst`` timed consecutive calls, so that drift on a shared machine hits every
+    entry alike while each call still finds its own work in the caches."""
+    targets = _patch_targets()
+    times: list[list[float]] = [[] for _ in fns]
+    try:
+        while len(times[0]) < calls:
+            for i, (fn, forced) in enumerate(fns):
+                _force(targets, forced)
+                for _ in range(warmup):
+                    fn()
+                for _ in range(min(burst, calls - len(times[i]))):
+                    t0 = time.perf_counter_ns()
+                    fn()
+                    times[i].append((time.perf_counter_ns() - t0) / 1e3)
+    finally:
+        _force(targets, False)
+    return [statistics.median(t) for t in times]
 
 
 def kernel_count(mixer, x, y, generator) -> int:
@@ -159,8 +183,8 @@ class DeviceRow:
     apply_ops: int
     on_device: int
     launches: int
-    us_device_path: float
-    us_host_path: float
+    us_device_path: float | None = None
+    us_host_path: float | None = None
     kernels: int | None = None
     callers: dict = field(default_factory=dict)
     by_op: dict = field(default_factory=dict)
@@ -201,8 +225,9 @@ def _check_meta(out, what: str) -> None:
                            f"soft on {soft.device} for a meta batch {META_SHAPE}")
 
 
-def measure_mixkit(method, mode, mixer, meta, small, calls: int, compile_kernels: bool) -> DeviceRow:
-    """One mixkit entry: its op counts on ``meta`` and its host times on ``small``."""
+def measure_mixkit(method, mode, mixer, meta, small, compile_kernels: bool) -> DeviceRow:
+    """One mixkit entry's op counts on ``meta`` (and with ``compile_kernels`` its kernel count on
+    ``small``); the host times are filled in by ``run``."""
     g = torch.Generator().manual_seed(0)
     x, y = meta
     _check_meta(mixer(x, y, generator=g), f"mixkit {method} {mode}")  # warm-up: caches filled
@@ -212,30 +237,46 @@ def measure_mixkit(method, mode, mixer, meta, small, calls: int, compile_kernels
     params = []
     sample = count_ops(lambda: params.append(twin.sample(x, generator=g)))
     apply = count_ops(lambda: twin.apply(x, y, params[0]))
-    xs, ys = small
-    host = time_us(lambda: mixer(xs, ys, generator=g), calls)
-    with forced_device_path():
-        device = time_us(lambda: mixer(xs, ys, generator=g), calls)
-        kernels = kernel_count(mixer, xs, ys, g) if compile_kernels else None
+    kernels = None
+    if compile_kernels:
+        with forced_device_path():
+            kernels = kernel_count(copy.deepcopy(mixer), *small, g)
     return DeviceRow(method, mode, whole.total, sample.total, apply.total, whole.on_device, whole.launches,
-                     device, host, kernels, dict(whole.by_caller.most_common()),
-                     dict(whole.by_op.most_common()))
+                     kernels=kernels, callers=dict(whole.by_caller.most_common()),
+                     by_op=dict(whole.by_op.most_common()))
 
 
-def measure_peer(method, impl, mode, peer, meta, small, calls: int) -> PeerRow:
-    """One peer: its op count on ``meta`` (or why it failed there) and its host time on ``small``."""
-    note, counter, us = "", None, None
+def measure_peer(method, impl, mode, peer, meta, small) -> PeerRow:
+    """One peer's op count on ``meta`` (or why it failed there), and whether it runs on ``small``
+    (its host time is filled in by ``run``)."""
+    note, counter = "", None
     try:
         peer(*meta)
         counter = count_ops(lambda: peer(*meta))
     except Exception as exc:  # a peer that rejects meta tensors is reported, not hidden
         note = f"failed on meta: {type(exc).__name__}"
     try:
-        us = time_us(lambda: peer(*small), calls)
+        peer(*small)
     except Exception as exc:
         note = (note + "; " if note else "") + f"failed on CPU: {type(exc).__name__}"
     ops, launches = (None, None) if counter is None else (counter.total, counter.launches)
-    return PeerRow(method, impl, mode, ops, launches, us, note)
+    return PeerRow(method, impl, mode, ops, launches, None, note)
+
+
+def _time_rows(rep: DevicePathReport, mixers: list, peers: list, small, calls: int) -> None:
+    """Every entry's host µs on ``small``, interleaved: mixkit's forced device path and host path,
+    and the peers that ran on the CPU."""
+    xs, ys = small
+    g = torch.Generator().manual_seed(0)
+    fns = [(lambda m=m: m(xs, ys, generator=g), forced) for m in mixers for forced in (True, False)]
+    timed = [(row, peer) for row, peer in zip(rep.peers, peers, strict=True)
+             if "failed on CPU" not in row.note]
+    fns += [(lambda p=peer: p(xs, ys), False) for _, peer in timed]
+    us = time_interleaved(fns, calls)
+    for i, row in enumerate(rep.rows):
+        row.us_device_path, row.us_host_path = us[2 * i], us[2 * i + 1]
+    for (row, _), v in zip(timed, us[2 * len(mixers):], strict=True):
+        row.us = v
 
 
 def run(calls: int = 200, peers: bool = True, compile_kernels: bool = True,
@@ -249,14 +290,18 @@ def run(calls: int = 200, peers: bool = True, compile_kernels: bool = True,
         "meta_shape": list(META_SHAPE), "small_shape": list(SMALL_SHAPE), "num_classes": num_classes,
         "calls": calls, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "mixkit": mixkit.__version__, "python": platform.python_version()})
+    mixers = []
     for method, _, mode, mixer in entries.mixkit_entries(4, num_classes):
-        rep.rows.append(measure_mixkit(method, mode, mixer, meta, small, calls, compile_kernels))
-    if peers:
-        with warnings.catch_warnings():  # kornia's notice about its CutMix lambda, once per call
-            warnings.simplefilter("ignore")
-            for method, impl, mode, peer in entries.peer_entries(4, SMALL_SHAPE[0], num_classes):
-                if impl in PEERS:
-                    rep.peers.append(measure_peer(method, impl, mode, peer, meta, small, calls))
+        rep.rows.append(measure_mixkit(method, mode, mixer, meta, small, compile_kernels))
+        mixers.append(mixer)
+    found = []
+    with warnings.catch_warnings():  # kornia's notice about its CutMix lambda, once per call
+        warnings.simplefilter("ignore")
+        for method, impl, mode, peer in entries.peer_entries(4, SMALL_SHAPE[0], num_classes) if peers else ():
+            if impl in PEERS:
+                rep.peers.append(measure_peer(method, impl, mode, peer, meta, small))
+                found.append(peer)
+        _time_rows(rep, mixers, found, small, calls)
     return rep
 
 
@@ -296,8 +341,8 @@ def to_markdown(rep: DevicePathReport, top: int = 4) -> str:
         tv, ko = _peer_for(rep, r, PEERS[0]), _peer_for(rep, r, PEERS[1])
         lines.append(
             f"| {r.method} | {r.mode} | {r.ops} | {r.sample_ops} + {r.apply_ops} | {r.on_device} "
-            f"| {r.launches} "
-            f"| {_ops_cell(tv)} | {_ops_cell(ko)} | {r.us_device_path:.0f} | {r.us_host_path:.0f} "
+            f"| {r.launches} | {_ops_cell(tv)} | {_ops_cell(ko)} "
+            f"| {_us_cell(r.us_device_path)} | {_us_cell(r.us_host_path)} "
             f"| {_us_cell(tv and tv.us)} | {_us_cell(ko and ko.us)} "
             f"| {'–' if r.kernels is None else r.kernels} |")
     notes = [f"{p.impl} {p.method}: {p.note}" for p in rep.peers if p.note]
