@@ -2,6 +2,7 @@
 re-implementations of the official algorithms, on the same tensors, in one run.
 
     python -m mixkit.harness.bench --out docs/bench            # or: mixkit bench --out docs/bench
+    mixkit bench --device-path                                 # the device path, without a GPU
 
 Timings are medians of repeated calls after warm-up (CUDA: events with synchronisation). Each
 row reports the time, the ratio to the floor (one pre-allocated pass reading two batches and
@@ -28,6 +29,8 @@ The parts:
   and ``run``;
 - ``report``: the targets checked against a run, its Markdown, the plot, reading ``bench.json``;
 - ``records``: ``Row`` and ``Report``;
+- ``devicepath``: ``mixkit bench --device-path``, the device path without a GPU (ops per call on
+  meta tensors, the host time of the device path forced on CPU tensors, inductor kernel counts);
 - ``cli``: ``mixkit bench``'s arguments and ``main``.
 """
 

@@ -37,11 +37,37 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--repeats", type=int, default=15, help="timed calls per entry (median reported)")
     p.add_argument("--no-peers", action="store_true", help="skip peers and official-style")
     p.add_argument("--quick", action="store_true", help="only the shape tables")
-    p.add_argument("--out", default=None, help="directory for bench.md, bench.json, zeta_scaling.png")
+    p.add_argument("--out", default=None, help="directory for bench.md, bench.json, zeta_scaling.png "
+                   "(--device-path: devicepath.md, devicepath.json)")
     p.add_argument("--bandwidth-gbs", type=float, default=None, metavar="GB/S",
                    help="CUDA: memory bandwidth for the HBM floor column (default: 4800 on an H200, "
                    "else measured from a large device-to-device copy)")
+    dp = p.add_argument_group("device path without a GPU (devicepath)")
+    dp.add_argument("--device-path", action="store_true",
+                    help="instead of the timings: ops per call on meta tensors and the host time of the "
+                    "device path forced on small CPU tensors, mixkit beside torchvision and kornia")
+    dp.add_argument("--calls", type=int, default=200, help="--device-path: timed calls per entry (median)")
+    dp.add_argument("--no-compile", action="store_true",
+                    help="--device-path: skip the inductor kernel counts of torch.compile(mixer.apply)")
     return p
+
+
+def _check_out(out) -> None:
+    """A bad ``--out`` fails now, not after the measurements."""
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "the directory is not writable", str(out))
+
+
+def _device_path(args, argv) -> int:
+    if args.calls < 1:
+        print(f"mixkit bench: --calls expected >= 1, got {args.calls}", file=sys.stderr)
+        return 2
+    _check_out(args.out)
+    from .devicepath import main as device_path_main
+
+    return device_path_main(args, "mixkit bench " + " ".join(argv or sys.argv[1:]))
 
 
 def main(argv=None, args=None) -> int:
@@ -50,6 +76,8 @@ def main(argv=None, args=None) -> int:
     if args.threads < 1:
         print(f"mixkit bench: --threads expected >= 1, got {args.threads}", file=sys.stderr)
         return 2
+    if getattr(args, "device_path", False):  # meta and CPU tensors: --device does not apply
+        return _device_path(args, argv)
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -68,10 +96,7 @@ def main(argv=None, args=None) -> int:
             print(f"mixkit bench: --bandwidth-gbs expected a positive number, got {bandwidth}",
                   file=sys.stderr)
             return 2
-    if args.out is not None:            # a bad --out fails now, not after the measurements
-        os.makedirs(args.out, exist_ok=True)
-        if not os.access(args.out, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "the directory is not writable", str(args.out))
+    _check_out(args.out)
     rep = run(args.shapes, device, args.threads, args.repeats, peers=not args.no_peers,
               extras=not args.quick, out=args.out, command="mixkit bench " + " ".join(argv or sys.argv[1:]),
               bandwidth_gbs=bandwidth)

@@ -65,9 +65,10 @@ def _takes_masks(ndim: int) -> bool:
     return 3 <= ndim <= 5
 
 
-def mixkit_entries(ndim: int) -> list[tuple]:
+def mixkit_entries(ndim: int, num_classes: int = NUM_CLASSES) -> list[tuple]:
     """mixkit's rows for inputs of ``ndim`` dimensions: a run of consecutive methods with the same
-    modes, mode by mode (mixup, cutmix and fmix in batch, then the three in batch inplace, ...)."""
+    modes, mode by mode (mixup, cutmix and fmix in batch, then the three in batch inplace, ...);
+    the mixers are built for ``num_classes`` classes."""
     rows = [m for m in _methods() if _takes_masks(ndim) or not m[3]]
     out = []
     start = 0
@@ -77,7 +78,7 @@ def mixkit_entries(ndim: int) -> list[tuple]:
             end += 1
         for tag, kwargs in rows[start][2]:
             for name, factory, _, _ in rows[start:end + 1]:
-                out.append((name, "mixkit", tag, factory(num_classes=NUM_CLASSES, **(kwargs or {}))))
+                out.append((name, "mixkit", tag, factory(num_classes=num_classes, **(kwargs or {}))))
         start = end + 1
     return out
 
@@ -93,10 +94,10 @@ def train_step_mixers() -> dict:
     return out
 
 
-def peer_entries(ndim: int, batch: int) -> list[tuple]:
+def peer_entries(ndim: int, batch: int, num_classes: int = NUM_CLASSES) -> list[tuple]:
     """The installed peer libraries' rows: timm ``Mixup`` (which mixes in place; even batches
     only), torchvision v2 ``MixUp``/``CutMix`` and kornia ``RandomMixUpV2``/``RandomCutMixV2``,
-    for 4-D image batches (the peers mix images only)."""
+    for 4-D image batches (the peers mix images only) with ``num_classes`` classes."""
     out = []
     if ndim != 4:
         return out
@@ -106,16 +107,16 @@ def peer_entries(ndim: int, batch: int) -> list[tuple]:
         if batch % 2 == 0:
             for mode in ("batch", "elem"):
                 out.append(("mixup", "timm (in place)", mode,
-                            TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, num_classes=NUM_CLASSES)))
+                            TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, num_classes=num_classes)))
                 out.append(("cutmix", "timm (in place)", mode,
-                            TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, num_classes=NUM_CLASSES)))
+                            TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, num_classes=num_classes)))
     except ImportError:
         pass
     try:
         from torchvision.transforms import v2
 
-        out.append(("mixup", "torchvision v2", "batch", v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES)))
-        out.append(("cutmix", "torchvision v2", "batch", v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES)))
+        out.append(("mixup", "torchvision v2", "batch", v2.MixUp(alpha=1.0, num_classes=num_classes)))
+        out.append(("cutmix", "torchvision v2", "batch", v2.CutMix(alpha=1.0, num_classes=num_classes)))
     except ImportError:
         pass
     try:

@@ -1,0 +1,138 @@
+"""The device-path benchmark (``mixkit bench --device-path``): the op counter, the forced device
+path on CPU tensors, the table (no timing assertions)."""
+
+import json
+
+import pytest
+import torch
+
+from mixkit.functional import execution, labels, mixing, sampling
+from mixkit.harness import bench
+from mixkit.harness.bench import devicepath as dp
+from mixkit.harness.bench.entries import mixkit_entries
+from mixkit.mixers import MixUp
+
+
+def test_the_counter_counts_every_op_and_where_it_ran():
+    x = torch.empty(4, 3, device="meta")
+    counter = dp.count_ops(lambda: (x + 1).mul_(2).sum())
+    assert counter.total == 3 and counter.on_device == 3 and counter.launches == 3
+    views = dp.count_ops(lambda: torch.empty(4, device="meta").view(2, 2)[0].add_(1))
+    assert views.total == 4 and views.on_device == 4 and views.launches == 1  # empty, view, select: none
+    assert dict(counter.by_op) == {"aten.add": 1, "aten.mul_": 1, "aten.sum": 1}
+    cpu = dp.count_ops(lambda: torch.ones(2) * 3)
+    assert cpu.total == 2 and cpu.on_device == 0 and cpu.launches == 0  # ones (a fill) and mul, on the host
+    nothing = dp.count_ops(lambda: x.shape[0] + 1)   # shapes are metadata: no op
+    assert nothing.total == 0
+
+
+def test_the_counter_names_the_mixkit_function_that_dispatched():
+    soft = torch.empty(4, 10, device="meta")
+    counter = dp.count_ops(lambda: labels.smooth_labels(soft, 0.1), callers=True)
+    assert counter.total == 2                          # soft * (1 - eps) + eps / C
+    assert dict(counter.by_caller) == {"functional/labels.py:smooth_labels": 2}
+    outside = dp.count_ops(lambda: soft * 2, callers=True)
+    assert dict(outside.by_caller) == {"-": 1}
+
+
+def test_forced_device_path_patches_every_import_and_restores_them():
+    t = torch.zeros(1)
+    before = (execution.host_readable, mixing.host_readable, sampling.on_host)
+    assert execution.host_readable(t) and mixing.host_readable(t) and sampling.on_host("cpu")
+    with dp.forced_device_path():
+        assert not execution.host_readable(t) and not labels.host_readable(t)
+        assert not mixing.host_readable(t) and not sampling.on_host("cpu")
+    assert (execution.host_readable, mixing.host_readable, sampling.on_host) == before
+    assert execution.host_readable(t)
+
+
+def test_interleaved_timing_forces_the_device_path_per_entry():
+    t = torch.zeros(1)
+    seen = {True: set(), False: set()}
+    fns = [(lambda f=forced: seen[f].add(mixing.host_readable(t)), forced) for forced in (True, False)]
+    us = dp.time_interleaved(fns, calls=7, burst=3)
+    assert len(us) == 2 and all(v >= 0 for v in us)
+    count = [0]
+    dp.time_interleaved([(lambda: count.__setitem__(0, count[0] + 1), False)], calls=7, burst=3, warmup=1)
+    assert count[0] == 7 + 3   # 3 + 3 + 1 timed, one untimed per round
+    assert seen == {True: {False}, False: {True}}
+    assert mixing.host_readable(t)   # restored
+
+
+def test_the_device_path_reads_nothing_on_the_host():
+    # on meta every entry runs and returns meta tensors; on small CPU tensors with the device path
+    # forced, no entry reads a value back (no _local_scalar_dense: .item(), int(), bool(), ...);
+    # the host path does read values (the check can fail)
+    xm = torch.empty(8, 3, 16, 16, device="meta")
+    ym = torch.empty(8, dtype=torch.int64, device="meta")
+    xs, ys = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    g = torch.Generator().manual_seed(0)
+    host_reads = 0
+    for method, _, mode, mixer in mixkit_entries(4):
+        mixed, soft = mixer(xm, ym, generator=g)
+        assert mixed.device.type == "meta" and soft.device.type == "meta", (method, mode)
+        with dp.forced_device_path():
+            forced = dp.count_ops(lambda m=mixer: m(xs, ys, generator=g))
+        assert forced.by_op["aten._local_scalar_dense"] == 0, (method, mode)
+        host_reads += dp.count_ops(lambda m=mixer: m(xs, ys, generator=g)).by_op["aten._local_scalar_dense"]
+    assert host_reads > 0
+
+
+def test_the_table_has_a_row_per_mixkit_entry(monkeypatch):
+    monkeypatch.setattr(dp, "SMALL_SHAPE", (4, 3, 8, 8))
+    rep = dp.run(calls=1, peers=True, compile_kernels=False)
+    want = [(method, mode) for method, _, mode, _ in mixkit_entries(4)]
+    assert [(r.method, r.mode) for r in rep.rows] == want
+    assert all(r.ops == r.sample_ops + r.apply_ops and 0 < r.launches < r.on_device <= r.ops for r in rep.rows)
+    assert all(r.us_device_path > 0 and r.us_host_path > 0 for r in rep.rows)
+    assert {p.impl for p in rep.peers} <= set(dp.PEERS)
+    assert all(p.us > 0 for p in rep.peers if "failed on CPU" not in p.note)
+    md = dp.to_markdown(rep)
+    table = md.split("\n\n")[1].splitlines()
+    assert len(table) == 2 + len(want)
+    assert [tuple(c.strip() for c in line.split("|")[1:3]) for line in table[2:]] == want
+    callers = md.split("\n\n")[-1].splitlines()
+    assert len(callers) == 2 + len(want) and "functional/" in callers[2]
+    tv = next(p for p in rep.peers if p.impl == "torchvision v2" and p.mode == "batch")
+    row = next(line for line in table[2:] if line.startswith(f"| {tv.method} | batch |"))
+    assert row.split("|")[7].strip() == (f"{tv.ops} / {tv.launches}" if tv.ops is not None else tv.note)
+
+
+def test_a_peer_that_fails_on_meta_is_reported():
+    def peer(x, y):
+        if x.device.type == "meta":
+            raise NotImplementedError("no meta")
+        return x, y
+
+    meta = (torch.empty(2, 3, device="meta"), torch.empty(2, dtype=torch.int64, device="meta"))
+    row = dp.measure_peer("m", "p", "batch", peer, meta, (torch.zeros(2, 3), torch.zeros(2)))
+    assert row.ops is None and row.launches is None and row.note == "failed on meta: NotImplementedError"
+
+
+def test_the_command_line(monkeypatch, tmp_path, capsys):
+    assert bench.main(["--device-path", "--calls", "0"]) == 2
+    seen = {}
+
+    def fake_run(**kw):
+        seen.update(kw)
+        rep = dp.DevicePathReport(meta={"meta_shape": [2, 3], "small_shape": [2, 3], "num_classes": 10,
+                                        "calls": 1, "threads": 1, "torch": "t", "mixkit": "m"})
+        rep.rows.append(dp.DeviceRow("m", "batch", 3, 1, 2, 3, 2, 5.0, 4.0, callers={"f": 3},
+                                     by_op={"aten.add": 3}))
+        return rep
+
+    monkeypatch.setattr(dp, "run", fake_run)
+    args = ["--device-path", "--calls", "3", "--no-compile", "--no-peers", "--threads", "1", "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    assert seen == {"calls": 3, "peers": False, "compile_kernels": False}
+    assert "| m | batch | 3 | 1 + 2 | 3 | 2 |" in capsys.readouterr().out
+    assert (tmp_path / "devicepath.md").read_text().startswith("Ops: one call")
+    assert json.loads((tmp_path / "devicepath.json").read_text())["meta"]["command"].endswith("--out " + str(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_kernel_count_of_compiled_apply():
+    x, y = torch.rand(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    with dp.forced_device_path():
+        n = dp.kernel_count(MixUp(num_classes=10), x, y, torch.Generator().manual_seed(0))
+    assert isinstance(n, int) and n > 0
