@@ -159,11 +159,11 @@ def test_the_accelerator_path_asserts_on_the_device(monkeypatch):
     """The branch taken where reading values back would synchronise (CUDA): torch._assert_async,
     run here on CPU tensors (where it fails at once) by making every tensor count as not
     host-readable."""
-    import mixkit.functional.mixing as mixing
+    import mixkit.functional.labels as labels_module
     import mixkit.losses as losses
 
     monkeypatch.setattr(losses, "host_readable", lambda t: False)
-    monkeypatch.setattr(mixing, "host_readable", lambda t: False)
+    monkeypatch.setattr(labels_module, "host_readable", lambda t: False)
     logits = torch.randn(2, 3)
     good = torch.tensor([[0.2, 0.8, 0.0], [0.0, 0.0, 1.0]])
     torch.testing.assert_close(soft_target_cross_entropy(logits, good), F.cross_entropy(logits, good))

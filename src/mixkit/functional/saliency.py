@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .execution import host_cached
+
 __all__ = ["spectral_residual_saliency", "saliency_peaks"]
 
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -60,7 +62,8 @@ def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
         shape[2 + k] = taps.numel()
         weight = taps.view(shape)
         conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
-        x = conv(x.index_select(2 + k, _mirrored_cached(x.shape[2 + k], r, str(x.device))), weight)
+        index = host_cached(_mirrored_cached, x.shape[2 + k], r, str(x.device))
+        x = conv(x.index_select(2 + k, index), weight)
     return x
 
 

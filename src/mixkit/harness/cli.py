@@ -28,13 +28,13 @@ import typing
 from dataclasses import MISSING, fields
 
 from .train.config import (
-    COMPARE_PRESETS,
     LIST_FIELDS,
-    PRESETS,
     TrainConfig,
     harness_methods,
     method_variants,
     parse_int_list,
+    preset_names,
+    read_presets,
 )
 
 __all__ = ["main", "build_parser"]
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "writes config.yaml, metrics.jsonl, checkpoint.pt and final.json into --out.")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--preset", choices=sorted(PRESETS), help="a recipe to start from")
+    t.add_argument("--preset", choices=preset_names(), help="a recipe to start from")
     t.add_argument("--config", dest="config_file", help="YAML file of settings")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", type=_name_list,
                    help="comma-separated: " + ", ".join(harness_methods() + tuple(method_variants())))
     c.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
-    c.add_argument("--preset", choices=sorted(PRESETS), help="a recipe (sets methods and seeds too)")
+    c.add_argument("--preset", choices=preset_names(), help="a recipe (sets methods and seeds too)")
     c.add_argument("--config", dest="config_file", help="YAML file of settings")
     c.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once, in separate processes (1 thread each unless "
@@ -154,7 +154,7 @@ def _train(ns) -> int:
         # edited config.yaml changes nothing; a flag, preset or --config that differs is refused.
         values = saved_config(ns.out)
         if ns.preset:
-            values.update(PRESETS[ns.preset])
+            values.update(read_presets()[0][ns.preset])
         if ns.config_file:
             values.update(read_yaml(ns.config_file))
         values.update(over)
@@ -176,7 +176,7 @@ def _compare(ns, command: str) -> int:
     from .train.config import resolve_config
 
     cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=_overrides(ns))
-    preset = COMPARE_PRESETS.get(ns.preset or "", {})
+    preset = read_presets()[1].get(ns.preset or "", {})
     methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
     jobs = ns.jobs if ns.jobs is not None else preset.get("jobs", 1)

@@ -11,6 +11,7 @@ continues with the checkpoint's config (``config.yaml`` is only a copy to read) 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -19,9 +20,10 @@ from typing import Any
 
 from mixkit import registry
 
-__all__ = ["TrainConfig", "PRESETS", "COMPARE_PRESETS", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
+__all__ = ["TrainConfig", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
            "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
-           "parse_int_list", "LIST_FIELDS", "needs_originals", "harness_methods", "method_variants"]
+           "parse_int_list", "LIST_FIELDS", "needs_originals", "harness_methods", "method_variants",
+           "preset_names", "read_presets"]
 
 # The methods the harness trains, in the registry's order (``mixkit.registry``).
 METHODS: tuple[str, ...] = registry.names(harness=True)
@@ -215,14 +217,29 @@ def parse_int_list(name: str, text: str) -> list[int]:
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 
 
-def _read_presets() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+def preset_names() -> list[str]:
+    """The presets there are (their files' names; nothing is parsed)."""
+    return sorted(file[:-5] for file in os.listdir(PRESET_DIR) if file.endswith(".yaml"))
+
+
+@functools.lru_cache(maxsize=1)
+def read_presets() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``(PRESETS, COMPARE_PRESETS)``: every preset's config fields and comparison, read once
+    (when first asked for, so that importing the harness needs no YAML reader)."""
     config, compare = {}, {}
-    for file in sorted(os.listdir(PRESET_DIR)):
-        if file.endswith(".yaml"):
-            data = read_yaml(os.path.join(PRESET_DIR, file))
-            config[file[:-5]] = dict(data.get("config") or {})
-            compare[file[:-5]] = dict(data.get("compare") or {})
+    for name in preset_names():
+        data = read_yaml(os.path.join(PRESET_DIR, name + ".yaml"))
+        config[name] = dict(data.get("config") or {})
+        compare[name] = dict(data.get("compare") or {})
     return config, compare
+
+
+def __getattr__(name: str):
+    if name == "PRESETS":
+        return read_presets()[0]
+    if name == "COMPARE_PRESETS":
+        return read_presets()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def harness_methods() -> tuple[str, ...]:
@@ -326,9 +343,10 @@ def resolve_config(*, preset: str | None = None, yaml_path: str | None = None,
     """Defaults < preset < YAML file < overrides (flags)."""
     values: dict[str, Any] = {}
     if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
-        values.update(PRESETS[preset])
+        presets = read_presets()[0]
+        if preset not in presets:
+            raise ValueError(f"preset: expected one of {', '.join(presets)}, got {preset!r}")
+        values.update(presets[preset])
     if yaml_path is not None:
         values.update(read_yaml(yaml_path))
     values.update(overrides or {})
@@ -339,6 +357,3 @@ def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) ->
     """Fields whose values differ: ``{name: (a's, b's)}``."""
     da, db = config_to_dict(a), config_to_dict(b)
     return {k: (da[k], db[k]) for k in da if k not in ignore and da[k] != db[k]}
-
-
-PRESETS, COMPARE_PRESETS = _read_presets()
