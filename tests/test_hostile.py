@@ -234,3 +234,54 @@ def test_synermix_refuses_an_empty_batch():
     empty = torch.zeros(0, 3, 2, 2)
     with pytest.raises(ValueError, match=r"^originals: expected a batch of at least one sample"):
         syner.loss(empty, empty, torch.zeros(0, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------
+# non-finite inputs stay where they are
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name", list(grid.modes(C, p=0.5)))
+def test_a_non_finite_sample_reaches_only_the_samples_mixed_with_it(name, bad):
+    mixer = grid.modes(C, p=0.5)[name]()
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2, 0, 1, 1] = bad
+    for seed in range(6):
+        params = mixer.sample(x, generator=torch.Generator().manual_seed(seed))
+        mixed, _ = mixer.apply(x, y, params)
+        for i in range(8):
+            if not bool(params.applied[i]):      # not mixed: as it came, bit for bit
+                assert torch.equal(mixed[i].nan_to_num(posinf=7.0), x[i].nan_to_num(posinf=7.0)), (i, seed)
+            elif params.index is not None and i != 2 and int(params.index[i]) != 2:
+                assert torch.isfinite(mixed[i]).all(), (i, seed)   # mixed, but not with sample 2
+            elif params.weights is not None and i != 2 and float(params.weights[i, 2]) == 0.0:
+                assert torch.isfinite(mixed[i]).all(), (i, seed)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+def test_pasted_regions_carry_a_non_finite_partner_only_where_they_paste(bad):
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2] = bad
+    for mixer in grid.select(grid.modes(C), lambda m: grid.regional(m) and not m.interpolates).values():
+        mixer = mixer()
+        params = mixer.sample(x, generator=torch.Generator().manual_seed(0))
+        mixed, _ = mixer.apply(x, y, params)
+        keep = mixer.keep_mask(params, (6, 6)).bool().expand(8, 6, 6)
+        for i in range(8):
+            if i != 2:
+                own = keep[i].unsqueeze(0).expand_as(x[i])
+                assert torch.equal(mixed[i][own], x[i][own]), type(mixer).__name__
+
+
+def test_zeta_mixup_rows_without_weight_on_a_non_finite_sample_stay_finite():
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2, 0, 0, 0] = math.inf
+    zeta = mixkit.ZetaMixup(num_classes=C, n_mix=2)
+    params = zeta.sample(x, generator=torch.Generator().manual_seed(0))
+    mixed, _ = zeta.apply(x, y, params)
+    for i in range(8):
+        assert bool(torch.isfinite(mixed[i]).all()) == (float(params.weights[i, 2]) == 0.0), i
+    # with finite inputs the product is the plain one, bit for bit
+    clean, _ = _batch((8, 2, 6, 6), seed=3)
+    torch.testing.assert_close(zeta.apply(clean, y, params)[0],
+                               (params.weights @ clean.reshape(8, -1)).view_as(clean), rtol=0, atol=0)

@@ -225,6 +225,11 @@ class Mixer(Targets):
         if params.lam.device != plain.device:
             params = params.to(plain.device)
         mixed, soft = self._mix(plain, soft, params)
+        if self.p < 1.0 and self.interpolates and not self.inplace:
+            # a sample not mixed comes out as it came, whatever its partners hold (its blend has
+            # weight 0 on them, and 0 * inf is NaN); copies (boxes, binary masks) need no help
+            rows = params.applied.view((-1,) + (1,) * (plain.ndim - 1))
+            mixed = torch.where(rows, mixed, plain)
         out = (view.restore(mixed, inplace=self.inplace), soft if labelled else None)
         if dense is None:
             return out

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from .execution import host_readable, records_grad
 
-__all__ = ["WALK_MIN_NUMEL", "REGION_MIN_NUMEL", "cycles", "rows_ok", "blend_rows", "regions_ok",
-           "paste_regions", "paste_region"]
+__all__ = ["WALK_MIN_NUMEL", "REGION_MIN_NUMEL", "cycles", "rows_ok", "blend_rows", "select_rows",
+           "combine_rows", "regions_ok", "paste_regions", "paste_region"]
 
 WALK_MIN_NUMEL = 1 << 15
 REGION_MIN_NUMEL = 8192
@@ -56,22 +56,38 @@ def rows_ok(x: Tensor) -> bool:
 
 
 def blend_rows(x: Tensor, index: Tensor, row_weight, inplace: bool) -> Tensor:
-    """``lerp(x[i], x[index[i]], row_weight(i))`` for every row i, row by row (``mixing._blend``).
+    """``lerp(x[i], x[index[i]], row_weight(i))`` for every row i, row by row (``mixing._blend``);
+    the same ``lerp`` as the tensor path, so they agree bit for bit."""
+    def lerp(own, partner, row, out):
+        torch.lerp(own, partner, row_weight(row), out=out)
+    return combine_rows(x, index, lerp, inplace)
+
+
+def select_rows(x: Tensor, index: Tensor, row_keep, inplace: bool) -> Tensor:
+    """``where(row_keep(i), x[i], x[index[i]])`` for every row i, row by row (``mixing.blend_mask``
+    with a binary mask): each element copied from one sample, exactly."""
+    def where(own, partner, row, out):
+        torch.where(row_keep(row), own, partner, out=out)
+    return combine_rows(x, index, where, inplace)
+
+
+def combine_rows(x: Tensor, index: Tensor, op, inplace: bool) -> Tensor:
+    """``op(x[i], x[index[i]], i, out)`` writing row i of the result, row by row.
 
     In place, each cycle of ``index`` (a permutation) is walked forward, so a row's partner is
     still unwritten when read; the cycle's last row reads a saved copy of its first. Scratch
-    space: one sample per cycle. The same ``lerp`` as the tensor path, so they agree bit for bit.
+    space: one sample per cycle.
     """
     if inplace:
         for cyc in cycles(index.tolist()):
             first = x[cyc[0]].clone()
             for pos, row in enumerate(cyc):
                 partner = x[cyc[pos + 1]] if pos + 1 < len(cyc) else first
-                torch.lerp(x[row], partner, row_weight(row), out=x[row])
+                op(x[row], partner, row, x[row])
         return x
     out = torch.empty_like(x)
     for row, partner in enumerate(index.tolist()):
-        torch.lerp(x[row], x[partner], row_weight(row), out=out[row])
+        op(x[row], x[partner], row, out[row])
     return out
 
 

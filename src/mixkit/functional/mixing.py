@@ -139,6 +139,8 @@ def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
     (channels-last stays channels-last).
     """
     b = x.shape[0]
+    if host_readable(x) and x.is_floating_point() and not bool(torch.isfinite(x.sum())):
+        return _blend_matrix_nonfinite(x, weights)
     if is_integer(x):
         work = _work_dtype(x)
         with no_autocast(x):
@@ -158,6 +160,27 @@ def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
                 inverse = sorted(range(x.ndim), key=lambda i: order[i])
                 return out.permute(inverse)
         return (w @ x.reshape(b, -1)).view(x.shape)
+
+
+def _blend_matrix_nonfinite(x: Tensor, weights: Tensor) -> Tensor:
+    """``weights @ x`` for a batch holding non-finite values (on the host): a sample reaches only
+    the rows that give it weight (the plain product would spread it to every row, 0 * inf being
+    NaN). Rows that give a non-finite sample weight are the plain product's, non-finite as the
+    sum is; the others are the product over the finite samples."""
+    b = x.shape[0]
+    flat = x.reshape(b, -1)
+    bad = ~torch.isfinite(flat).all(dim=1)
+    w = weights.to(device=x.device, dtype=x.dtype)
+    with no_autocast(x):
+        out = w @ torch.where(bad[:, None], 0.0, flat)
+        touched = (w[:, bad] != 0).any(dim=1)
+        out[touched] = w[touched] @ flat
+    out = out.view(x.shape)
+    for fmt in (torch.channels_last, torch.channels_last_3d):
+        if x.ndim == (4 if fmt is torch.channels_last else 5) and not x.is_contiguous() \
+                and x.is_contiguous(memory_format=fmt):
+            return out.contiguous(memory_format=fmt)
+    return out
 
 
 def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
@@ -181,10 +204,28 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
         work = _work_dtype(x)
         share = (1.0 - mask.to(device=x.device, dtype=work)).unsqueeze(1)
         return _round_into(torch.lerp(x.to(work), partners.to(work), share), x)
+    if binary:
+        return _select(x, index, mask.to(device=x.device, dtype=torch.bool).unsqueeze(1), inplace)
     share = (1.0 - mask.to(device=x.device, dtype=x.dtype)).unsqueeze(1)  # the partner's weight
     if share.shape[0] == 1:
         return _blend(x, index, share, lambda row: share[0], inplace)
     return _blend(x, index, share, lambda row: share[row], inplace)
+
+
+def _select(x: Tensor, index: Tensor, keep: Tensor, inplace: bool) -> Tensor:
+    """``where(keep, x, x[index])``: a binary mask copies each element from one sample, exactly,
+    so a non-finite partner never reaches the elements it does not give (a blend with weight 0
+    would: 0 * inf is NaN). The values equal the lerp with weights 0 and 1 wherever both are finite."""
+    if host.rows_ok(x):
+        return host.select_rows(x, index, (lambda row: keep[0]) if keep.shape[0] == 1 else
+                                (lambda row: keep[row]), inplace)
+    partners = _gather(x, index)
+    if records_grad(x):  # (in place on a leaf that requires grad: torch's own error, from copy_)
+        mixed = torch.where(keep, x, partners)
+        return x.copy_(mixed) if inplace else mixed
+    # The gathered copy is a fresh tensor: the result can overwrite it (scratch: the partners only).
+    torch.where(keep, x, partners, out=partners)
+    return x.copy_(partners) if inplace else partners
 
 
 def paste_box(x: Tensor, index: Tensor, box: Tensor, *, inplace: bool = False) -> Tensor:
