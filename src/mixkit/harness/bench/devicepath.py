@@ -225,6 +225,13 @@ def _check_meta(out, what: str) -> None:
                            f"soft on {soft.device} for a meta batch {META_SHAPE}")
 
 
+def _apply_as_called(mixer, x, y, params):
+    """The apply half of a call ``mixer(x, y)``: parameters just drawn, so without the replay
+    checks that ``mixer.apply`` runs on parameters from elsewhere."""
+    mixer._check_call(x)
+    return mixer._apply_soft(x, mixer.targets(x, y), params, None, check=False)
+
+
 def measure_mixkit(method, mode, mixer, meta, small, compile_kernels: bool) -> DeviceRow:
     """One mixkit entry's op counts on ``meta`` (and with ``compile_kernels`` its kernel count on
     ``small``); the host times are filled in by ``run``."""
@@ -236,7 +243,7 @@ def measure_mixkit(method, mode, mixer, meta, small, compile_kernels: bool) -> D
     g.set_state(state)  # the twin makes the same draws (and an alternating mixer takes the same branch)
     params = []
     sample = count_ops(lambda: params.append(twin.sample(x, generator=g)))
-    apply = count_ops(lambda: twin.apply(x, y, params[0]))
+    apply = count_ops(lambda: _apply_as_called(twin, x, y, params[0]))
     kernels = None
     if compile_kernels:
         with forced_device_path():
