@@ -47,9 +47,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def main(argv=None, args=None) -> int:
     if args is None:
         args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        print(f"mixkit bench: --threads expected >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+    for flag, value in (("--threads", args.threads), ("--repeats", args.repeats)):
+        if value < 1:
+            print(f"mixkit bench: error: {flag}: expected an integer >= 1, got {value}", file=sys.stderr)
+            return 2
     try:
         device = torch.device(args.device)
     except RuntimeError:
