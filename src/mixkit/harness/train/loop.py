@@ -58,8 +58,8 @@ from .methods import build_method
 from .metrics import MetricState
 from .saved import CHECKPOINT, CONFIG, check_run_dir, load_trained_model, read_final, saved_config, saved_run
 
-__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE",
-           "EPOCH_END_HOOKS", "check_run_dir", "load_trained_model", "saved_config"]
+__all__ = ["train", "RunExistsError", "DivergedError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS",
+           "RESULT_FREE", "EPOCH_END_HOOKS", "check_run_dir", "load_trained_model", "saved_config"]
 
 # CHECKPOINT and CONFIG, the files a run directory holds, and the readers of a finished run
 # (check_run_dir, load_trained_model, saved_config) are ``saved``'s, re-exported here.
@@ -80,18 +80,21 @@ class RunExistsError(RuntimeError):
 
 
 class DivergedError(FloatingPointError):
-    """Training diverged: the loss, or the weights after a step, are not finite. Raised before the
-    epoch's checkpoint is written, so ``checkpoint.pt`` keeps the last good epoch."""
+    """Training diverged (the loss, the weights or the test outputs are not finite), before the
+    epoch's checkpoint: ``checkpoint.pt`` keeps the last good epoch. Its one argument is the message."""
 
-    def __init__(self, run, epoch: int, what: str, step: tuple[int, int] | None = None):
-        kept = (f"{os.path.join(run.out, CHECKPOINT)} keeps epoch {epoch}, the last good one" if epoch
-                else "no epoch had finished, so no checkpoint was written")
-        if step is None:
-            at = f"epoch {epoch + 1}, at its evaluation"
-        else:
-            at = (f"epoch {epoch + 1}, step {step[0] + 1} of {step[1]}"
-                  f" (learning rate {lr_at(run.cfg, epoch + step[0] / step[1]):.3g} at that step)")
-        super().__init__(f"training diverged at {at}: {what}; {kept}")
+
+def _diverged(run, epoch: int, what: str, step: tuple[int, int] | None = None) -> DivergedError:
+    """The DivergedError of ``run`` in ``epoch`` (0-based) at ``step`` (index, steps in the epoch)
+    or, without one, at the epoch's evaluation."""
+    kept = (f"{os.path.join(run.out, CHECKPOINT)} keeps epoch {epoch}, the last good one" if epoch
+            else f"no epoch had finished, so {run.out} holds no checkpoint")
+    if step is None:
+        at = f"epoch {epoch + 1}, at its evaluation"
+    else:
+        at = (f"epoch {epoch + 1}, step {step[0] + 1} of {step[1]}"
+              f" (learning rate {lr_at(run.cfg, epoch + step[0] / step[1]):.3g} at that step)")
+    return DivergedError(f"training diverged at {at}: {what}; {kept}")
 
 
 _seed = stable_seed
@@ -410,8 +413,8 @@ def _check_finite_weights(run: _Run, epoch: int, steps: int) -> None:
     next step's loss would show it, but the epoch's checkpoint is written first)."""
     tensors = [t for t in run.model.state_dict().values() if t.is_floating_point()]
     if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
-        raise DivergedError(run, epoch, "the model's weights are not finite after its optimiser step",
-                            (steps - 1, steps))
+        raise _diverged(run, epoch, "the model's weights are not finite after its optimiser step",
+                        (steps - 1, steps))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -425,7 +428,7 @@ def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: tuple
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
     if not torch.isfinite(loss):
-        raise DivergedError(run, epoch, f"the loss is {float(loss.detach())}", step)
+        raise _diverged(run, epoch, f"the loss is {float(loss.detach())}", step)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
@@ -445,7 +448,7 @@ def _evaluate_if_due(run: _Run, epoch: int) -> bool:
         run.metrics = evaluate_batches(run.model, run.feed.test_batches(run.info), run.feed.meta.num_classes,
                                        run.device, run.info, run.amp_dtype)
     except FloatingPointError:
-        raise DivergedError(run, epoch, "the model's outputs on the test set are not finite") from None
+        raise _diverged(run, epoch, "the model's outputs on the test set are not finite") from None
     return True
 
 
