@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--threads says otherwise); default 1, or the preset's")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
+    # train's --method and --seed, refused by name (argparse would read them as --methods, --seeds)
+    c.add_argument("--method", dest="train_method", default=None, help=argparse.SUPPRESS)
+    c.add_argument("--seed", dest="train_seed", default=None, help=argparse.SUPPRESS)
     _add_config_flags(c, skip=("method", "seed"))
 
     sub.add_parser("show", help="write the gallery PNGs (mixed batches, masks, weights)", add_help=False)
@@ -144,23 +147,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train(ns) -> int:
-    from .train.config import config_from_dict, read_yaml, resolve_config
-    from .train.loop import saved_config, train
+def _where(message: str, ns, over: dict) -> str:
+    """``message`` (a settings error that starts with the field's name) with where that setting came
+    from: the flag given, the config file, or the preset."""
+    from .train.config import read_yaml
 
-    over = _overrides(ns)
-    if ns.resume:
-        # The run's own settings (its checkpoint's config; config.yaml for older checkpoints), so an
-        # edited config.yaml changes nothing; a flag, preset or --config that differs is refused.
-        values = saved_config(ns.out)
+    name = message.split(":", 1)[0].strip()
+    if name in over:
+        return f"{message} (given as --{name.replace('_', '-')})"
+    if ns.config_file:
+        try:
+            in_file = name in read_yaml(ns.config_file)
+        except (OSError, ValueError):
+            in_file = False
+        if in_file:
+            return f"{message} (in config file {ns.config_file})"
+    if ns.preset and name in read_presets()[0].get(ns.preset, {}):
+        return f"{message} (from --preset {ns.preset})"
+    return message
+
+
+def _config(ns, over: dict, saved: dict | None = None) -> TrainConfig:
+    """The run's settings: ``saved`` (a resumed run's) or the defaults, then the preset, the config
+    file and the flags; a bad value is a ValueError naming the field and where it came from."""
+    from .train.config import config_from_dict, read_yaml, resolve_config
+
+    try:
+        if saved is None:
+            return resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=over)
+        values = dict(saved)
         if ns.preset:
             values.update(read_presets()[0][ns.preset])
         if ns.config_file:
             values.update(read_yaml(ns.config_file))
         values.update(over)
-        cfg = config_from_dict(values)
-    else:
-        cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=over)
+        return config_from_dict(values)
+    except ValueError as e:
+        raise ValueError(_where(str(e), ns, over)) from None
+
+
+def _train(ns) -> int:
+    from .train.loop import saved_config, train
+
+    over = _overrides(ns)
+    # --resume: the run's own settings (its checkpoint's config; config.yaml for older checkpoints),
+    # so an edited config.yaml changes nothing; a flag, preset or --config that differs is refused.
+    cfg = _config(ns, over, saved_config(ns.out) if ns.resume else None)
     from .train.dist import end_process
 
     final = train(cfg, ns.out, resume=ns.resume, progress=ns.progress)
@@ -173,9 +205,13 @@ def _train(ns) -> int:
 
 def _compare(ns, command: str) -> int:
     from .train.compare import compare, reading
-    from .train.config import resolve_config
 
-    cfg = resolve_config(preset=ns.preset, yaml_path=ns.config_file, overrides=_overrides(ns))
+    for given, flag, example in ((ns.train_method, "--method", "--methods erm,mixup"),
+                                 (ns.train_seed, "--seed", "--seeds 0,1,2")):
+        if given is not None:
+            raise ValueError(f"{flag}: compare takes {flag}s, a comma-separated list (e.g. {example}), "
+                             f"not train's {flag}; got {flag} {given}")
+    cfg = _config(ns, _overrides(ns))
     preset = read_presets()[1].get(ns.preset or "", {})
     methods = ns.methods if ns.methods is not None else preset.get("methods", ["erm", "mixup"])
     seeds = ns.seeds if ns.seeds is not None else preset.get("seeds", [0])
@@ -203,7 +239,7 @@ EXTRA_OF = {**dict.fromkeys(("numpy", "scipy", "sklearn", "matplotlib", "tqdm", 
             **dict.fromkeys(("timm", "kornia", "lightning", "pytorch_lightning", "accelerate"), "peers")}
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, command: str = "train") -> str:
     top = (getattr(e, "name", None) or "").split(".")[0]
     if isinstance(e, ImportError) and top in EXTRA_OF:
         extra = EXTRA_OF[top]
@@ -211,8 +247,8 @@ def _describe(e: BaseException) -> str:
                 f"pip install 'mixkit[{extra}]'")
     if isinstance(e, OSError) and e.strerror and not isinstance(e, FileNotFoundError):
         where = f" ({e.filename})" if e.filename else ""
-        return f"{e.strerror}{where}" + ("; free some space and continue with --resume"
-                                         if e.errno == errno.ENOSPC else "")
+        again = "run the same command again" if command == "compare" else "continue with --resume"
+        return f"{e.strerror}{where}" + (f"; free some space and {again}" if e.errno == errno.ENOSPC else "")
     return str(e)
 
 
@@ -232,13 +268,16 @@ def main(argv=None) -> int:
         if command == "train":
             return _train(ns)
         return _compare(ns, "mixkit " + shlex.join(argv))
-    except (ValueError, OSError, RuntimeError, ImportError) as e:
+    except (ValueError, OSError, RuntimeError, ImportError, FloatingPointError) as e:
         # OSError: a full disk, a vanished directory, permissions (files are written atomically,
         # so what was there before stays whole)
-        print(f"mixkit {command}: error: {_describe(e)}", file=sys.stderr)
+        print(f"mixkit {command}: error: {_describe(e, command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "; continue with --resume" if command in ("train", "compare") else ""
+        # compare has no --resume: it skips the finished runs and resumes the interrupted ones itself
+        hint = {"train": "; continue with --resume",
+                "compare": "; run the same command again to continue (finished runs are skipped, "
+                "interrupted ones resume)"}.get(command, "")
         print(f"mixkit {command}: interrupted{hint}", file=sys.stderr)
         return 130
 

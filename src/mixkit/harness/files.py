@@ -15,6 +15,7 @@ the temporary file is created with ``os.open(..., 0o666)``, so the kernel applie
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -86,7 +87,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     """Call ``write(f)`` on a binary file and make it ``path`` atomically (parents are created).
 
     On any error, ``KeyboardInterrupt`` included, the temporary file is removed and ``path`` is
-    left as it was.
+    left as it was. A full disk is an ``OSError(ENOSPC)`` naming the file being written,
+    ``No space left on device writing <name>``, with ``filename`` ``path``.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -98,9 +100,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"No space left on device writing {os.path.basename(path)}",
+                          path) from None
         raise
     _fsync_directory(directory)
 

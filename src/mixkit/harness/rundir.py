@@ -41,6 +41,9 @@ class RunDirBusyError(RunDirError):
         self.out, self.pid = out, pid
         super().__init__(f"--out {out}: another run is using it (pid {pid if pid is not None else '?'})")
 
+    def __reduce__(self):           # crosses from a compare worker (its args are not the message's)
+        return type(self), (self.out, self.pid)
+
 
 class RunDirLock:
     """The held lock of one run directory; ``release()`` (idempotent) gives it back."""

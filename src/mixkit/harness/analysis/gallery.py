@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -327,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also draw transmix.png with the small-vit trained in RUN_DIR "
                              "(e.g. mixkit train --preset transmix-fmnist --method transmix)")
     args = parser.parse_args(argv)
+    if args.moon_draws < 1:
+        print(f"mixkit show: error: --moon-draws: expected an integer >= 1, got {args.moon_draws}",
+              file=sys.stderr)
+        return 2
     for p in make_gallery(args.out, seed=args.seed, data_root=args.data_root,
                           moon_draws=args.moon_draws, transmix_from=args.transmix_from):
         print(p)

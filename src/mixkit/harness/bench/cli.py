@@ -73,9 +73,10 @@ def _device_path(args, argv) -> int:
 def main(argv=None, args=None) -> int:
     if args is None:
         args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        print(f"mixkit bench: --threads expected >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+    for flag, value in (("--threads", args.threads), ("--repeats", args.repeats)):
+        if value < 1:
+            print(f"mixkit bench: error: {flag}: expected an integer >= 1, got {value}", file=sys.stderr)
+            return 2
     if getattr(args, "device_path", False):  # meta and CPU tensors: --device does not apply
         return _device_path(args, argv)
     try:

@@ -130,6 +130,10 @@ def scan_imagefolder(data_dir: str | os.PathLike[str] | None
             f"found subfolders {present}"
         )
     train_classes, train_files = _scan_split(train_dir)
+    if len(train_classes) < 2:
+        raise DatasetError(f"{train_dir} has 1 class folder ({train_classes[0]!r}): expected at least 2 "
+                           "classes (with one there is nothing to learn and the test error is 0 whatever "
+                           f"the model does); {_IMAGEFOLDER_LAYOUT}")
     test_classes, test_files = _scan_split(test_dir)
     if train_classes != test_classes:
         only_train = sorted(set(train_classes) - set(test_classes))

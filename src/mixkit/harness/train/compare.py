@@ -16,21 +16,25 @@ writes:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import shlex
+import signal
 import sys
 from dataclasses import replace
 
 from mixkit import registry
 
+from ..rundir import locked_run_dir
 from .checkpoint import atomic_write_text
 from .config import TrainConfig, config_diff, config_from_dict, method_overrides
 from .loop import CONFIG, FINAL, METRICS, RESULT_FREE, bar_safe_print, saved_config, train
 from .plots import plot_report
+from .saved import read_final
 
 __all__ = ["compare", "aggregate", "paired_difference", "write_report", "DEFAULT_PAIRS"]
 
@@ -81,8 +85,7 @@ def _finished(cfg: TrainConfig, run_dir: str) -> dict | None:
     if diff:
         raise ValueError(f"compare: {run_dir} holds a finished run with other settings "
                          f"({', '.join(sorted(diff))}); use another --out or delete it")
-    with open(final, encoding="utf-8") as f:
-        return json.load(f)
+    return read_final(final)
 
 
 def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *,
@@ -96,8 +99,18 @@ def compare(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *
     ``jobs > 1`` trains that many runs at once in separate processes (1 torch thread each unless
     ``base.threads`` says otherwise); a run gives the same numbers as a serial run with the
     same thread count.
+
+    The comparison holds ``out``'s lock (``rundir.lock_run_dir``) from start to end: a second
+    comparison into the same ``out`` is refused at once (``RunDirBusyError``).
     """
     _check_request(methods, seeds, jobs)
+    with locked_run_dir(out):
+        return _compare_locked(base, methods, seeds, out, progress=progress, pairs=pairs, log=log,
+                               paper=paper, jobs=jobs, command=command)
+
+
+def _compare_locked(base: TrainConfig, methods: list[str], seeds: list[int], out: str, *, progress, pairs,
+                    log, paper, jobs, command) -> dict:
     base = like_for_like(base, methods)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -212,23 +225,67 @@ def _skip_finished(base: TrainConfig, pending, out: str, finals: dict, bar, log)
 
 def _train_in_parallel(todo: list[tuple], jobs: int, done) -> None:
     """Parallel runs in fresh processes; each gets 1 thread unless the config names a count, so
-    ``jobs`` processes share the cores instead of oversubscribing them."""
+    ``jobs`` processes share the cores instead of oversubscribing them.
+
+    Ctrl-C: this process passes SIGINT on to its workers (whether or not they had it from the
+    terminal), cancels the runs not started and waits for the interrupted ones to stop, each
+    leaving its last checkpoint, so that the same command continues them. A worker takes the
+    first SIGINT only: a training one stops it, an idle one (which would otherwise die with a
+    traceback) starts no run after it (see ``_on_sigint``)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from ..lifeline import die_with_parent
     ctx = multiprocessing.get_context("spawn")
     # Workers end with this process, even when it is killed with SIGKILL (no orphans train on).
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
-                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                               initializer=_start_worker, initargs=(os.getpid(),))
+    try:
         futures = {}
         for m, s, cfg, run_dir in todo:
             if cfg.threads is None:
                 cfg = replace(cfg, threads=1)
-            futures[pool.submit(_train_job, cfg, run_dir)] = (m, s)
+            futures[pool.submit(_train_job_in_worker, cfg, run_dir)] = (m, s)
         for fut in as_completed(futures):
             m, s = futures[fut]
             done(m, s, fut.result())
+    except KeyboardInterrupt:
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# A pool worker's state: whether it trains now, and whether it has been interrupted.
+_WORKER = {"busy": False, "stopping": False}
+
+
+def _start_worker(parent_pid: int) -> None:
+    from ..lifeline import die_with_parent
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(signum, frame) -> None:
+    """A worker's SIGINT handler: the first one stops the run it trains (KeyboardInterrupt) and
+    every later start; a second one (the terminal's and this process's) is ignored."""
+    first = not _WORKER["stopping"]
+    _WORKER["stopping"] = True
+    if first and _WORKER["busy"]:
+        raise KeyboardInterrupt
+
+
+def _train_job_in_worker(cfg: TrainConfig, run_dir: str) -> dict:
+    """``_train_job`` in a pool worker; none starts once the worker has been interrupted."""
+    if _WORKER["stopping"]:
+        raise KeyboardInterrupt
+    _WORKER["busy"] = True
+    try:
+        return _train_job(cfg, run_dir)
+    finally:
+        _WORKER["busy"] = False
 
 
 def _test_error_curve(out: str, method: str, seed: int) -> list[tuple[int, float]]:
@@ -236,8 +293,12 @@ def _test_error_curve(out: str, method: str, seed: int) -> list[tuple[int, float
     mpath = os.path.join(out, method, f"seed{seed}", METRICS)
     if not os.path.exists(mpath):
         return []
-    with open(mpath, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    except ValueError as e:     # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{mpath}: damaged (not one JSON record per line: {e}); delete the run's "
+                         "directory to train it again") from None
     return [(r["epoch"], r["test_error"]) for r in records if "test_error" in r]
 
 

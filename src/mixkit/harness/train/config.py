@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mixkit import registry
+from mixkit import checks, registry
 
 __all__ = ["TrainConfig", "METHODS", "SCHEDULES", "AUGMENTS", "LOADERS",
            "resolve_config", "config_from_dict", "config_to_dict", "read_yaml", "config_diff",
@@ -123,6 +123,10 @@ class TrainConfig:
         for f in fields(self):              # ints are fine where floats are expected; store floats
             if _FIELD_KINDS[f.name][0] == "float" and isinstance(getattr(self, f.name), int):
                 setattr(self, f.name, float(getattr(self, f.name)))
+        from ..models import MODELS
+
+        if self.model not in MODELS:
+            bad("model", "one of " + ", ".join(MODELS))
         if self.method not in harness_methods():
             bad("method", "one of " + ", ".join(harness_methods()))
         if self.method == "transmix" and self.model != "small-vit":
@@ -153,9 +157,10 @@ class TrainConfig:
         for name in ("warmup_epochs", "crop_padding", "seed", "data_seed", "cutout", "workers"):
             if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
-        for name in ("alpha", "manifold_alpha", "zeta_gamma", "decay_power", "lr"):
-            if not getattr(self, name) > 0:
-                bad(name, "a number > 0")
+        if not self.lr > 0:
+            bad("lr", "a number > 0")
+        for name in ("alpha", "manifold_alpha", "zeta_gamma", "decay_power"):
+            checks.positive(name, getattr(self, name))    # the library's rule: >= float32's smallest normal
         for name in ("momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 bad(name, "a number >= 0")

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as tdist
 
 __all__ = ["DistInfo", "setup", "teardown", "wrap", "sync_buffers", "all_reduce_sum", "gather_objects",
-           "barrier", "end_process"]
+           "barrier", "end_process", "agree"]
 
 
 @dataclass
@@ -125,3 +125,21 @@ def gather_objects(obj, info: DistInfo) -> list:
     out = [None] * info.world_size
     tdist.all_gather_object(out, obj)
     return out
+
+
+def agree(settings: dict, info: DistInfo) -> None:
+    """Check that every rank was started with the same ``settings`` (one all-gather, at start-up):
+    ranks that differ would train different things silently, or wait for each other's collectives
+    for ever (another number of epochs). Every rank raises the same ValueError naming the fields."""
+    if not info.enabled:
+        return
+    everyone = gather_objects(settings, info)
+    first = everyone[0]
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        diff = [k for k in sorted(set(first) | set(theirs)) if first.get(k) != theirs.get(k)]
+        if diff:
+            shown = "; ".join(f"{k}: rank 0 has {first.get(k)!r}, rank {rank} has {theirs.get(k)!r}"
+                              for k in diff[:4])
+            more = " ..." if len(diff) > 4 else ""
+            raise ValueError(f"ranks: expected every process to be started with the same settings, got "
+                             f"{shown}{more}; start every rank with the same flags")

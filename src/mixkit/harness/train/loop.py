@@ -40,6 +40,9 @@ from .checkpoint import (
     CheckpointError,
     atomic_write_json,
     atomic_write_text,
+    check_progress,
+    load_weights,
+    restore,
     save_checkpoint,
 )
 from .config import (
@@ -53,10 +56,10 @@ from .config import (
 from .feed import MemoryFeed, StreamFeed, build_feed, epoch_batches, stable_seed
 from .methods import build_method
 from .metrics import MetricState
-from .saved import CHECKPOINT, CONFIG, check_run_dir, load_trained_model, saved_config, saved_run
+from .saved import CHECKPOINT, CONFIG, check_run_dir, load_trained_model, read_final, saved_config, saved_run
 
-__all__ = ["train", "RunExistsError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS", "RESULT_FREE",
-           "EPOCH_END_HOOKS", "check_run_dir", "load_trained_model", "saved_config"]
+__all__ = ["train", "RunExistsError", "DivergedError", "lr_at", "FINAL", "CHECKPOINT", "CONFIG", "METRICS",
+           "RESULT_FREE", "EPOCH_END_HOOKS", "check_run_dir", "load_trained_model", "saved_config"]
 
 # CHECKPOINT and CONFIG, the files a run directory holds, and the readers of a finished run
 # (check_run_dir, load_trained_model, saved_config) are ``saved``'s, re-exported here.
@@ -66,12 +69,32 @@ FINAL, METRICS = "final.json", "metrics.jsonl"
 # harness never adds one: tests do (the resume tests SIGKILL the process after an epoch).
 EPOCH_END_HOOKS: list[Callable[..., None]] = []
 # Settings that may change between a run and its resume (or a finished run and a comparison that
-# reuses it) without changing its results.
-RESULT_FREE = ("threads", "eval_batch_size", "eval_every", "workers")
+# reuses it) without changing its results. Not eval_batch_size: the test NLL is summed batch by
+# batch in float32, so another evaluation batch size changes its last bits (2.3026995849609375
+# against 2.302699515024821 for 512 and 7 on digits).
+RESULT_FREE = ("threads", "eval_every", "workers")
 
 
 class RunExistsError(RuntimeError):
     """The run directory already holds a run and ``resume`` was not asked for."""
+
+
+class DivergedError(FloatingPointError):
+    """Training diverged (the loss, the weights or the test outputs are not finite), before the
+    epoch's checkpoint: ``checkpoint.pt`` keeps the last good epoch. Its one argument is the message."""
+
+
+def _diverged(run, epoch: int, what: str, step: tuple[int, int] | None = None) -> DivergedError:
+    """The DivergedError of ``run`` in ``epoch`` (0-based) at ``step`` (index, steps in the epoch)
+    or, without one, at the epoch's evaluation."""
+    kept = (f"{os.path.join(run.out, CHECKPOINT)} keeps epoch {epoch}, the last good one" if epoch
+            else f"no epoch had finished, so {run.out} holds no checkpoint")
+    if step is None:
+        at = f"epoch {epoch + 1}, at its evaluation"
+    else:
+        at = (f"epoch {epoch + 1}, step {step[0] + 1} of {step[1]}"
+              f" (learning rate {lr_at(run.cfg, epoch + step[0] / step[1]):.3g} at that step)")
+    return DivergedError(f"training diverged at {at}: {what}; {kept}")
 
 
 _seed = stable_seed
@@ -182,6 +205,7 @@ def train(cfg: TrainConfig, out: str, *, resume: bool = False, progress: bool | 
     info = dist.setup(device)
     lock, finished = None, False
     try:
+        dist.agree({**config_to_dict(cfg), "out": os.fspath(out), "resume": resume}, info)
         # The main process holds the run directory's lock for the whole run (see ``rundir``).
         lock = lock_run_dir(out) if info.is_main else None
         progress = (sys.stderr.isatty() if progress is None else progress) and info.is_main
@@ -270,9 +294,9 @@ def _main_process_log(info: dist.DistInfo, progress: bool = False) -> Callable[[
 
 def _already_finished(cfg: TrainConfig, out: str, log) -> dict:
     _check_run_dir(cfg, out, resume=True)
+    final = read_final(os.path.join(out, FINAL))
     log(f"{out}: already finished")
-    with open(os.path.join(out, FINAL), encoding="utf-8") as f:
-        return json.load(f)
+    return final
 
 
 def _prepare_run_dir(cfg: TrainConfig, out: str, resume: bool, info: dist.DistInfo) -> dict | None:
@@ -333,14 +357,17 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 
 
 def _resume(run: _Run, ckpt: dict) -> None:
+    """Continue from ``ckpt``; an entry that does not fit the run is a CheckpointError naming the file."""
     if ckpt["world_size"] != run.info.world_size:
         raise CheckpointError(f"resume: the run used {ckpt['world_size']} processes, "
                               f"this one has {run.info.world_size}")
-    run.model.load_state_dict(ckpt["model"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scaler.load_state_dict(ckpt["scaler"])
-    run.gen.set_state(ckpt["generators"][run.info.rank])
-    run.method.load_state_dict(ckpt["method"])
+    path = os.path.join(run.out, CHECKPOINT)
+    check_progress(path, ckpt, run.cfg.epochs, run.gen, run.info.rank)
+    load_weights(path, run.model, ckpt["model"], run.cfg.model)
+    restore(path, "optimizer", run.optimizer.load_state_dict, ckpt["optimizer"])
+    restore(path, "scaler", run.scaler.load_state_dict, ckpt["scaler"])
+    restore(path, f"generators[{run.info.rank}]", run.gen.set_state, ckpt["generators"][run.info.rank])
+    restore(path, "method", run.method.load_state_dict, ckpt["method"])
     run.start_epoch, run.history, run.elapsed = ckpt["epoch"], list(ckpt["history"]), ckpt["elapsed"]
     run.metrics = run.history[-1] if run.history else {}
     run.log(f"{run.out}: resuming after epoch {run.start_epoch}/{run.cfg.epochs}")
@@ -364,7 +391,7 @@ def _train_one_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     for i, (originals, augmented, labels) in enumerate(run.feed.train_batches(epoch, batches, run.gen)):
         _set_lr(run.optimizer, lr_at(run.cfg, epoch + i / len(batches)))
-        loss = _train_step(run, originals, augmented, labels, epoch, i)
+        loss = _train_step(run, originals, augmented, labels, epoch, (i, len(batches)))
         loss_sum += loss.detach().double()
         if bar is not None:
             bar.update(labels.shape[0])
@@ -372,6 +399,7 @@ def _train_one_epoch(run: _Run, epoch: int) -> tuple[float, float]:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     if bar is not None:
         bar.close()
+    _check_finite_weights(run, epoch, len(batches))
     seconds = time.perf_counter() - t0
     total = dist.all_reduce_sum(
         torch.stack([loss_sum.cpu(), torch.tensor(float(len(batches)), dtype=torch.float64),
@@ -380,19 +408,27 @@ def _train_one_epoch(run: _Run, epoch: int) -> tuple[float, float]:
     return float(total[0] / total[1]), float(total[2]) / max(seconds, 1e-9)
 
 
+def _check_finite_weights(run: _Run, epoch: int, steps: int) -> None:
+    """Raise DivergedError when a weight or buffer is not finite after the epoch's last step (the
+    next step's loss would show it, but the epoch's checkpoint is written first)."""
+    tensors = [t for t in run.model.state_dict().values() if t.is_floating_point()]
+    if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        raise _diverged(run, epoch, "the model's weights are not finite after its optimiser step",
+                        (steps - 1, steps))
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
 
 
-def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: int) -> torch.Tensor:
+def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: tuple[int, int]) -> torch.Tensor:
     """Mix one batch on the device and take one optimiser step (DDP averages the gradients over
     processes during the backward)."""
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch + 1}, step {step}: the loss is {float(loss.detach())}; "
-                                 f"lower the learning rate (lr={run.cfg.lr})")
+        raise _diverged(run, epoch, f"the loss is {float(loss.detach())}", step)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
@@ -408,8 +444,11 @@ def _evaluate_if_due(run: _Run, epoch: int) -> bool:
     if not ((epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == run.cfg.epochs):
         return False
     dist.sync_buffers(run.model, run.info)      # every rank evaluates rank 0's (checkpointed) state
-    run.metrics = evaluate_batches(run.model, run.feed.test_batches(run.info), run.feed.meta.num_classes,
-                                   run.device, run.info, run.amp_dtype)
+    try:
+        run.metrics = evaluate_batches(run.model, run.feed.test_batches(run.info), run.feed.meta.num_classes,
+                                       run.device, run.info, run.amp_dtype)
+    except FloatingPointError:
+        raise _diverged(run, epoch, "the model's outputs on the test set are not finite") from None
     return True
 
 

@@ -91,6 +91,9 @@ class MetricState:
         k = self.num_classes
         logits = logits.detach().float().cpu()
         labels = labels.detach().cpu()
+        if not bool(torch.isfinite(logits).all()):
+            raise FloatingPointError("evaluation: the model's outputs are not finite (nan or inf) on the "
+                                     "test set: the model has diverged")
         logp = torch.log_softmax(logits, dim=1)
         nll = -logp.gather(1, labels[:, None]).sum().double()
         conf, pred = logp.exp().max(dim=1)

@@ -3,16 +3,18 @@ it is one at all, and the model it trained (for the analyses and the gallery).""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import torch
 
 from ..models import build_model
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .config import TrainConfig, config_from_dict, read_yaml
 
-__all__ = ["CHECKPOINT", "CONFIG", "saved_run", "saved_config", "check_run_dir", "load_trained_model"]
+__all__ = ["CHECKPOINT", "CONFIG", "saved_run", "saved_config", "check_run_dir", "load_trained_model",
+           "read_final"]
 
 CHECKPOINT, CONFIG = "checkpoint.pt", "config.yaml"
 
@@ -83,5 +85,25 @@ def load_trained_model(run_dir: str) -> tuple[torch.nn.Module, TrainConfig, Any]
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_size=cfg.train_size,
                         test_size=cfg.test_size, seed=cfg.data_seed, image_size=cfg.image_size)
     model = build_model(cfg.model, num_classes=data.num_classes, input_shape=data.input_shape)
-    model.load_state_dict(ckpt["model"])
+    load_weights(ckpt_path, model, ckpt["model"], cfg.model)
     return model.eval(), cfg, data
+
+
+def read_final(path: str) -> dict:
+    """A finished run's ``final.json``; a damaged one (not JSON, not a mapping of metrics) is a
+    CheckpointError naming the file and saying how to have it written again."""
+    again = ("delete it and resume the run (mixkit train --resume, or the same mixkit compare) to "
+             "write it again from the checkpoint")
+    try:
+        with open(path, encoding="utf-8") as f:
+            final = json.load(f)
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: damaged (not UTF-8 text); {again}") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: damaged (not valid JSON: {e.msg}, line {e.lineno} column "
+                              f"{e.colno}); {again}") from None
+    if not isinstance(final, dict) or "test_error" not in final:
+        got = "a mapping without it" if isinstance(final, dict) else type(final).__name__
+        raise CheckpointError(f"{path}: damaged (expected a mapping of final metrics with test_error, got "
+                              f"{got}); {again}")
+    return final
