@@ -139,7 +139,9 @@ def test_supported_input_structures_with_torchvision_pairing(name):
         _check_rows(*next(iter(DataLoader(_Unique(), batch_size=8, collate_fn=collate))))
 
 
-@pytest.mark.parametrize("name", list(PAIRWISE))
+# the pairing is the same code for every pairwise mixer: three in the fast subset, all when slow
+@pytest.mark.parametrize("name", [n if i < 3 else pytest.param(n, marks=pytest.mark.slow)
+                                  for i, n in enumerate(PAIRWISE)])
 def test_default_permutation_pairing_may_leave_a_row_unmixed(name):
     # The documented difference from torchvision: a random permutation has fixed points.
     mixer = FACTORIES[name]()
