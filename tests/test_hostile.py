@@ -285,3 +285,25 @@ def test_zeta_mixup_rows_without_weight_on_a_non_finite_sample_stay_finite():
     clean, _ = _batch((8, 2, 6, 6), seed=3)
     torch.testing.assert_close(zeta.apply(clean, y, params)[0],
                                (params.weights @ clean.reshape(8, -1)).view_as(clean), rtol=0, atol=0)
+
+
+def test_inplace_on_a_self_overlapping_view_is_refused():
+    x = torch.rand(200).as_strided((4, 3, 8, 8), (3, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"^inplace: expected inputs whose elements each have their own memory"):
+        mixkit.CutMix(num_classes=C, inplace=True)(x, torch.arange(4) % C)
+    # views that do not overlap stay writable in place
+    big = torch.rand(4, 3, 8, 16)
+    mixkit.CutMix(num_classes=C, inplace=True)(big[..., ::2], torch.arange(4) % C)
+
+
+def test_lightning_mixbatch_refuses_a_malformed_generator_state():
+    pytest.importorskip("lightning")
+    from mixkit.compat.lightning import MixBatch
+
+    mb = MixBatch(mixkit.MixUp(num_classes=C), seed=0)
+    for state in ({"generator": [1, 2, 3]}, {"generator": "abc"}, {"generator": None, "batches": -1}):
+        with pytest.raises(ValueError, match=r"^state_dict: expected"):
+            mb.load_state_dict(state)
+    good = {"generator": torch.Generator().manual_seed(3).get_state().tolist(), "batches": 2}
+    mb.load_state_dict(good)
+    assert mb.batches == 2

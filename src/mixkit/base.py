@@ -246,10 +246,11 @@ class Mixer(Targets):
                 f"inplace: expected inplace=False for {plain.dtype} inputs: {type(self).__name__} "
                 f"interpolates, and rounded values cannot be written into the input exactly; got inplace=True"
             )
-        if self.inplace and any(st == 0 and n > 1 for st, n in zip(plain.stride(), plain.shape, strict=True)):
-            raise ValueError(f"inplace: expected inputs whose elements each have their own memory, got an "
-                             f"expanded tensor (strides {plain.stride()}, shape {tuple(plain.shape)}); pass "
-                             "inputs.contiguous() or use inplace=False")
+        if self.inplace and _may_overlap(plain):
+            raise ValueError(f"inplace: expected inputs whose elements each have their own memory, got a "
+                             f"tensor whose elements share memory (strides {plain.stride()}, shape "
+                             f"{tuple(plain.shape)}: expanded or self-overlapping); pass inputs.contiguous() "
+                             "or use inplace=False")
         if not isinstance(params, MixParams):
             raise TypeError(f"params: expected MixParams from {type(self).__name__}.sample(inputs), "
                             f"got {type(params).__name__}")
@@ -320,6 +321,18 @@ class Mixer(Targets):
 
     def _mix_dense(self, masks: Tensor, params: MixParams) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _may_overlap(t: Tensor) -> bool:
+    """Whether two elements of ``t`` may share memory: with its dims sorted by stride, each
+    stride must pass the span of the smaller ones (true of every slice, permutation and
+    channels-last layout; an expanded or ``as_strided`` overlapping view fails it)."""
+    span = 0
+    for stride, size in sorted((abs(st), n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1):
+        if stride <= span:
+            return True
+        span += stride * (size - 1)
+    return False
 
 
 class SpatialMixer(Mixer):

@@ -94,6 +94,19 @@ def _check_key(name: str, value) -> str:
     return value
 
 
+def _check_generator_state(saved) -> None:
+    """A saved generator state: None, or the bytes of a CPU generator's state."""
+    if saved is None:
+        return
+    size = torch.Generator().get_state().numel()
+    ok = (isinstance(saved, (list, tuple)) and len(saved) == size
+          and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 256 for v in saved))
+    if not ok:
+        got = f"{len(saved)} values" if isinstance(saved, (list, tuple)) else type(saved).__name__
+        raise ValueError(f"state_dict: expected 'generator' as None or a CPU generator state ({size} byte "
+                         f"values), got {got}")
+
+
 class MixBatch(Callback):
     """Mix each training batch on its device: ``[inputs, labels, *rest]`` or a dict.
 
@@ -181,7 +194,11 @@ class MixBatch(Callback):
         if not isinstance(state_dict, dict) or "generator" not in state_dict:
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(f"state_dict: expected a MixBatch state with a 'generator' entry, got {got}")
-        self.batches = int(state_dict.get("batches", 0))
+        _check_generator_state(state_dict["generator"])
+        batches = state_dict.get("batches", 0)
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+            raise ValueError(f"state_dict: expected 'batches' as an integer >= 0, got {batches!r}")
+        self.batches = batches
         if "mixer" in state_dict and callable(getattr(self.mixer, "load_state_dict", None)):
             self.mixer.load_state_dict(state_dict["mixer"])
         if self._rank is None:
