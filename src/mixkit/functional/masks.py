@@ -55,21 +55,32 @@ def sample_boxes(
     b = lam.shape[0]
     if b == 1 and host_readable(lam):
         return _sample_box_on_host(float(lam[0]), spatial, generator)
-    # Sizes enter as Python numbers (no host-to-device copy); one column per axis.
-    size = torch.empty(b, d, dtype=torch.float64, device=lam.device)
-    for axis, n in enumerate(spatial):
-        size[:, axis] = float(n)
-    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / d)  # (B,)
-    side = torch.floor(size * ratio[:, None]).to(torch.int64)  # (B, d)
-    u = torch.rand(b, d, generator=generator, device=lam.device, dtype=torch.float64)
-    limit = size.to(torch.int64)
-    centre = torch.floor(u * size).to(torch.int64)
-    centre = torch.minimum(centre, limit - 1)
-    lo = centre - side // 2
-    hi = lo + side
-    lo = torch.minimum(lo.clamp_min(0), limit)
-    hi = torch.minimum(hi.clamp_min(0), limit)
-    return torch.stack([lo, hi], dim=-1)
+    # The sizes are constants cached on the device; every tensor is (B, d, 1) until the last step
+    # splits each axis into [lo, hi). The same values as the arithmetic written out per axis:
+    # sides and centres are >= 0, so casting truncates them as floor did.
+    size, limit, last, halves, zero, one = host_cached(_box_constants, tuple(spatial), str(lam.device))
+    ratio = (one - lam.reshape(b, 1, 1)).clamp(0.0, 1.0)  # float64: one is, and the subtraction exact
+    if d > 1:  # x ** 1 is x
+        ratio = ratio.pow(1.0 / d)
+    side = (size * ratio).to(torch.int64)
+    u = torch.rand(b, d, 1, generator=generator, device=lam.device, dtype=torch.float64)
+    centre = torch.minimum((u * size).to(torch.int64), last)
+    # [c - floor(s / 2), c - floor(s / -2)] = [lo, lo + s], clipped to [0, S] on each axis.
+    return torch.clamp(centre - side // halves, zero, limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _box_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """For boxes over ``spatial`` on ``device``: the sizes ``(1, d, 1)`` in float64 and int64, the
+    sizes - 1 (int64), the divisors ``(2, -2)``, 0 (int64) and 1 ``(1, 1, 1)`` (float64)."""
+    limit = torch.empty(1, len(spatial), 1, dtype=torch.int64, device=device)
+    for axis, n in enumerate(spatial):  # filled on the device (no host-to-device copy)
+        limit[0, axis] = n
+    halves = torch.full((2,), 2, dtype=torch.int64, device=device)
+    halves[1] = -2
+    zero = torch.zeros((), dtype=torch.int64, device=device)
+    one = torch.ones(1, 1, 1, dtype=torch.float64, device=device)
+    return limit.to(torch.float64), limit, limit - 1, halves, zero, one
 
 
 def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tensor:
