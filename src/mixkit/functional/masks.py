@@ -107,19 +107,27 @@ def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
 
 
 def box_keep_mask(boxes: Tensor, spatial: tuple[int, ...], dtype=torch.float32) -> Tensor:
-    """Keep masks ``(B, *spatial)``: 0 inside each box (pasted from the partner), 1 outside."""
+    """Keep masks ``(B, *spatial)``: 0 inside each box (pasted from the partner), 1 outside.
+
+    An element is kept when it lies outside the box on some axis: ``pos < lo`` or ``pos >= hi``
+    on axis k (the complement of "inside on every axis"), with the positions cached per shape and
+    device and every bound a ``(B, 1, ..., 1)`` view of ``boxes``."""
     b, d, _ = boxes.shape
-    inside = None
-    for axis in range(d):
-        pos = torch.arange(spatial[axis], device=boxes.device)
-        lo = boxes[:, axis, 0:1]
-        hi = boxes[:, axis, 1:2]
-        hit = (pos >= lo) & (pos < hi)  # (B, S_axis)
-        shape = [b] + [1] * d
-        shape[axis + 1] = spatial[axis]
-        hit = hit.view(shape)
-        inside = hit if inside is None else inside & hit
-    return (~inside).to(dtype)
+    positions = host_cached(_axis_positions, tuple(spatial), str(boxes.device))
+    bounds = boxes.reshape(b, 2 * d, *[1] * d).unbind(1)  # lo_0, hi_0, lo_1, hi_1, ...
+    keep = None
+    for axis, pos in enumerate(positions):
+        outside = (pos < bounds[2 * axis]) | (pos >= bounds[2 * axis + 1])
+        keep = outside if keep is None else keep | outside
+    return keep.to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_positions(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """Per axis k, ``arange(S_k)`` (int64 on ``device``) shaped to broadcast over ``spatial``."""
+    d = len(spatial)
+    return tuple(torch.arange(n, device=device).view([n if k == axis else 1 for k in range(d)])
+                 for axis, n in enumerate(spatial))
 
 
 # ---------------------------------------------------------------------------------------------
