@@ -102,8 +102,18 @@ def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     if boxes.shape[0] == 1 and host_readable(boxes):
         volume = math.prod(max(hi - lo, 0) for lo, hi in boxes[0].tolist())
         return torch.tensor([1.0 - volume / math.prod(spatial)], dtype=torch.float32)
-    extent = (boxes[..., 1] - boxes[..., 0]).clamp_min(0).to(torch.float64)
+    # hi - lo as a sum of the bounds times (-1, 1), summed in float64 (exact for int64 box bounds).
+    sign = host_cached(_bound_signs, str(boxes.device))
+    extent = (boxes * sign).sum(dim=-1, dtype=torch.float64).clamp_min(0)
     return (1.0 - extent.prod(dim=-1) / math.prod(spatial)).to(torch.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _bound_signs(device: str) -> Tensor:
+    """``(-1, 1)``, int64 on ``device``: a box's ``[lo, hi)`` times these sums to ``hi - lo``."""
+    sign = torch.ones(2, dtype=torch.int64, device=device)
+    sign[0] = -1
+    return sign
 
 
 def box_keep_mask(boxes: Tensor, spatial: tuple[int, ...], dtype=torch.float32) -> Tensor:
