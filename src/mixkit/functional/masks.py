@@ -344,14 +344,25 @@ def sample_resize_boxes(tau: Tensor, spatial: tuple[int, ...], *, generator: tor
     tau))`` on every axis, placed uniformly where it fits whole. int64 ``(B, d, 2)`` of ``[lo,
     hi)``, on ``tau``'s device. A ``tau`` of 0 gives an empty box (nothing pasted)."""
     b, d = tau.shape[0], len(spatial)
-    size = torch.empty(b, d, dtype=torch.float64, device=tau.device)
-    for axis, n in enumerate(spatial):
-        size[:, axis] = float(n)
-    side = torch.floor(size * tau.to(torch.float64)[:, None]).clamp_min(1.0)
-    side = torch.where(tau[:, None] > 0, side, 0.0)
+    # The sizes (1, d) and 0 cached on the device; tau enters float64 by promotion against the
+    # sizes (exact).
+    size, zero = host_cached(_resize_constants, tuple(spatial), str(tau.device))
+    tau = tau.reshape(b, 1)
+    side = torch.floor(size * tau).clamp_min(1.0)
+    side = torch.where(tau > 0, side, zero)
     u = torch.rand(b, d, generator=generator, device=tau.device, dtype=torch.float64)
-    lo = torch.floor(u * (size - side + 1.0)).clamp_max(size - side)
+    room = size - side
+    lo = torch.floor(u * (room + 1.0)).clamp_max(room)
     return torch.stack([lo, lo + side], dim=-1).to(torch.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, Tensor]:
+    """The sizes ``(1, d)`` and 0, float64 on ``device``."""
+    size = torch.empty(1, len(spatial), dtype=torch.float64, device=device)
+    for axis, n in enumerate(spatial):  # filled on the device (no host-to-device copy)
+        size[0, axis] = n
+    return size, torch.zeros((), dtype=torch.float64, device=device)
 
 
 def _axis_shape(count: int, d: int, axis: int, n: int) -> list[int]:
