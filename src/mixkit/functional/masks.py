@@ -439,14 +439,24 @@ def gaussian_keep_masks(centre: Tensor, sigma: Tensor, spatial: tuple[int, ...],
     coordinates) and falls off with a standard deviation of ``sigma`` (``(B,)``) times each
     axis' size."""
     b, d = centre.shape
+    # Per-sample values as (B, 1, ..., 1), broadcast against positions cached per axis: no view
+    # per axis. Each term is divided by -2 rather than 2 (exact either way), so the sum is the
+    # negated exponent bit for bit and exp needs no neg.
+    one = [1] * d
+    spread = sigma.to(torch.float64).reshape(b, *one)
+    centres = centre.to(torch.float64).reshape(b, d, *one).unbind(1)
+    positions = host_cached(_float_positions, tuple(spatial), str(centre.device))
     exponent = None
-    for k, n in enumerate(spatial):
-        pos = torch.arange(n, device=centre.device, dtype=torch.float64)
-        spread = sigma.to(torch.float64)[:, None] * n
-        term = ((pos - centre[:, k:k + 1].to(torch.float64)) / spread).square() / 2
-        term = term.view(_axis_shape(b, d, k, n))
+    for k, (n, pos) in enumerate(zip(spatial, positions, strict=True)):
+        term = ((pos - centres[k]) / (spread * n)).square() / -2
         exponent = term if exponent is None else exponent + term
-    return (1.0 - torch.exp(-exponent)).to(dtype)
+    return (1.0 - torch.exp(exponent)).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _float_positions(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """``_axis_positions`` in float64."""
+    return tuple(p.to(torch.float64) for p in _axis_positions.__wrapped__(spatial, device))
 
 
 # ---------------------------------------------------------------------------------------------
