@@ -466,13 +466,15 @@ def _float_positions(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...
 def centred_boxes(lam: Tensor, centre: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """Boxes ``[c - s // 2, c + s // 2)`` clipped to the borders, ``s = floor(S_k (1 - lam)^(1/d))``
     per axis (SaliencyMix's, around the saliency peak ``c`` ``(B, d)``). int64 ``(B, d, 2)``."""
-    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / len(spatial))
-    bounds = []
-    for k, n in enumerate(spatial):
-        half = torch.floor(ratio * n).to(torch.int64) // 2
-        c = centre[:, k].to(torch.int64)
-        bounds.append(torch.stack([(c - half).clamp(0, n), (c + half).clamp(0, n)], dim=-1))
-    return torch.stack(bounds, dim=1)
+    # Every axis at once on (B, d, 1) against constants cached per shape and device (as in
+    # sample_boxes): half sides by a cast (they are >= 0, so it truncates as floor did), then
+    # c + half * (-1, 1) clipped to [0, S].
+    b, d = centre.shape
+    size, limit, _, _, zero, one = host_cached(_box_constants, tuple(spatial), str(centre.device))
+    sign = host_cached(_bound_signs, str(centre.device))
+    ratio = (one - lam.reshape(b, 1, 1)).clamp(0.0, 1.0).pow(1.0 / d)
+    half = (size * ratio).to(torch.int64) // 2
+    return torch.clamp(centre.to(torch.int64).reshape(b, d, 1) + half * sign, zero, limit)
 
 
 # ---------------------------------------------------------------------------------------------
