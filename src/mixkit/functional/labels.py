@@ -85,12 +85,22 @@ def check_class_ids(labels: Tensor, num_classes: int, what: str = "labels") -> N
         return
     if not host_readable(labels):
         # On the device: an asynchronous assert, raised at the next synchronisation.
-        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(),
+        torch._assert_async(_ids_in_range(labels, num_classes),
                             f"{what}: expected class ids in [0, {num_classes - 1}]")
         return
     lo, hi = (int(v) for v in torch.aminmax(labels))
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"{what}: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+
+
+def _ids_in_range(labels: Tensor, num_classes: int) -> Tensor:
+    """Whether every id is in [0, num_classes), as a one-element tensor: for integer ids, whether
+    clamping them to the range leaves them unchanged (three ops, not four for two bounds and &;
+    the upper bound capped at the dtype's largest value, which clamp requires)."""
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        return ((labels >= 0) & (labels < num_classes)).all()
+    top = min(num_classes - 1, torch.iinfo(labels.dtype).max)
+    return labels.clamp(0, top).eq(labels).all()
 
 
 def check_probabilities(probs: Tensor) -> None:

@@ -55,21 +55,32 @@ def sample_boxes(
     b = lam.shape[0]
     if b == 1 and host_readable(lam):
         return _sample_box_on_host(float(lam[0]), spatial, generator)
-    # Sizes enter as Python numbers (no host-to-device copy); one column per axis.
-    size = torch.empty(b, d, dtype=torch.float64, device=lam.device)
-    for axis, n in enumerate(spatial):
-        size[:, axis] = float(n)
-    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / d)  # (B,)
-    side = torch.floor(size * ratio[:, None]).to(torch.int64)  # (B, d)
-    u = torch.rand(b, d, generator=generator, device=lam.device, dtype=torch.float64)
-    limit = size.to(torch.int64)
-    centre = torch.floor(u * size).to(torch.int64)
-    centre = torch.minimum(centre, limit - 1)
-    lo = centre - side // 2
-    hi = lo + side
-    lo = torch.minimum(lo.clamp_min(0), limit)
-    hi = torch.minimum(hi.clamp_min(0), limit)
-    return torch.stack([lo, hi], dim=-1)
+    # The sizes are constants cached on the device; every tensor is (B, d, 1) until the last step
+    # splits each axis into [lo, hi). The same values as the arithmetic written out per axis:
+    # sides and centres are >= 0, so casting truncates them as floor did.
+    size, limit, last, halves, zero, one = host_cached(_box_constants, tuple(spatial), str(lam.device))
+    ratio = (one - lam.reshape(b, 1, 1)).clamp(0.0, 1.0)  # float64: one is, and the subtraction exact
+    if d > 1:  # x ** 1 is x
+        ratio = ratio.pow(1.0 / d)
+    side = (size * ratio).to(torch.int64)
+    u = torch.rand(b, d, 1, generator=generator, device=lam.device, dtype=torch.float64)
+    centre = torch.minimum((u * size).to(torch.int64), last)
+    # [c - floor(s / 2), c - floor(s / -2)] = [lo, lo + s], clipped to [0, S] on each axis.
+    return torch.clamp(centre - side // halves, zero, limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _box_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """For boxes over ``spatial`` on ``device``: the sizes ``(1, d, 1)`` in float64 and int64, the
+    sizes - 1 (int64), the divisors ``(2, -2)``, 0 (int64) and 1 ``(1, 1, 1)`` (float64)."""
+    limit = torch.empty(1, len(spatial), 1, dtype=torch.int64, device=device)
+    for axis, n in enumerate(spatial):  # filled on the device (no host-to-device copy)
+        limit[0, axis] = n
+    halves = torch.full((2,), 2, dtype=torch.int64, device=device)
+    halves[1] = -2
+    zero = torch.zeros((), dtype=torch.int64, device=device)
+    one = torch.ones(1, 1, 1, dtype=torch.float64, device=device)
+    return limit.to(torch.float64), limit, limit - 1, halves, zero, one
 
 
 def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tensor:
@@ -91,24 +102,42 @@ def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     if boxes.shape[0] == 1 and host_readable(boxes):
         volume = math.prod(max(hi - lo, 0) for lo, hi in boxes[0].tolist())
         return torch.tensor([1.0 - volume / math.prod(spatial)], dtype=torch.float32)
-    extent = (boxes[..., 1] - boxes[..., 0]).clamp_min(0).to(torch.float64)
+    # hi - lo as a sum of the bounds times (-1, 1), summed in float64 (exact for int64 box bounds).
+    sign = host_cached(_bound_signs, str(boxes.device))
+    extent = (boxes * sign).sum(dim=-1, dtype=torch.float64).clamp_min(0)
     return (1.0 - extent.prod(dim=-1) / math.prod(spatial)).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def _bound_signs(device: str) -> Tensor:
+    """``(-1, 1)``, int64 on ``device``: a box's ``[lo, hi)`` times these sums to ``hi - lo``."""
+    sign = torch.ones(2, dtype=torch.int64, device=device)
+    sign[0] = -1
+    return sign
+
+
 def box_keep_mask(boxes: Tensor, spatial: tuple[int, ...], dtype=torch.float32) -> Tensor:
-    """Keep masks ``(B, *spatial)``: 0 inside each box (pasted from the partner), 1 outside."""
+    """Keep masks ``(B, *spatial)``: 0 inside each box (pasted from the partner), 1 outside.
+
+    An element is kept when it lies outside the box on some axis: ``pos < lo`` or ``pos >= hi``
+    on axis k (the complement of "inside on every axis"), with the positions cached per shape and
+    device and every bound a ``(B, 1, ..., 1)`` view of ``boxes``."""
     b, d, _ = boxes.shape
-    inside = None
-    for axis in range(d):
-        pos = torch.arange(spatial[axis], device=boxes.device)
-        lo = boxes[:, axis, 0:1]
-        hi = boxes[:, axis, 1:2]
-        hit = (pos >= lo) & (pos < hi)  # (B, S_axis)
-        shape = [b] + [1] * d
-        shape[axis + 1] = spatial[axis]
-        hit = hit.view(shape)
-        inside = hit if inside is None else inside & hit
-    return (~inside).to(dtype)
+    positions = host_cached(_axis_positions, tuple(spatial), str(boxes.device))
+    bounds = boxes.reshape(b, 2 * d, *[1] * d).unbind(1)  # lo_0, hi_0, lo_1, hi_1, ...
+    keep = None
+    for axis, pos in enumerate(positions):
+        outside = (pos < bounds[2 * axis]) | (pos >= bounds[2 * axis + 1])
+        keep = outside if keep is None else keep | outside
+    return keep.to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_positions(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """Per axis k, ``arange(S_k)`` (int64 on ``device``) shaped to broadcast over ``spatial``."""
+    d = len(spatial)
+    return tuple(torch.arange(n, device=device).view([n if k == axis else 1 for k in range(d)])
+                 for axis, n in enumerate(spatial))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,14 +344,25 @@ def sample_resize_boxes(tau: Tensor, spatial: tuple[int, ...], *, generator: tor
     tau))`` on every axis, placed uniformly where it fits whole. int64 ``(B, d, 2)`` of ``[lo,
     hi)``, on ``tau``'s device. A ``tau`` of 0 gives an empty box (nothing pasted)."""
     b, d = tau.shape[0], len(spatial)
-    size = torch.empty(b, d, dtype=torch.float64, device=tau.device)
-    for axis, n in enumerate(spatial):
-        size[:, axis] = float(n)
-    side = torch.floor(size * tau.to(torch.float64)[:, None]).clamp_min(1.0)
-    side = torch.where(tau[:, None] > 0, side, 0.0)
+    # The sizes (1, d) and 0 cached on the device; tau enters float64 by promotion against the
+    # sizes (exact).
+    size, zero = host_cached(_resize_constants, tuple(spatial), str(tau.device))
+    tau = tau.reshape(b, 1)
+    side = torch.floor(size * tau).clamp_min(1.0)
+    side = torch.where(tau > 0, side, zero)
     u = torch.rand(b, d, generator=generator, device=tau.device, dtype=torch.float64)
-    lo = torch.floor(u * (size - side + 1.0)).clamp_max(size - side)
+    room = size - side
+    lo = torch.floor(u * (room + 1.0)).clamp_max(room)
     return torch.stack([lo, lo + side], dim=-1).to(torch.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, Tensor]:
+    """The sizes ``(1, d)`` and 0, float64 on ``device``."""
+    size = torch.empty(1, len(spatial), dtype=torch.float64, device=device)
+    for axis, n in enumerate(spatial):  # filled on the device (no host-to-device copy)
+        size[0, axis] = n
+    return size, torch.zeros((), dtype=torch.float64, device=device)
 
 
 def _axis_shape(count: int, d: int, axis: int, n: int) -> list[int]:
@@ -399,14 +439,24 @@ def gaussian_keep_masks(centre: Tensor, sigma: Tensor, spatial: tuple[int, ...],
     coordinates) and falls off with a standard deviation of ``sigma`` (``(B,)``) times each
     axis' size."""
     b, d = centre.shape
+    # Per-sample values as (B, 1, ..., 1), broadcast against positions cached per axis: no view
+    # per axis. Each term is divided by -2 rather than 2 (exact either way), so the sum is the
+    # negated exponent bit for bit and exp needs no neg.
+    one = [1] * d
+    spread = sigma.to(torch.float64).reshape(b, *one)
+    centres = centre.to(torch.float64).reshape(b, d, *one).unbind(1)
+    positions = host_cached(_float_positions, tuple(spatial), str(centre.device))
     exponent = None
-    for k, n in enumerate(spatial):
-        pos = torch.arange(n, device=centre.device, dtype=torch.float64)
-        spread = sigma.to(torch.float64)[:, None] * n
-        term = ((pos - centre[:, k:k + 1].to(torch.float64)) / spread).square() / 2
-        term = term.view(_axis_shape(b, d, k, n))
+    for k, (n, pos) in enumerate(zip(spatial, positions, strict=True)):
+        term = ((pos - centres[k]) / (spread * n)).square() / -2
         exponent = term if exponent is None else exponent + term
-    return (1.0 - torch.exp(-exponent)).to(dtype)
+    return (1.0 - torch.exp(exponent)).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _float_positions(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """``_axis_positions`` in float64."""
+    return tuple(p.to(torch.float64) for p in _axis_positions.__wrapped__(spatial, device))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,13 +466,15 @@ def gaussian_keep_masks(centre: Tensor, sigma: Tensor, spatial: tuple[int, ...],
 def centred_boxes(lam: Tensor, centre: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """Boxes ``[c - s // 2, c + s // 2)`` clipped to the borders, ``s = floor(S_k (1 - lam)^(1/d))``
     per axis (SaliencyMix's, around the saliency peak ``c`` ``(B, d)``). int64 ``(B, d, 2)``."""
-    ratio = (1.0 - lam.to(torch.float64)).clamp(0.0, 1.0).pow(1.0 / len(spatial))
-    bounds = []
-    for k, n in enumerate(spatial):
-        half = torch.floor(ratio * n).to(torch.int64) // 2
-        c = centre[:, k].to(torch.int64)
-        bounds.append(torch.stack([(c - half).clamp(0, n), (c + half).clamp(0, n)], dim=-1))
-    return torch.stack(bounds, dim=1)
+    # Every axis at once on (B, d, 1) against constants cached per shape and device (as in
+    # sample_boxes): half sides by a cast (they are >= 0, so it truncates as floor did), then
+    # c + half * (-1, 1) clipped to [0, S].
+    b, d = centre.shape
+    size, limit, _, _, zero, one = host_cached(_box_constants, tuple(spatial), str(centre.device))
+    sign = host_cached(_bound_signs, str(centre.device))
+    ratio = (one - lam.reshape(b, 1, 1)).clamp(0.0, 1.0).pow(1.0 / d)
+    half = (size * ratio).to(torch.int64) // 2
+    return torch.clamp(centre.to(torch.int64).reshape(b, d, 1) + half * sign, zero, limit)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -170,12 +170,13 @@ def sample_beta(
     if size == 1 and on_host(device):
         return _sample_beta_one_on_host(alpha, beta, _beta_constants(*key)[0], generator)
     # Cached on the host (the constants are filled on the device, no host-to-device copy).
-    conc, inv = host_cached(_beta_constants, *key)
-    # Columns hold (beta, alpha): diff along them is log G_alpha - log G_beta.
+    conc, inv, sign = host_cached(_beta_constants, *key)
+    # Columns hold (beta, alpha): their product with sign (-1, 1) is log G_alpha - log G_beta, one
+    # op for diff's slice, slice and sub, and the same number (both products exact, one rounding).
     log_g = torch._standard_gamma(conc, generator=generator).log_()
     log_u = torch.rand(size, 2, generator=generator, device=device, dtype=torch.float64).log_()
     log_g = torch.addcmul(log_g, log_u, inv)
-    return torch.sigmoid(torch.diff(log_g, dim=1)).view(size).to(torch.float32)
+    return torch.sigmoid(log_g @ sign).to(torch.float32)
 
 
 def _sample_beta_one_on_host(alpha: float, beta: float, conc: Tensor, generator) -> Tensor:
@@ -193,13 +194,16 @@ def _log(v: float) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[Tensor, Tensor]:
-    """``[[beta + 1, alpha + 1]] * size`` and ``[1 / beta, 1 / alpha]``, float64 on ``device``."""
+def _beta_constants(alpha: float, beta: float, size: int, device: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``[[beta + 1, alpha + 1]] * size``, ``[1 / beta, 1 / alpha]`` and ``[-1, 1]``, float64 on
+    ``device``."""
     conc = torch.full((size, 2), beta + 1.0, dtype=torch.float64, device=device)
     conc[:, 1] = alpha + 1.0
     inv = torch.full((2,), 1.0 / beta, dtype=torch.float64, device=device)
     inv[1] = 1.0 / alpha
-    return conc, inv
+    sign = torch.ones(2, dtype=torch.float64, device=device)
+    sign[0] = -1.0
+    return conc, inv, sign
 
 
 PAIRINGS: tuple[str, ...] = ("permutation", "roll", "flip")

@@ -54,8 +54,9 @@ class CutMix(BoxMixer):
         b, dev, spatial, count, applied = self._start(inputs, generator)
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         boxes = masks.sample_boxes(lam, spatial, generator=generator)
-        boxes = self._where_applied(applied[:count], boxes, 0)
-        lam = self._where_applied(applied[:count], lam, 1.0)
+        head = applied[:count] if self.p < 1.0 else applied  # read by _where_applied only when p < 1
+        boxes = self._where_applied(head, boxes, 0)
+        lam = self._where_applied(head, lam, 1.0)
         if self.correct_lam:
             lam = masks.boxes_lambda(boxes, spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)

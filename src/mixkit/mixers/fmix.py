@@ -98,7 +98,8 @@ class FMix(MaskMixer):
         lam = sampling.sample_beta(a, c, size=count, generator=generator, device=dev)
         mask = masks.fourier_masks(lam, spatial, self.decay_power, max_soft=self.max_soft,
                                    generator=generator, spectrum=self.spectrum)
-        mask = self._where_applied(applied[:count], mask, 1.0)
+        head = applied[:count] if self.p < 1.0 else applied  # read by _where_applied only when p < 1
+        mask = self._where_applied(head, mask, 1.0)
         lam = mask.reshape(count, -1).mean(dim=1, dtype=torch.float64).to(torch.float32)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam.expand(b), applied=applied, index=index, mask=mask)

@@ -11,13 +11,29 @@ the pairing; the mask is ``functional.masks.grid_keep_masks``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
+from torch import Tensor
 
 from .. import checks
 from ..base import MaskMixer
-from ..functional import masks, sampling
+from ..functional import execution, masks, sampling
 
 __all__ = ["GridMix"]
+
+
+@functools.lru_cache(maxsize=64)
+def _draw_map(ranges: tuple, d: int, device: str) -> tuple[Tensor, Tensor]:
+    """The scale and offset ``(4 + d,)`` (float64 on ``device``) that map GridMix's uniform draws
+    onto holes, hole aspect, area, aspect (``ranges``, each ``(low, high)``) and place."""
+    (h_lo, h_hi), *rest = ranges
+    scale = torch.ones(4 + d, dtype=torch.float64, device=device)
+    offset = torch.zeros(4 + d, dtype=torch.float64, device=device)
+    scale[0], offset[0] = h_hi - h_lo + 1, h_lo
+    for i, (lo, hi) in enumerate(rest, start=1):  # filled on the device (no host-to-device copy)
+        scale[i], offset[i] = hi - lo, lo
+    return scale, offset
 
 
 class GridMix(MaskMixer):
@@ -64,11 +80,15 @@ class GridMix(MaskMixer):
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         draws = sampling.sample_uniform((count, 4 + len(spatial)), generator=generator, device=dev,
                                         dtype=torch.float64)
-        lo, hi = checks.bounds(self.holes)
-        holes = (lo + draws[:, 0] * (hi - lo + 1)).floor().clamp_max(hi)
-        keep = masks.grid_keep_masks(
-            lam, spatial, holes=holes, hole_aspect=checks.within(self.hole_aspect, draws[:, 1]),
-            area=checks.within(self.area, draws[:, 2]), aspect=checks.within(self.aspect, draws[:, 3]),
-            place=draws[:, 4:])
+        # Every column mapped onto its range at once: u * (hi - lo) + lo (u * (hi - lo + 1) + lo
+        # for holes, u * 1 + 0 for place), the products and sums of checks.within per column.
+        ranges = (checks.bounds(self.holes), checks.bounds(self.hole_aspect), checks.bounds(self.area),
+                  checks.bounds(self.aspect))
+        scale, offset = execution.host_cached(_draw_map, ranges, len(spatial), str(dev))
+        mapped = draws * scale + offset
+        holes, hole_aspect, area, aspect = mapped[:, :4].unbind(1)
+        holes = holes.floor().clamp_max(ranges[0][1])
+        keep = masks.grid_keep_masks(lam, spatial, holes=holes, hole_aspect=hole_aspect, area=area,
+                                     aspect=aspect, place=mapped[:, 4:])
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return self._finish(keep, count, b, applied, index)

@@ -76,7 +76,8 @@ class ResizeMix(SpatialMixer):
         b, dev, spatial, count, applied = self._start(inputs, generator)
         lo, hi = self.scale
         tau = lo + (hi - lo) * sampling.sample_uniform(count, generator=generator, device=dev)
-        tau = self._where_applied(applied[:count], tau, 0.0)
+        head = applied[:count] if self.p < 1.0 else applied  # read by _where_applied only when p < 1
+        tau = self._where_applied(head, tau, 0.0)
         boxes = masks.sample_resize_boxes(tau, spatial, generator=generator)
         lam = masks.boxes_lambda(boxes, spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)

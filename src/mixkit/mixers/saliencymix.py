@@ -55,6 +55,7 @@ class SaliencyMix(BoxMixer):
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         centre = saliency.saliency_peaks(inputs[index[:count]])
-        boxes = self._where_applied(applied[:count], masks.centred_boxes(lam, centre, spatial), 0)
+        head = applied[:count] if self.p < 1.0 else applied  # read by _where_applied only when p < 1
+        boxes = self._where_applied(head, masks.centred_boxes(lam, centre, spatial), 0)
         return MixParams(lam=masks.boxes_lambda(boxes, spatial).expand(b), applied=applied, index=index,
                          boxes=boxes)

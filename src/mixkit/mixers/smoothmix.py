@@ -10,13 +10,25 @@ Draws, in order: ``p``, one uniform row per draw (sigma, centre), the pairing; t
 
 from __future__ import annotations
 
+import functools
+
 import torch
+from torch import Tensor
 
 from .. import checks
 from ..base import MaskMixer
-from ..functional import masks, sampling
+from ..functional import execution, masks, sampling
 
 __all__ = ["SmoothMix"]
+
+
+@functools.lru_cache(maxsize=64)
+def _sizes(spatial: tuple[int, ...], device: str) -> tuple[Tensor, Tensor]:
+    """The sizes and the sizes - 1, float64 ``(d,)`` on ``device``."""
+    size = torch.empty(len(spatial), dtype=torch.float64, device=device)
+    for axis, n in enumerate(spatial):  # filled on the device (no host-to-device copy)
+        size[axis] = n
+    return size, size - 1
 
 
 class SmoothMix(MaskMixer):
@@ -56,8 +68,8 @@ class SmoothMix(MaskMixer):
         b, dev, spatial, count, applied = self._start(inputs, generator)
         draws = sampling.sample_uniform((count, 1 + len(spatial)), generator=generator, device=dev,
                                         dtype=torch.float64)
-        centre = torch.stack([(draws[:, 1 + k] * n).floor().clamp_max(n - 1)
-                              for k, n in enumerate(spatial)], dim=1)
+        size, last = execution.host_cached(_sizes, spatial, str(dev))
+        centre = torch.minimum((draws[:, 1:] * size).floor(), last)  # all axes at once
         keep = masks.gaussian_keep_masks(centre, checks.within(self.sigma, draws[:, 0]), spatial)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return self._finish(keep, count, b, applied, index)
