@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from . import checks
 from .functional import masks as fmasks
 from .functional import mixing, sampling
+from .functional.execution import finite_on_host
 from .inputs import as_plain, dense_view, unpack_call
 from .params import MixParams, check_params, declare_field, expect_tensor, expect_values
 from .reprs import init_repr
@@ -225,9 +226,10 @@ class Mixer(Targets):
         if params.lam.device != plain.device:
             params = params.to(plain.device)
         mixed, soft = self._mix(plain, soft, params)
-        if self.p < 1.0 and self.interpolates and not self.inplace:
+        if self.p < 1.0 and self.interpolates and not self.inplace and not finite_on_host(plain):
             # a sample not mixed comes out as it came, whatever its partners hold (its blend has
-            # weight 0 on them, and 0 * inf is NaN); copies (boxes, binary masks) need no help
+            # weight 0 on them, and 0 * inf is NaN); copies (boxes, binary masks) need no help.
+            # On the CPU only for a batch holding a non-finite value (torch.where is slow there).
             rows = params.applied.view((-1,) + (1,) * (plain.ndim - 1))
             mixed = torch.where(rows, mixed, plain)
         out = (view.restore(mixed, inplace=self.inplace), soft if labelled else None)

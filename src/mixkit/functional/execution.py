@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["host_readable", "on_host", "records_grad", "host_cached"]
+__all__ = ["host_readable", "on_host", "records_grad", "host_cached", "finite_on_host"]
 
 
 def on_host(device: torch.device | str) -> bool:
@@ -24,6 +24,15 @@ def on_host(device: torch.device | str) -> bool:
 def host_readable(t: Tensor) -> bool:
     """True when reading ``t``'s values on the host is free (``on_host`` of its device)."""
     return on_host(t.device)
+
+
+def finite_on_host(t: Tensor) -> bool:
+    """True when ``t`` is readable on the host and holds only finite values (one reduction, read
+    back: its sum is finite; an overflowing sum of finite values says False, which only costs the
+    exact path). False on an accelerator, where nothing is read back. The blends use it to keep
+    their fast arithmetic on the CPU and take exact selects where a non-finite value could spread
+    (``torch.where`` is fast on accelerators and several times slower than ``lerp`` on the CPU)."""
+    return host_readable(t) and (not t.is_floating_point() or bool(torch.isfinite(t.sum())))
 
 
 def records_grad(t: Tensor) -> bool:
