@@ -253,6 +253,15 @@ def _record() -> dict:
     return {"torch": str(torch.__version__), "cases": cases}
 
 
+def _close(a, b) -> bool:
+    """For what passes through a model (logits, losses, gradients, TransMix's attention labels):
+    equal to float32 rounding. The model's own matrix products take different CPU kernels on
+    different processors (seen: 1e-8 apart in logits between two x86 machines), so these cases
+    cannot be bit for bit across machines; the mixing they hold is, and is checked bit for bit
+    in the input cases."""
+    return _equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
+
+
 def _equal(a, b) -> bool:
     """Bit for bit, NaNs in the same places counting as equal."""
     if torch.equal(a, b):
@@ -264,6 +273,7 @@ def _equal(a, b) -> bool:
 def compare(stored: dict, fresh: dict) -> list[str]:
     """Human-readable differences (empty when identical)."""
     problems = []
+    through_a_model = {cid for cid, _, _ in model_cases()}
     for cid, case in stored["cases"].items():
         if cid not in fresh["cases"]:
             problems.append(f"{cid}: no longer recorded")
@@ -276,7 +286,7 @@ def compare(stored: dict, fresh: dict) -> list[str]:
             elif got.shape != old.shape or got.dtype != old.dtype:
                 problems.append(f"{cid}: {key} is {got.dtype} {tuple(got.shape)}, "
                                 f"was {old.dtype} {tuple(old.shape)}")
-            elif not _equal(got, old):
+            elif not (_close(got, old) if cid in through_a_model else _equal(got, old)):
                 diff = (got.double() - old.double()).abs().max().item()
                 problems.append(f"{cid}: {key} differs (max abs difference {diff:.3g})")
         extra = set(new) - set(case["outputs"])

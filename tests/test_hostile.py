@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import mixkit
-from mixkit.functional import execution
+from mixkit import functional as F
+from mixkit.functional import execution, mixing
 from mixkit.params import MixParams
 
 C = 5
@@ -258,19 +259,42 @@ def test_a_non_finite_sample_reaches_only_the_samples_mixed_with_it(name, bad):
                 assert torch.isfinite(mixed[i]).all(), (i, seed)
 
 
+@pytest.mark.parametrize("p", [0.5, 1.0])
 @pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
-def test_pasted_regions_carry_a_non_finite_partner_only_where_they_paste(bad):
+def test_pasted_regions_carry_a_non_finite_partner_only_where_they_paste(bad, p):
     x, y = _batch((8, 2, 6, 6), seed=3)
     x[2] = bad
-    for mixer in grid.select(grid.modes(C), lambda m: grid.regional(m) and not m.interpolates).values():
+    pasting = grid.select(grid.modes(C, p=p), lambda m: grid.regional(m) and not m.interpolates)
+    assert {"CutMix", "FMix"} <= {type(m()).__name__ for m in pasting.values()}
+    for mixer in pasting.values():
         mixer = mixer()
-        params = mixer.sample(x, generator=torch.Generator().manual_seed(0))
-        mixed, _ = mixer.apply(x, y, params)
-        keep = mixer.keep_mask(params, (6, 6)).bool().expand(8, 6, 6)
-        for i in range(8):
-            if i != 2:
+        for seed in range(3):
+            params = mixer.sample(x, generator=torch.Generator().manual_seed(seed))
+            mixed, _ = mixer.apply(x, y, params)
+            keep = mixer.keep_mask(params, (6, 6)).bool().expand(8, 6, 6)
+            for i in [i for i in range(8) if i != 2]:
                 own = keep[i].unsqueeze(0).expand_as(x[i])
-                assert torch.equal(mixed[i][own], x[i][own]), type(mixer).__name__
+                if p == 1.0 and isinstance(mixer, mixkit.base.MaskMixer):
+                    # every row mixed: on the CPU a binary mask blends (no finiteness check), so a
+                    # kept pixel turns NaN where the partner is non-finite, and only there
+                    own = own & torch.isfinite(x[params.index[i]])
+                assert torch.equal(mixed[i][own], x[i][own]), (type(mixer).__name__, i, seed)
+
+
+def test_binary_masks_select_exactly_when_asked_or_on_the_device_path(monkeypatch):
+    x, _ = _batch((8, 2, 6, 6), seed=3)
+    x[2] = math.nan
+    index = torch.arange(8).roll(1)
+    mask = (torch.rand(8, 6, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    keep = mask.bool().unsqueeze(1).expand_as(x)
+    exact = F.blend_mask(x, index, mask, binary=True)              # the functional default
+    assert torch.equal(exact[3][keep[3]], x[3][keep[3]])
+    fast = F.blend_mask(x, index, mask, binary=True, exact=False)  # the plain blend on the CPU
+    assert torch.isnan(fast[3][keep[3]]).all()
+    assert not torch.equal(fast.nan_to_num(), exact.nan_to_num())
+    monkeypatch.setattr(mixing, "host_readable", lambda t: False)  # the path accelerators take
+    device = F.blend_mask(x, index, mask, binary=True, exact=False)
+    assert torch.equal(device[3][keep[3]], x[3][keep[3]])
 
 
 def test_zeta_mixup_rows_without_weight_on_a_non_finite_sample_stay_finite():
@@ -285,6 +309,24 @@ def test_zeta_mixup_rows_without_weight_on_a_non_finite_sample_stay_finite():
     clean, _ = _batch((8, 2, 6, 6), seed=3)
     torch.testing.assert_close(zeta.apply(clean, y, params)[0],
                                (params.weights @ clean.reshape(8, -1)).view_as(clean), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("options", [dict(gamma=50.0), dict(gamma=2.8, p=0.5), dict(gamma=2.8, n_mix=3)],
+                         ids=["underflowing-weights", "p", "n_mix"])
+def test_zeta_mixup_weights_with_zeros_keep_a_non_finite_sample_to_its_rows(options):
+    # gamma=50 with N = B: 8^-50 underflows to 0 in float32, so some rows give sample 2 no weight
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2, 0, 0, 0] = math.nan
+    zeta = mixkit.ZetaMixup(num_classes=C, **options)
+    zeros = 0
+    for seed in range(4):
+        params = zeta.sample(x, generator=torch.Generator().manual_seed(seed))
+        mixed, _ = zeta.apply(x, y, params)
+        for i in range(8):
+            given = float(params.weights[i, 2]) != 0.0
+            zeros += not given
+            assert bool(torch.isfinite(mixed[i]).all()) == (not given), (i, seed)
+    assert zeros > 0
 
 
 def test_inplace_on_a_self_overlapping_view_is_refused():

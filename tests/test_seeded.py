@@ -1,7 +1,9 @@
 """Seeded outputs are a promise: the same arguments, inputs and generator seed give the same mixed
 batch, soft labels, parameters, dense targets, logits, losses and gradients as the recording in
 ``tests/data/seeded_outputs.pt`` (made by ``scripts/record_seeded.py`` on the code before the
-registry rebuild). A deliberate change re-records it and says so in the CHANGELOG."""
+registry rebuild). Mixing outputs are compared bit for bit; what passes through a model (logits,
+losses, gradients) to float32 rounding, since the model's products take other CPU kernels on other
+processors. A deliberate change re-records it and says so in the CHANGELOG."""
 
 import importlib.util
 import pathlib
@@ -41,3 +43,13 @@ def test_the_comparison_sees_a_change(stored, fresh):
     changed = {"cases": {**fresh["cases"], cid: {**case, "outputs": {**case["outputs"], key: case["outputs"][key] + 1e-6}}}}
     assert any("differs" in line for line in _recorder().compare(stored, changed))
     assert not _recorder().compare(stored, fresh)
+
+
+def test_the_comparison_sees_a_change_through_a_model(stored, fresh):
+    model_ids = [cid for cid, _, _ in _recorder().model_cases()]
+    cid = model_ids[0]
+    case = fresh["cases"][cid]
+    for key, delta in (("0.loss", 1e-4), ("0.logits", 1e-4)):
+        changed = {"cases": {**fresh["cases"], cid: {**case, "outputs": {**case["outputs"],
+                                                                     key: case["outputs"][key] + delta}}}}
+        assert any(line.startswith(f"{cid}: {key} differs") for line in _recorder().compare(stored, changed))

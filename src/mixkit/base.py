@@ -85,8 +85,8 @@ class Targets(nn.Module):
         With ``masks=`` (dense targets, see ``apply``) the mixed masks follow the labels:
         ``(mixed, soft, mixed_masks, *rest)``."""
         images, labels, pack = unpack_call(batch, type(self).__name__)
+        # sample checked the inputs; the parameters were drawn here: they need no replay checks
         params = self.sample(images, generator=generator, masks=masks)
-        self._check_call(images)  # the parameters were drawn here: they need no replay checks
         return pack(*self._apply_soft(images, self.targets(images, labels), params, masks, check=False))
 
     def targets(self, inputs: Tensor, labels: Tensor | None) -> Tensor | None:
@@ -403,8 +403,10 @@ class MaskMixer(SpatialMixer):
                 f"params: expected a mask of shape (B or 1, {', '.join(map(str, spatial))}), got "
                 f"{None if params.mask is None else tuple(params.mask.shape)}"
             )
+        # p = 1: every row is mixed, so the one-sum finiteness check of an exact copy is skipped
+        # on the CPU (a kept pixel may then take NaN from a non-finite partner; README).
         mixed = mixing.blend_mask(inputs, params.index, params.mask, inplace=self.inplace,
-                                  binary=self._binary())
+                                  binary=self._binary(), exact=self.p < 1.0)
         return mixed, self._mix_labels(soft, params)
 
     def _mix_labels(self, soft, params):

@@ -87,8 +87,8 @@ class MixParams:
     shape = None  # the inputs' shape at ``sample``; None for parameters made by hand
 
     def __init__(self, lam: Tensor, applied: Tensor, index: Tensor | None = None, **fields):
-        unknown = [k for k in fields if k not in _FIELDS]
-        if unknown:
+        if fields and not fields.keys() <= _FIELDS.keys():
+            unknown = [k for k in fields if k not in _FIELDS]
             raise TypeError(f"MixParams: expected declared fields ({', '.join(_FIELDS)}), "
                             f"got {', '.join(sorted(unknown))}")
         values = self.__dict__

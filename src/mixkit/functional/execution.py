@@ -8,6 +8,7 @@ tensor operations alone, so no call waits for the device and every graph is whol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -28,11 +29,17 @@ def host_readable(t: Tensor) -> bool:
 
 def finite_on_host(t: Tensor) -> bool:
     """True when ``t`` is readable on the host and holds only finite values (one reduction, read
-    back: its sum is finite; an overflowing sum of finite values says False, which only costs the
-    exact path). False on an accelerator, where nothing is read back. The blends use it to keep
-    their fast arithmetic on the CPU and take exact selects where a non-finite value could spread
+    back: its sum is finite; half-precision values are summed in float32 so that ordinary images
+    do not overflow; a sum of finite values that overflows says False, which only costs the exact
+    path). False on an accelerator, where nothing is read back. The blends use it to keep their
+    fast arithmetic on the CPU and take exact selects where a non-finite value could spread
     (``torch.where`` is fast on accelerators and several times slower than ``lerp`` on the CPU)."""
-    return host_readable(t) and (not t.is_floating_point() or bool(torch.isfinite(t.sum())))
+    if not host_readable(t):
+        return False
+    if not t.is_floating_point():
+        return True
+    total = t.sum(dtype=torch.float32) if t.element_size() < 4 else t.sum()
+    return math.isfinite(total.item())
 
 
 def records_grad(t: Tensor) -> bool:

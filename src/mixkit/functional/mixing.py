@@ -132,14 +132,17 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
     return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), None, inplace)
 
 
-def blend_matrix(x: Tensor, weights: Tensor) -> Tensor:
+def blend_matrix(x: Tensor, weights: Tensor, *, exact: bool = True) -> Tensor:
     """``weights @ x`` over flattened samples: ``out[p] = sum_i weights[p, i] * x[i]``.
 
     The output keeps ``x``'s dtype (autocast is turned off for the product) and memory format
-    (channels-last stays channels-last).
+    (channels-last stays channels-last). On the CPU a non-finite sample reaches only the rows that
+    give it weight (the plain product spreads it to every row: 0 * inf is NaN); that check reads
+    one sum back per call, and a caller whose weights hold no zeros (every row gives every sample
+    weight, so every row takes a non-finite value anyway) skips it with ``exact=False``.
     """
     b = x.shape[0]
-    if host_readable(x) and not finite_on_host(x):
+    if exact and host_readable(x) and not finite_on_host(x):
         return _blend_matrix_nonfinite(x, weights)
     if is_integer(x):
         work = _work_dtype(x)
@@ -184,7 +187,7 @@ def _blend_matrix_nonfinite(x: Tensor, weights: Tensor) -> Tensor:
 
 
 def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
-               binary: bool = False) -> Tensor:
+               binary: bool = False, exact: bool = True) -> Tensor:
     """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
     ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
 
@@ -192,6 +195,13 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
     scratch space per permutation cycle for large CPU samples. ``binary=True`` promises a mask
     of 0s and 1s: integer inputs then take each value from one sample or the other, exactly (and
     may be written in place); a soft mask on integer inputs is blended in float and rounded.
+
+    A binary mask copies each value from one sample: a non-finite partner reaches only the pixels
+    it gives. On the CPU that exactness costs one sum read back per call (a ``torch.where`` there
+    is several times slower than ``lerp``, so it runs only for a batch holding a non-finite
+    value); ``exact=False`` skips the check and blends, and then a pixel a row keeps turns NaN
+    where its partner is non-finite (0 * inf). Mixers pass it where every row is mixed (``p = 1``).
+    On accelerators and under ``torch.compile`` binary masks always select.
     """
     if is_integer(x):
         partners = _gather(x, index)
@@ -204,7 +214,7 @@ def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
         work = _work_dtype(x)
         share = (1.0 - mask.to(device=x.device, dtype=work)).unsqueeze(1)
         return _round_into(torch.lerp(x.to(work), partners.to(work), share), x)
-    if binary and not finite_on_host(x):
+    if binary and (not host_readable(x) or (exact and not finite_on_host(x))):
         return _select(x, index, mask.to(device=x.device, dtype=torch.bool).unsqueeze(1), inplace)
     share = (1.0 - mask.to(device=x.device, dtype=x.dtype)).unsqueeze(1)  # the partner's weight
     if share.shape[0] == 1:

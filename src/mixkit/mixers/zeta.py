@@ -9,14 +9,23 @@ itself and ranks 2..N on a random arrangement of N - 1 other samples. Draws: ``p
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
 from .. import checks
 from ..base import Mixer
-from ..functional import mixing, sampling
+from ..functional import execution, mixing, sampling
 from ..params import MixParams, declare_field, expect_tensor, expect_values
 
 __all__ = ["ZetaMixup"]
+
+
+@functools.lru_cache(maxsize=64)
+def _smallest_weight(n: int, gamma: float) -> float:
+    """The rank-N weight ``N^-gamma / C_N(gamma)`` of an N-term zeta-mixup row, in double."""
+    return n ** -gamma / math.fsum(k ** -gamma for k in range(1, n + 1))
 
 
 def _check_weights(value, inputs, params):
@@ -76,7 +85,21 @@ class ZetaMixup(Mixer):
                 f"params: expected a ({inputs.shape[0]}, {inputs.shape[0]}) weight matrix, got "
                 f"{None if params.weights is None else tuple(params.weights.shape)}"
             )
-        return mixing.blend_matrix(inputs, params.weights), mixing.mix_labels_matrix(soft, params.weights)
+        # (the check is the CPU's; on accelerators and under torch.compile the product is plain)
+        exact = execution.host_readable(inputs) and self._may_hold_zeros(inputs.shape[0], inputs.dtype)
+        return (mixing.blend_matrix(inputs, params.weights, exact=exact),
+                mixing.mix_labels_matrix(soft, params.weights))
+
+    def _may_hold_zeros(self, b: int, dtype: torch.dtype) -> bool:
+        """Whether a drawn weight matrix can give a sample weight 0 (p < 1, N < B, or a p-series
+        term below the smallest normal number of the weights' or inputs' type): only then can the
+        product spread a non-finite sample to a row that gives it no weight."""
+        n = b if self.n_mix is None else min(self.n_mix, b)
+        if self.p < 1.0 or n < b:
+            return True
+        tiny = max(torch.finfo(torch.float32).tiny,
+                   torch.finfo(dtype).tiny if dtype.is_floating_point else 0.0)
+        return _smallest_weight(n, float(self.gamma)) < 2 * tiny
 
     def _mix_dense(self, masks, params):
         return mixing.blend_matrix(mixing.probability_maps(masks, self.num_classes), params.weights)
