@@ -259,7 +259,8 @@ def _close(a, b) -> bool:
     different processors (seen: 1e-8 apart in logits between two x86 machines), so these cases
     cannot be bit for bit across machines; the mixing they hold is, and is checked bit for bit
     in the input cases."""
-    return _equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
+    return _equal(a, b) or (a.is_floating_point()
+                            and torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
 
 
 def _equal(a, b) -> bool:
