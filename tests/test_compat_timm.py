@@ -295,6 +295,7 @@ def test_train_loop_switch_without_prefetcher_stops_mixup():
         assert torch.equal(soft, torch.eye(B)) == (epoch >= 2)
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_without_timm_the_classes_stand_alone():
     import subprocess
     import sys

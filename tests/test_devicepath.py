@@ -78,6 +78,7 @@ def test_the_device_path_reads_nothing_on_the_host():
     assert host_reads > 0
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_the_table_has_a_row_per_mixkit_entry(monkeypatch):
     monkeypatch.setattr(dp, "SMALL_SHAPE", (4, 3, 8, 8))
     rep = dp.run(calls=1, peers=True, compile_kernels=False)

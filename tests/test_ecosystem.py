@@ -422,6 +422,7 @@ def test_multilabel_errors():
         mixkit.CutMix(multilabel="yes")
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_binary_cross_entropy_helper_matches_torch_and_trains_a_multilabel_model():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(8, C, generator=g, dtype=torch.float16)

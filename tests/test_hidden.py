@@ -524,12 +524,14 @@ def check_third_party(model, mix_layers, feature_layer, head):
     torch.testing.assert_close(logits, model(x))
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_torchvision_resnet18_by_layer_names():
     models = pytest.importorskip("torchvision.models")
     torch.manual_seed(0)
     check_third_party(models.resnet18(num_classes=10), ["", "layer1", "layer2"], "avgpool", "fc")
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_timm_resnet_by_layer_names():
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)

@@ -85,6 +85,7 @@ def _title_overlaps(fig) -> list[str]:
             if text.get_text() and text.get_window_extent(renderer).y1 > top.y0 + 0.5]
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_gallery_title_clears_the_column_headers(tmp_path, monkeypatch):
     import torch
 

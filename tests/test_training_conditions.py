@@ -144,6 +144,7 @@ def test_inplace_on_a_leaf_that_requires_grad_is_torchs_error(name, shape):
         mixer.apply(leaf, torch.arange(shape[0]) % C, params)
 
 
+@pytest.mark.slow  # (over 3 s: the full suite runs it)
 def test_manifold_cutmix_and_compose_at_a_hidden_layer_of_a_cifar_stem_resnet():
     from torchvision.models import resnet18
 
