@@ -282,3 +282,52 @@ def test_bad_labels_raise_a_device_side_assert_at_the_next_synchronize(kind, dev
     assert proc.returncode == 3, "expected a RuntimeError at torch.cuda.synchronize():\n" + report
     assert "RAISED" in proc.stderr and "device-side assert" in proc.stderr.lower(), report
 
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA graphs: apply, and a whole call without a generator, captured and replayed
+# (the rules are checked without a GPU in tests/test_capture_safety.py)
+
+_CAPTURED = [n for n in FACTORIES if not isinstance(FACTORIES[n](), (mixkit.RandomChoice, mixkit.Alternate))]
+
+
+def _capture(fn, device):
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        fn()  # warm-up: fills the per-shape constants outside the capture
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
+@pytest.mark.parametrize("name", _CAPTURED)
+def test_apply_is_captured_in_a_cuda_graph_and_replays_equal_to_eager(name, device):
+    x, ids, _ = _data(device)
+    mixer = FACTORIES[name]()
+    params = mixer.sample(x, generator=torch.Generator().manual_seed(0))
+    static_x = x.clone()
+    graph, (mixed, soft) = _capture(lambda: mixer.apply(static_x.clone(), ids, params), device)
+    for seed in (1, 2):
+        fresh = _data(device, seed=seed)[0]
+        static_x.copy_(fresh)
+        graph.replay()
+        want_mixed, want_soft = mixer.apply(fresh.clone(), ids, params)
+        torch.testing.assert_close(mixed, want_mixed, rtol=0, atol=0)
+        torch.testing.assert_close(soft, want_soft, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", _CAPTURED)
+def test_a_call_without_a_generator_is_captured_and_draws_anew_each_replay(name, device):
+    x, ids, _ = _data(device, shape=(16, 3, 8, 8))
+    mixer = FACTORIES[name]()
+    graph, (mixed, soft) = _capture(lambda: mixer(x.clone(), ids), device)
+    seen = []
+    for _ in range(4):
+        graph.replay()
+        _check_outputs(mixed, soft, x.shape, device)
+        seen.append(soft.clone())
+    if getattr(mixer, "p", None) == 1.0:  # (with p < 1 four replays may all leave the batch alone)
+        assert any(not torch.equal(seen[0], s) for s in seen[1:]), "every replay drew the same parameters"
