@@ -291,6 +291,30 @@ def test_reading_line_names_erm_when_erm_has_the_lowest_error():
     assert "shown (mixup's error is higher than ERM's; the interval excludes 0)" in line
 
 
+def test_reading_line_on_nll_calls_the_nll_and_only_reports_the_error():
+    from mixkit.harness.train.compare import reading
+
+    def row(errors, nlls):
+        mean = sum(errors.values()) / len(errors)
+        return {"n": len(errors), "test_error": (mean, 0.0), "by_seed": errors,
+                "nll": (sum(nlls.values()) / len(nlls), 0.0), "nll_by_seed": nlls}
+
+    summary = {"erm": row({0: 0.20, 1: 0.21, 2: 0.19}, {0: 0.60, 1: 0.62, 2: 0.61}),
+               "mixup": row({0: 0.21, 1: 0.20, 2: 0.20}, {0: 0.55, 1: 0.56, 2: 0.56}),
+               "cutmix": row({0: 0.19, 1: 0.22, 2: 0.18}, {0: 0.52, 1: 0.53, 2: 0.525})}
+    line = reading(summary, ["erm", "mixup", "cutmix"], "o", claim="nll")
+    assert line.startswith("Reading: on test NLL (what this job is sized to call): cutmix -0.085 vs ERM, "
+                           "95 % CI [")
+    assert "shown (cutmix's test NLL is lower than ERM's; the interval excludes 0)" in line
+    assert "Test error, reported and not called here: cutmix -0.33 pp vs ERM" in line
+    assert "whether mixing lowers the test error" in line and "--preset fmnist-cpu" in line
+    # NLL differences that straddle 0 are not shown
+    summary["cutmix"]["nll_by_seed"] = {0: 0.70, 1: 0.50, 2: 0.61}
+    summary["cutmix"]["nll"] = (0.603, 0.0)
+    summary["mixup"]["nll"] = (0.9, 0.0)
+    assert "not shown (the interval contains 0" in reading(summary, ["erm", "mixup", "cutmix"], "o", claim="nll")
+
+
 # --- provenance ---------------------------------------------------------------------------------
 
 

@@ -32,16 +32,19 @@ class MixingCollate:
     ``torch.Generator`` (None: torch's default one, which the DataLoader seeds per worker).
     ``collate``: how samples become a batch; it must return ``(inputs, labels, ...)``.
 
-    Example::
+    Example:
 
-        >>> import torch, mixkit
-        >>> from torch.utils.data import DataLoader, TensorDataset
-        >>> data = TensorDataset(torch.rand(16, 3, 8, 8), torch.arange(16) % 4)
-        >>> collate = mixkit.MixingCollate(mixkit.MixUp(num_classes=4),
-        ...                                generator=torch.Generator().manual_seed(0))
-        >>> mixed, soft = next(iter(DataLoader(data, batch_size=8, collate_fn=collate)))
-        >>> soft.shape
-        torch.Size([8, 4])
+    ```python
+    >>> import torch, mixkit
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> data = TensorDataset(torch.rand(16, 3, 8, 8), torch.arange(16) % 4)
+    >>> collate = mixkit.MixingCollate(mixkit.MixUp(num_classes=4),
+    ...                                generator=torch.Generator().manual_seed(0))
+    >>> mixed, soft = next(iter(DataLoader(data, batch_size=8, collate_fn=collate)))
+    >>> soft.shape
+    torch.Size([8, 4])
+
+    ```
     """
 
     def __init__(self, mixer, *, generator: torch.Generator | None = None,

@@ -169,11 +169,14 @@ class _OneOf(_Combination):
 class RandomChoice(_OneOf):
     """Apply one of ``mixers`` per batch, chosen with probabilities ``p`` (uniform by default).
 
-    Example::
+    Example:
 
-        >>> import torch, mixkit
-        >>> pick = mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix()], num_classes=10)
-        >>> mixed, soft = pick(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+    ```python
+    >>> import torch, mixkit
+    >>> pick = mixkit.RandomChoice([mixkit.MixUp(), mixkit.CutMix()], num_classes=10)
+    >>> mixed, soft = pick(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+
+    ```
     """
 
     def __init__(self, mixers: Sequence, p: Sequence[float] | None = None, *, num_classes=None,
@@ -205,10 +208,13 @@ class Alternate(_OneOf):
     count runs on across epochs, exact while the number of batches per epoch is a multiple of
     ``num_workers``.
 
-    Example::
+    Example:
 
-        >>> import mixkit
-        >>> alt = mixkit.Alternate([mixkit.MixUp(alpha=1.0), mixkit.FMix(alpha=1.0)], num_classes=10)
+    ```python
+    >>> import mixkit
+    >>> alt = mixkit.Alternate([mixkit.MixUp(alpha=1.0), mixkit.FMix(alpha=1.0)], num_classes=10)
+
+    ```
     """
 
     def __init__(self, mixers: Sequence, *, num_classes=None, label_smoothing: float | None = None,
@@ -241,11 +247,14 @@ class Compose(_Combination):
     """Apply ``mixers`` one after another; each sees the previous output and its soft labels
     (e.g. CutMix then zeta-mixup, as in the zeta-mixup paper's combination experiments).
 
-    Example::
+    Example:
 
-        >>> import torch, mixkit
-        >>> both = mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup(gamma=2.8)], num_classes=10)
-        >>> mixed, soft = both(torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,)))
+    ```python
+    >>> import torch, mixkit
+    >>> both = mixkit.Compose([mixkit.CutMix(), mixkit.ZetaMixup(gamma=2.8)], num_classes=10)
+    >>> mixed, soft = both(torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,)))
+
+    ```
     """
 
     sequential = True

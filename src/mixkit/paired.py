@@ -29,16 +29,19 @@ class PairedViews(Dataset):
     ``targets`` (or ``labels``) when it has one, so a ``BalancedBatchSampler`` can be built from
     it without loading any image.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from torch.utils.data import TensorDataset
-        >>> from mixkit.paired import PairedViews
-        >>> data = TensorDataset(torch.rand(10, 1, 8, 8), torch.arange(10) % 2)
-        >>> pairs = PairedViews(data, augment=lambda x: x.flip(-1))
-        >>> original, augmented, label = pairs[3]
-        >>> bool(torch.equal(augmented, original.flip(-1)))
-        True
+    ```python
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from mixkit.paired import PairedViews
+    >>> data = TensorDataset(torch.rand(10, 1, 8, 8), torch.arange(10) % 2)
+    >>> pairs = PairedViews(data, augment=lambda x: x.flip(-1))
+    >>> original, augmented, label = pairs[3]
+    >>> bool(torch.equal(augmented, original.flip(-1)))
+    True
+
+    ```
     """
 
     def __init__(self, dataset, augment: Callable[[Any], Any], base: Callable[[Any], Any] | None = None):

@@ -75,17 +75,20 @@ class BalancedBatchSampler(Sampler[list[int]]):
     start of every epoch, as with ``DistributedSampler``: without it every epoch repeats the same
     order.
 
-    Example::
+    Example:
 
-        >>> import torch
-        >>> from mixkit import BalancedBatchSampler
-        >>> labels = torch.randint(0, 10, (1000,))
-        >>> sampler = BalancedBatchSampler(labels, batch_size=32, min_per_class=2, seed=0)
-        >>> sampler.set_epoch(0)
-        >>> batch = next(iter(sampler))
-        >>> int(torch.bincount(labels[batch]).eq(1).sum())   # no singleton class
-        0
-        >>> # loader = DataLoader(dataset, batch_sampler=sampler)
+    ```python
+    >>> import torch
+    >>> from mixkit import BalancedBatchSampler
+    >>> labels = torch.randint(0, 10, (1000,))
+    >>> sampler = BalancedBatchSampler(labels, batch_size=32, min_per_class=2, seed=0)
+    >>> sampler.set_epoch(0)
+    >>> batch = next(iter(sampler))
+    >>> int(torch.bincount(labels[batch]).eq(1).sum())   # no singleton class
+    0
+    >>> # loader = DataLoader(dataset, batch_sampler=sampler)
+
+    ```
     """
 
     def __init__(self, labels: Sequence[int] | Tensor, batch_size: int, *, min_per_class: int = 2,

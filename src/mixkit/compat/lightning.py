@@ -28,39 +28,42 @@ the same draws. Lightning writes the state of rank 0 only; on another rank a res
 from ``(seed, rank, batches mixed so far)``: reproducible and distinct per rank, but not the draws
 that rank would have made without the interruption.
 
-Example::
+Example:
 
-    import lightning.pytorch as pl
-    import torch
-    import mixkit
-    from mixkit.compat.lightning import MixBatch
+```python
+import lightning.pytorch as pl
+import torch
+import mixkit
+from mixkit.compat.lightning import MixBatch
 
-    class Classifier(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+class Classifier(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
 
-        def forward(self, x):
-            return self.net(x)
+    def forward(self, x):
+        return self.net(x)
 
-        def training_step(self, batch, batch_idx):
-            x, y, y_true = batch[0], batch[1], batch[-1]   # mixed inputs, soft labels (B, 10), class ids
-            logits = self(x)
-            loss = mixkit.soft_target_cross_entropy(logits, y)
-            self.log("train_loss", loss)
-            self.log("train_acc", (logits.argmax(1) == y_true).float().mean())   # keep_labels=True
-            return loss
+    def training_step(self, batch, batch_idx):
+        x, y, y_true = batch[0], batch[1], batch[-1]   # mixed inputs, soft labels (B, 10), class ids
+        logits = self(x)
+        loss = mixkit.soft_target_cross_entropy(logits, y)
+        self.log("train_loss", loss)
+        self.log("train_acc", (logits.argmax(1) == y_true).float().mean())   # keep_labels=True
+        return loss
 
-        def validation_step(self, batch, batch_idx):
-            x, y = batch[0], batch[1]                 # untouched: original inputs, class ids
-            self.log("val_acc", (self(x).argmax(1) == y).float().mean())
+    def validation_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]                 # untouched: original inputs, class ids
+        self.log("val_acc", (self(x).argmax(1) == y).float().mean())
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    mix = MixBatch(mixkit.MixUp(alpha=1.0, num_classes=10), seed=0, keep_labels=True)
-    trainer = pl.Trainer(max_epochs=10, callbacks=[mix])
-    trainer.fit(Classifier(), train_loader, val_loader)
+mix = MixBatch(mixkit.MixUp(alpha=1.0, num_classes=10), seed=0, keep_labels=True)
+trainer = pl.Trainer(max_epochs=10, callbacks=[mix])
+trainer.fit(Classifier(), train_loader, val_loader)
+
+```
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ def _compare(ns, command: str) -> int:
                       jobs=jobs, command=command)
     with open(os.path.join(ns.out, "results.md"), encoding="utf-8") as f:
         print(f.read())
-    print(reading(summary, methods, ns.out))
+    print(reading(summary, methods, ns.out, claim=preset.get("claim", "test_error")))
     return 0
 
 

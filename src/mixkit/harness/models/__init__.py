@@ -27,14 +27,17 @@ input channels. Every model carries three plain attributes that the hidden-layer
 features and ``getattr(model, model.head)(features)`` gives the logits. Convolutions use
 Kaiming-normal initialisation, batch norms weight 1 and bias 0, linear layers PyTorch's default.
 
-Example::
+Example:
 
-    >>> import torch, mixkit
-    >>> from mixkit.harness.models import build_model
-    >>> net = build_model("small-cnn", num_classes=10, input_shape=(1, 28, 28))
-    >>> net(torch.randn(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
-    >>> mm = mixkit.ManifoldMixup(net, net.mixing_layers, num_classes=10)
+```python
+>>> import torch, mixkit
+>>> from mixkit.harness.models import build_model
+>>> net = build_model("small-cnn", num_classes=10, input_shape=(1, 28, 28))
+>>> net(torch.randn(2, 1, 28, 28)).shape
+torch.Size([2, 10])
+>>> mm = mixkit.ManifoldMixup(net, net.mixing_layers, num_classes=10)
+
+```
 """
 
 from __future__ import annotations

@@ -324,6 +324,7 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
             if vals:
                 row[key] = mean_std(vals)
         row["by_seed"] = {r["seed"]: float(r["final"]["test_error"]) for r in mine}
+        row["nll_by_seed"] = {r["seed"]: float(r["final"]["nll"]) for r in mine if "nll" in r["final"]}
         ratios = {r["seed"]: float(r["final"]["scatter_ratio"])
                   for r in mine if "scatter_ratio" in r["final"]}
         if ratios:
@@ -332,26 +333,45 @@ def aggregate(runs: list[dict], methods: list[str]) -> dict:
     return summary
 
 
-def _verdict(diff: dict, name: str) -> str:
-    """``name`` minus ERM in words: the mean, the 95 % interval and whether it shows a difference."""
+def _verdict(diff: dict, name: str, what: str = "error", nll: bool = False) -> str:
+    """``name`` minus ERM in words: the mean, the 95 % interval and whether it shows a difference
+    (test error in percentage points, or with ``nll`` the test NLL in nats)."""
+    def num(v: float) -> str:
+        return f"{v:+.3f}" if nll else f"{100 * v:+.2f}"
+    unit = "" if nll else " pp"
     if diff["n"] < 2:
-        return f"{name} {100 * diff['mean']:+.2f} pp vs ERM on one seed: not shown (one seed has no interval)"
-    text = (f"{name} {100 * diff['mean']:+.2f} pp vs ERM, 95 % CI [{100 * diff['low']:+.2f}, "
-            f"{100 * diff['high']:+.2f}] over {diff['n']} seeds")
+        return f"{name} {num(diff['mean'])}{unit} vs ERM on one seed: not shown (one seed has no interval)"
+    text = (f"{name} {num(diff['mean'])}{unit} vs ERM, 95 % CI [{num(diff['low'])}, {num(diff['high'])}] "
+            f"over {diff['n']} seeds")
     if diff["low"] <= 0 <= diff["high"]:
         return text + ": not shown (the interval contains 0; more seeds are needed to call it)"
     better = "lower" if diff["high"] < 0 else "higher"
-    return text + f": shown ({name}'s error is {better} than ERM's; the interval excludes 0)"
+    return text + f": shown ({name}'s {what} is {better} than ERM's; the interval excludes 0)"
 
 
-def reading(summary: dict, methods: list[str], out: str) -> str:
-    """One line on what a comparison with ERM shows, and what to run next: the method with the
-    lowest mean test error (ERM included), and the best mixing method's paired difference to ERM
-    with its interval, "not shown" when that interval contains 0."""
+NEXT = ("Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu (20 methods x 5 seeds, "
+        "about 2 hours; docs/results.md).")
+
+
+def reading(summary: dict, methods: list[str], out: str, claim: str = "test_error") -> str:
+    """One line on what a comparison with ERM shows, and what to run next. ``claim="test_error"``:
+    the method with the lowest mean test error (ERM included), and the best mixing method's paired
+    difference to ERM with its interval, "not shown" when that interval contains 0.
+    ``claim="nll"`` (a job sized to call the test NLL, not the error): the verdict is on the NLL of
+    the mixing method with the lowest mean NLL; the test error is reported, not called."""
     others = [m for m in methods if m != "erm" and "test_error" in summary.get(m, {})]
     if "erm" not in methods or not others or "test_error" not in summary.get("erm", {}):
         return f"Reading: see {os.path.join(out, 'results.md')} and error_bars.png beside it."
     erm = summary["erm"]
+    plot = f"Plot: {os.path.join(out, 'error_bars.png')}."
+    if claim == "nll" and "nll" in erm and all("nll" in summary[m] for m in others):
+        best = min(others, key=lambda m: summary[m]["nll"][0])
+        nll = paired_difference(summary[best]["nll_by_seed"], erm["nll_by_seed"])
+        err = paired_difference(summary[best]["by_seed"], erm["by_seed"])
+        return (f"Reading: on test NLL (what this job is sized to call): "
+                f"{_verdict(nll, best, 'test NLL', nll=True)}. Test error, reported and not "
+                f"called here: {best} {100 * err['mean']:+.2f} pp vs ERM. What this does not show: whether "
+                f"mixing lowers the test error; the suite below does (docs/results.md). {plot} {NEXT}")
     best_mix = min(others, key=lambda m: summary[m]["test_error"][0])
     lowest = "erm" if erm["test_error"][0] <= summary[best_mix]["test_error"][0] else best_mix
     diff = paired_difference(summary[best_mix]["by_seed"], erm["by_seed"])
@@ -361,9 +381,7 @@ def reading(summary: dict, methods: list[str], out: str) -> str:
     lower_nll = [m for m in others if "nll" in summary[m] and "nll" in erm
                  and summary[m]["nll"][0] < erm["nll"][0]]
     return (f"Reading: {lead}{_verdict(diff, best_mix)}; {len(lower_nll)} of {len(others)} "
-            f"mixing methods have a lower test NLL than ERM. Plot: {os.path.join(out, 'error_bars.png')}. "
-            "Next: mixkit compare --preset fmnist-cpu --jobs 2 --out runs/fmnist-cpu "
-            "(20 methods x 5 seeds, about 2 hours; docs/results.md).")
+            f"mixing methods have a lower test NLL than ERM. {plot} {NEXT}")
 
 
 def _fmt(ms: tuple[float, float] | None, scale: float = 1.0, digits: int = 2) -> str:
