@@ -139,16 +139,29 @@ class PixelSamples(Dataset):
 def test_hf_trainer_with_the_mixing_collator(tmp_path):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+    from transformers import (
+        Trainer,
+        TrainingArguments,
+        ViTConfig,
+        ViTForImageClassification,
+        default_data_collator,
+    )
 
     class SoftTargetTrainer(Trainer):  # as docs/integrations.md shows it
-        loss_is_scaled_for_ga = False
+        loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it for accumulation
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
+            labels = inputs.pop("labels")  # soft rows (training) or class ids (evaluation)
             outputs = model(**inputs)
             loss = mixkit.soft_target_cross_entropy(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
+
+        def get_eval_dataloader(self, eval_dataset=None):
+            mixing, self.data_collator = self.data_collator, default_data_collator  # unmixed
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = mixing
 
     transformers.set_seed(0)
     model = ViTForImageClassification(ViTConfig(image_size=16, patch_size=8, hidden_size=32,
@@ -161,12 +174,23 @@ def test_hf_trainer_with_the_mixing_collator(tmp_path):
                              learning_rate=1e-2, report_to="none", save_strategy="no", use_cpu=True,
                              logging_steps=1, dataloader_num_workers=0)
     trainer = SoftTargetTrainer(model=model, args=args, train_dataset=PixelSamples(),
-                                data_collator=collator)
+                                eval_dataset=PixelSamples(8), data_collator=collator)
     result = trainer.train()
     assert result.global_step == 3
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
-    # a batch from the collator is what the model is trained on: soft rows, and they reach the loss
+    seen = []
+    original = SoftTargetTrainer.compute_loss
+
+    def spy(self, model, inputs, **kw):
+        seen.append(inputs["labels"])
+        return original(self, model, inputs, **kw)
+
+    SoftTargetTrainer.compute_loss = spy
+    metrics = trainer.evaluate()  # evaluation batches come unmixed, with their class ids
+    assert torch.isfinite(torch.tensor(metrics["eval_loss"]))
+    assert seen and all(not t.is_floating_point() and t.ndim == 1 for t in seen)
+    # a batch from the collator is what the model is trained on: soft rows
     batch = collator([PixelSamples()[i] for i in range(8)])
     assert batch["labels"].shape == (8, C) and batch["labels"].is_floating_point()
