@@ -194,3 +194,17 @@ def test_hf_trainer_with_the_mixing_collator(tmp_path):
     # a batch from the collator is what the model is trained on: soft rows
     batch = collator([PixelSamples()[i] for i in range(8)])
     assert batch["labels"].shape == (8, C) and batch["labels"].is_floating_point()
+
+
+def test_tv_images_geometry_and_masks_in_a_dict():
+    tv = pytest.importorskip("torchvision.tv_tensors")
+    x, y = _batch()
+    out = mixkit.MixUp(num_classes=C)({"img": tv.Image(x), "label": y}, generator=_seed())
+    assert isinstance(out["img"], tv.Image)  # the one Image among the values is the images
+    boxes = tv.BoundingBoxes(torch.zeros(6, 4), format="XYXY", canvas_size=(16, 16))
+    with pytest.raises(ValueError, match="BoundingBoxes under the passed-through key 'boxes'"):
+        mixkit.MixUp(num_classes=C)({"image": x, "label": y, "boxes": boxes})
+    seg = torch.randint(0, C, (6, 16, 16))
+    out = mixkit.CutMix(num_classes=C)({"image": x, "label": y}, generator=_seed(), masks=seg)
+    mixed, soft, mixed_seg = mixkit.CutMix(num_classes=C)(x, y, generator=_seed(), masks=seg)
+    assert list(out) == ["image", "label", "masks"] and torch.equal(out["masks"], mixed_seg)
