@@ -213,7 +213,7 @@ def test_errors_of_torchvisions_suite(name):
         mixer(pil)
     with pytest.raises(TypeError, match="inputs: expected a torch.Tensor, got Image"):
         mixer(pil, torch.arange(1))
-    with pytest.raises(TypeError, match=r"got a dict with keys \['Nothing_else', 'img'\]"):
+    with pytest.raises(ValueError, match=r"expected a dict with an image key .*got keys \['Nothing_else', 'img'\]"):
         mixer({"img": x, "Nothing_else": 3})
     with pytest.raises(TypeError, match="got a Tensor alone; the labels are missing"):
         mixer(x)

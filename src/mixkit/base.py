@@ -79,12 +79,15 @@ class Targets(nn.Module):
     label_smoothing: float
     multilabel: bool
 
-    def forward(self, *batch, generator: torch.Generator | None = None, masks=None):
-        """``mixer(images, labels)``, ``mixer(images, labels, *rest)`` or ``mixer((images, labels,
-        *rest))`` (a tuple or list): the same structure back, images mixed, labels as soft rows.
+    def forward(self, *batch, generator: torch.Generator | None = None, masks=None, labels_getter="default"):
+        """``mixer(images, labels)``, ``mixer(images, labels, *rest)``, ``mixer((images, labels,
+        *rest))`` (a tuple or list) or ``mixer({"image": images, "labels": labels, ...})`` (a dict):
+        the same structure back, images mixed, labels as soft rows, the rest passed through.
         With ``masks=`` (dense targets, see ``apply``) the mixed masks follow the labels:
-        ``(mixed, soft, mixed_masks, *rest)``."""
-        images, labels, pack = unpack_call(batch, type(self).__name__)
+        ``(mixed, soft, mixed_masks, *rest)`` (a dict: under ``"masks"``). ``labels_getter``:
+        where a dict's labels are, ``"default"`` (the key ``"labels"`` or ``"label"``, as
+        torchvision's v2 MixUp finds them) or a callable ``batch -> labels`` (``mixkit.inputs``)."""
+        images, labels, pack = unpack_call(batch, type(self).__name__, labels_getter)
         # sample checked the inputs; the parameters were drawn here: they need no replay checks
         params = self.sample(images, generator=generator, masks=masks)
         return pack(*self._apply_soft(images, self.targets(images, labels), params, masks, check=False))

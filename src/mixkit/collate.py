@@ -2,7 +2,10 @@
 
 ``DataLoader(dataset, batch_size=128, num_workers=4, collate_fn=MixingCollate(mixer, generator=g))``
 collates a batch (``default_collate`` unless another ``collate`` is given) and mixes it in the
-worker, so the training loop receives ``(mixed, soft_labels, *rest)``.
+worker, so the training loop receives ``(mixed, soft_labels, *rest)``. Samples that are dicts
+(``{"image": t, "label": int}``, ``{"pixel_values": t, "labels": int}``) collate to a dict batch,
+which comes back as a dict of the same keys, images mixed and labels as soft rows (the keys are
+found as a mixer finds them, ``mixkit.inputs``; ``labels_getter`` as there).
 
 Workers and seeds: every worker starts with a copy of ``g``; on its first draw the copy is
 re-seeded from its own state and the worker's seed (``torch.utils.data.get_worker_info().seed``,
@@ -15,11 +18,12 @@ generator fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.utils.data import default_collate
 
+from .inputs import check_labels_getter, unpack_dict
 from .reprs import init_repr
 
 __all__ = ["MixingCollate"]
@@ -30,7 +34,10 @@ class MixingCollate:
 
     ``mixer``: any mixer or combination (``sample`` + ``apply``). ``generator``: a CPU
     ``torch.Generator`` (None: torch's default one, which the DataLoader seeds per worker).
-    ``collate``: how samples become a batch; it must return ``(inputs, labels, ...)``.
+    ``collate``: how samples become a batch; it must return ``(inputs, labels, ...)`` or a dict
+    (then ``{..., images key: mixed, labels key: soft}`` comes back). ``labels_getter``: where a
+    dict batch's labels are, ``"default"`` (the key ``"labels"`` or ``"label"``) or a callable
+    ``batch -> labels``.
 
     Example:
 
@@ -48,7 +55,7 @@ class MixingCollate:
     """
 
     def __init__(self, mixer, *, generator: torch.Generator | None = None,
-                 collate: Callable = default_collate):
+                 collate: Callable = default_collate, labels_getter="default"):
         if not (callable(getattr(mixer, "sample", None)) and callable(getattr(mixer, "apply", None))):
             raise TypeError(f"mixer: expected a mixer with sample() and apply(), got {type(mixer).__name__}")
         if generator is not None and (not isinstance(generator, torch.Generator)
@@ -61,13 +68,17 @@ class MixingCollate:
         self.mixer = mixer
         self.generator = generator
         self.collate = collate
+        self.labels_getter = check_labels_getter(labels_getter)
 
     def __call__(self, samples):
         batch = self.collate(samples)
+        if isinstance(batch, Mapping):
+            inputs, labels, pack = unpack_dict(batch, type(self).__name__, self.labels_getter)
+            return pack(*self.mixer(inputs, labels, generator=self.generator))
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             sized = isinstance(batch, (tuple, list))
             got = f"a {type(batch).__name__}" + (f" of {len(batch)}" if sized else "")
-            raise ValueError(f"collate: expected batches of (inputs, labels, ...), got {got}")
+            raise ValueError(f"collate: expected batches of (inputs, labels, ...) or a dict, got {got}")
         inputs, labels, *rest = batch
         mixed, soft = self.mixer(inputs, labels, generator=self.generator)
         return (mixed, soft, *rest)

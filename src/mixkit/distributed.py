@@ -262,17 +262,17 @@ class CrossRank(Targets):
         return state
 
     # -- the contract ------------------------------------------------------------------------
-    def forward(self, *batch, generator: torch.Generator | None = None, masks=None):
-        """As a mixer's call (``(images, labels, *rest)`` or packed), mixed over the global batch;
-        the inputs, target rows and masks are gathered once."""
+    def forward(self, *batch, generator: torch.Generator | None = None, masks=None, labels_getter="default"):
+        """As a mixer's call (``(images, labels, *rest)``, packed, or a dict), mixed over the global
+        batch; the inputs, target rows and masks are gathered once."""
         group, rank, world = self._where()
         if world == 1:
-            return self.mixer(*batch, generator=generator, masks=masks)
+            return self.mixer(*batch, generator=generator, masks=masks, labels_getter=labels_getter)
         self._gathered = None
         failure = images = soft = None
         pack = None
         try:
-            images, labels, pack = unpack_call(batch, type(self).__name__)
+            images, labels, pack = unpack_call(batch, type(self).__name__, labels_getter)
             soft = self.targets(images, labels)
         except Exception as err:  # raised below, after every rank has said whether it failed
             failure = err

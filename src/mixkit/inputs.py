@@ -5,7 +5,19 @@ A mixer (or combination) is called as torchvision's v2 transforms are:
 - ``mixer(images, labels)`` -> ``(mixed, soft)``;
 - ``mixer(images, labels, *rest)`` -> ``(mixed, soft, *rest)``, the rest passed through;
 - ``mixer(batch)`` with ``batch`` a tuple or list ``(images, labels, *rest)`` (what a
-  ``DataLoader`` yields) -> the same container type, with images and labels mixed.
+  ``DataLoader`` yields) -> the same container type, with images and labels mixed;
+- ``mixer(batch)`` with ``batch`` a dict (any mapping) ``{"image": images, "labels": labels,
+  ...}`` -> a dict of the same keys, the images and labels replaced by the mixed images and the
+  soft rows, every other key passed through (``unpack_dict``). With ``masks=`` the mixed masks
+  come back under ``"masks"``.
+
+Which keys of a dict hold what (``labels_getter``, a call keyword as torchvision's v2 ``MixUp``
+and ``CutMix`` take it in their constructor): the images are under ``"image"``, ``"images"`` or
+``"pixel_values"`` (case-insensitive; else the one ``tv_tensors.Image`` or ``Video`` among the
+values). With ``labels_getter="default"`` the labels are found as torchvision's default does:
+the key ``"labels"`` (case-insensitive), else the first key containing ``"label"``. A callable
+``labels_getter(batch)`` returns the labels tensor itself, which must be one of the batch's
+values (found by identity, as torchvision does; it is replaced by the soft rows).
 
 torchvision's ``tv_tensors`` are recognised without importing torchvision (mixkit needs torch
 alone): a tensor can only be a ``TVTensor`` when torchvision is already loaded.
@@ -22,13 +34,14 @@ alone): a tensor can only be a ``TVTensor`` when torchvision is already loaded.
 
 from __future__ import annotations
 
+import copy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 
 import torch
 from torch import Tensor
 
-__all__ = ["unpack_call", "tv_kind", "Plain", "as_plain", "dense_view"]
+__all__ = ["unpack_call", "unpack_dict", "check_labels_getter", "tv_kind", "Plain", "as_plain", "dense_view"]
 
 # tv_tensors that describe where things are in an image: mixing images leaves them wrong.
 _GEOMETRY = ("Mask", "BoundingBoxes", "KeyPoints")
@@ -56,11 +69,14 @@ def _refuse_geometry(x, where: str, owner: str) -> None:
         )
 
 
-def unpack_call(args: tuple, owner: str) -> tuple[Tensor, Tensor, Callable]:
+def unpack_call(args: tuple, owner: str, labels_getter="default") -> tuple[Tensor, Tensor, Callable]:
     """``(images, labels, pack)`` from a mixer's positional arguments; ``pack(mixed, soft)``
-    rebuilds the structure that came in."""
+    rebuilds the structure that came in. ``labels_getter``: how a dict batch's labels are found
+    (see the module docstring)."""
     if len(args) == 1:
         sample = args[0]
+        if isinstance(sample, Mapping):
+            return unpack_dict(sample, owner, labels_getter)
         if isinstance(sample, (tuple, list)) and len(sample) >= 2:
             images, labels, *rest = sample
             kind = type(sample) if type(sample) in (tuple, list) else (list if isinstance(sample, list)
@@ -68,25 +84,82 @@ def unpack_call(args: tuple, owner: str) -> tuple[Tensor, Tensor, Callable]:
             for item in rest:
                 _refuse_geometry(item, "among the passed-through items", owner)
             return images, labels, lambda mixed, soft, *more: kind((mixed, soft, *more, *rest))
-        if isinstance(sample, dict):
-            raise TypeError(
-                f"{owner}: expected (images, labels) or a packed (images, labels) tuple or list, got a "
-                f"dict with keys {sorted(map(str, sample))}; call it as mixer(batch[<images key>], "
-                "batch[<labels key>])"
-            )
         _refuse_geometry(sample, "as the batch", owner)
         sized = isinstance(sample, (tuple, list))
         got = f"a {type(sample).__name__}" + (f" of {len(sample)}" if sized else "")
         raise TypeError(
-            f"{owner}: expected (images, labels) or a packed (images, labels) tuple or list, got {got} "
+            f"{owner}: expected (images, labels) or a packed (images, labels) tuple, list or dict, got {got} "
             "alone; the labels are missing"
         )
     if len(args) == 0:
-        raise TypeError(f"{owner}: expected (images, labels) or a packed (images, labels), got no inputs")
+        raise TypeError(f"{owner}: expected (images, labels) or a packed (images, labels) tuple, list "
+                        "or dict, got no inputs")
     images, labels, *rest = args
     for item in rest:
         _refuse_geometry(item, "among the passed-through items", owner)
     return images, labels, lambda mixed, soft, *more: (mixed, soft, *more, *rest)
+
+
+# the keys a dict batch holds its images under (case-insensitive), and what the errors name
+IMAGE_KEYS = ("image", "images", "pixel_values")
+_LABEL_KEYS = ("labels", "label")
+
+
+def check_labels_getter(labels_getter):
+    """``labels_getter`` if it is ``"default"`` or a callable, else a ValueError."""
+    if not (labels_getter == "default" if isinstance(labels_getter, str) else callable(labels_getter)):
+        raise ValueError(f"labels_getter: expected 'default' or a callable batch -> labels, "
+                         f"got {labels_getter!r}")
+    return labels_getter
+
+
+def _image_key(sample: Mapping):
+    for key in sample:
+        if isinstance(key, str) and key.lower() in IMAGE_KEYS:
+            return key
+    typed = [key for key, value in sample.items() if tv_kind(value) in ("Image", "Video")]
+    return typed[0] if len(typed) == 1 else None
+
+
+def _labels_key(sample: Mapping, labels_getter):
+    """The key of the labels: torchvision's default heuristic, or the key whose value is what
+    ``labels_getter(sample)`` returns."""
+    names = [key for key in sample if isinstance(key, str)]
+    if labels_getter == "default":
+        exact = [key for key in names if key.lower() == "labels"]
+        return (exact or [key for key in names if "label" in key.lower()] or [None])[0]
+    labels = labels_getter(sample)
+    for key, value in sample.items():
+        if value is labels:
+            return key
+    raise ValueError(f"labels_getter: expected it to return one of the batch's values (the labels "
+                     f"tensor itself), got a {type(labels).__name__} that is none of the values of keys "
+                     f"{sorted(map(str, sample))}")
+
+
+def unpack_dict(sample: Mapping, owner: str, labels_getter="default") -> tuple[Tensor, Tensor, Callable]:
+    """``(images, labels, pack)`` from a dict batch; ``pack(mixed, soft)`` (and the mixed masks,
+    stored under ``"masks"``) returns a copy of ``sample`` with those values replaced."""
+    check_labels_getter(labels_getter)
+    image_key = _image_key(sample)
+    labels_key = _labels_key(sample, labels_getter)
+    if image_key is None or labels_key is None or labels_key == image_key:
+        labels = f"a labels key {_LABEL_KEYS}" if labels_getter == "default" else \
+            "the labels that labels_getter returns"
+        raise ValueError(f"batch: expected a dict with an image key {IMAGE_KEYS} and {labels} for "
+                         f"{owner}, got keys {sorted(map(str, sample))}")
+    for key, item in sample.items():
+        if key not in (image_key, labels_key):
+            _refuse_geometry(item, f"under the passed-through key {key!r}", owner)
+
+    def pack(mixed, soft, *more):
+        out = copy.copy(sample) if isinstance(sample, MutableMapping) else dict(sample)
+        out[image_key], out[labels_key] = mixed, soft
+        if more:
+            out["masks"] = more[0]
+        return out
+
+    return sample[image_key], sample[labels_key], pack
 
 
 class Plain:
