@@ -118,10 +118,10 @@ def _read_target(t, i: int, hw: tuple, fmt: str | None):
     if "boxes" not in t:
         raise ValueError(f"{where}: expected a 'boxes' entry, got keys {sorted(map(str, t))}")
     boxes = t["boxes"]
+    own = _box_format(boxes, f"{where}['boxes']")
     if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
         got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
         raise ValueError(f"{where}['boxes']: expected shape (n, 4), got {got}")
-    own = _box_format(boxes, f"{where}['boxes']")
     if fmt is not None and own != fmt:
         raise ValueError(f"{where}['boxes']: expected the format of targets[0]['boxes'] ({fmt}), got {own}")
     n = boxes.shape[0]
