@@ -21,7 +21,7 @@ MIXERS = {
     "mosaic": lambda: Mosaic(output_size=(24, 30)),
     "mixup": lambda: MixUp(alpha=1.0),
     "cutmix": lambda: CutMix(alpha=1.0, min_visible=0.3),
-    "copypaste": lambda: CopyPaste(p_object=0.6, min_visible=0.25),
+    "copypaste": lambda: CopyPaste(p_object=0.7, min_visible=0.5),
 }
 
 
@@ -217,9 +217,9 @@ REFERENCES = {"mosaic": _ref_mosaic, "mixup": _ref_mixup, "cutmix": _ref_cutmix,
 
 @pytest.mark.parametrize("name", list(MIXERS))
 def test_fast_equals_the_slow_reference(name):
-    images, targets = _batch("XYWH", b=3, h=12, w=14, seed=5)
+    images, targets = _batch("XYWH", b=4, h=12, w=14, seed=5, counts=[3, 2, 4, 3])
     mixer = MIXERS[name]()
-    for seed in range(2):
+    for seed in range(4):
         params = mixer.sample(images, targets, generator=_gen(seed))
         out, res = mixer.apply(images, targets, params)
         ref_images, ref_objs = REFERENCES[name](mixer, images, targets, params)
@@ -230,6 +230,10 @@ def test_fast_equals_the_slow_reference(name):
             for k, (_, m, box) in enumerate(objs):
                 assert torch.equal(t["masks"][k], m)
                 assert xyxy[k].tolist() == pytest.approx(box)
+                # a key point (on a pixel of its mask at the input) is visible iff that pixel still is
+                for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist()):
+                    on = 0 <= x < m.shape[1] and 0 <= y < m.shape[0] and bool(m[int(y), int(x)])
+                    assert seen == on
 
 
 def test_cutmix_boxes_without_masks_equal_the_rasterised_reference():
