@@ -88,7 +88,7 @@ def test_output_objects_are_consistent(name, fmt):
         for k in range(n):
             assert t["masks"][k].any()
             assert torch.allclose(xyxy[k], torch.tensor(_tight(t["masks"][k]), dtype=torch.float), atol=1e-4)
-            for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist()):
+            for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist(), strict=True):
                 if seen:
                     assert t["masks"][k, int(y), int(x)]
 
@@ -147,10 +147,10 @@ def _ref_mosaic(mixer, images, targets, params):
     oh, ow = mixer.output_size
     oy, ox = (2 * h - oh) // 2, (2 * w - ow) // 2
     outs, objs = [], []
-    for tiles, (xc, yc) in zip(params.tiles, params.centres):
+    for tiles, (xc, yc) in zip(params.tiles, params.centres, strict=True):
         corners = [(yc - h, xc - w), (yc - h, xc), (yc, xc - w), (yc, xc)]  # top-left of each tile
         plans, owners = [], {}
-        for k, (j, (ty, tx)) in enumerate(zip(tiles, corners)):
+        for j, (ty, tx) in zip(tiles, corners, strict=True):
             plans.append((j, ty - oy, tx - ox, lambda y, x: True))
             for y in range(max(ty - oy, 0), min(ty - oy + h, oh)):
                 for x in range(max(tx - ox, 0), min(tx - ox + w, ow)):
@@ -170,7 +170,7 @@ def _ref_mosaic(mixer, images, targets, params):
 def _ref_cutmix(mixer, images, targets, params):
     h, w = images.shape[-2:]
     outs, objs = [], []
-    for i, (j, (x1, y1, x2, y2)) in enumerate(zip(params.index, params.boxes)):
+    for i, (j, (x1, y1, x2, y2)) in enumerate(zip(params.index, params.boxes, strict=True)):
         def inside(y, x, x1=x1, y1=y1, x2=x2, y2=y2):
             return x1 <= x < x2 and y1 <= y < y2
 
@@ -186,7 +186,7 @@ def _ref_cutmix(mixer, images, targets, params):
 def _ref_copypaste(mixer, images, targets, params):
     h, w = images.shape[-2:]
     outs, objs = [], []
-    for i, (j, chosen) in enumerate(zip(params.index, params.chosen)):
+    for i, (j, chosen) in enumerate(zip(params.index, params.chosen, strict=True)):
         pasted = torch.zeros(h, w, dtype=torch.bool)
         for k in chosen:
             pasted |= targets[j]["masks"][k]
@@ -205,7 +205,7 @@ def _ref_copypaste(mixer, images, targets, params):
 
 def _ref_mixup(mixer, images, targets, params):
     outs, objs = [], []
-    for i, (j, lam) in enumerate(zip(params.index, params.lam)):
+    for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
         outs.append(images[i].double() * lam + images[j].double() * (1 - lam))
         objs.append([(int(t["ids"][k]), t["masks"][k], _tight(t["masks"][k]))
                      for t in (targets[i], targets[j]) for k in range(len(t["ids"]))])
@@ -223,7 +223,7 @@ def test_fast_equals_the_slow_reference(name):
         params = mixer.sample(images, targets, generator=_gen(seed))
         out, res = mixer.apply(images, targets, params)
         ref_images, ref_objs = REFERENCES[name](mixer, images, targets, params)
-        for o, r, t, objs in zip(out, ref_images, res, ref_objs):
+        for o, r, t, objs in zip(out, ref_images, res, ref_objs, strict=True):
             assert torch.allclose(o.double(), r, atol=1e-5)
             assert t["ids"].tolist() == [oid for oid, _, _ in objs]
             xyxy = to_xyxy(t["boxes"].as_subclass(torch.Tensor), "XYWH")
@@ -231,7 +231,7 @@ def test_fast_equals_the_slow_reference(name):
                 assert torch.equal(t["masks"][k], m)
                 assert xyxy[k].tolist() == pytest.approx(box)
                 # a key point (on a pixel of its mask at the input) is visible iff that pixel still is
-                for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist()):
+                for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist(), strict=True):
                     on = 0 <= x < m.shape[1] and 0 <= y < m.shape[0] and bool(m[int(y), int(x)])
                     assert seen == on
 
@@ -244,7 +244,7 @@ def test_cutmix_boxes_without_masks_equal_the_rasterised_reference():
         params = mixer.sample(images, plain, generator=_gen(seed))
         _, with_masks = mixer.apply(images, targets, params)
         _, without = mixer.apply(images, plain, params)
-        for a, b in zip(with_masks, without):  # rectangles: box geometry is pixel geometry
+        for a, b in zip(with_masks, without, strict=True):  # rectangles: box geometry is pixel geometry
             assert torch.equal(a["ids"], b["ids"])
             assert torch.allclose(a["boxes"].as_subclass(torch.Tensor), b["boxes"].as_subclass(torch.Tensor))
 
@@ -255,8 +255,8 @@ def test_cutmix_boxes_without_masks_equal_the_rasterised_reference():
 
 def _same(a, b):
     (ia, ta), (ib, tb) = a, b
-    assert all(torch.equal(x, y) for x, y in zip(ia, ib))
-    for x, y in zip(ta, tb):
+    assert all(torch.equal(x, y) for x, y in zip(ia, ib, strict=True))
+    for x, y in zip(ta, tb, strict=True):
         assert x.keys() == y.keys()
         for k in x:
             assert torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k]
@@ -301,7 +301,7 @@ def test_list_of_images_of_different_sizes(name):
         targets.append(ts[0])
     out, res = MIXERS[name]()(images, targets, generator=_gen(1))
     assert isinstance(out, list) and len(out) == 3
-    for im, t in zip(out, res):
+    for im, t in zip(out, res, strict=True):
         assert tuple(t["boxes"].canvas_size) == tuple(im.shape[-2:]) == tuple(t["masks"].shape[-2:])
         for k in range(len(t["boxes"])):
             xyxy = t["boxes"].as_subclass(torch.Tensor)[k]

@@ -61,10 +61,12 @@ class CopyPaste:
             raise ValueError(f"min_visible: expected a value in [0, 1], got {min_visible}")
         if min_area < 0:
             raise ValueError(f"min_area: expected a value >= 0, got {min_area}")
-        self.p_object, self.min_visible, self.min_area = float(p_object), float(min_visible), float(min_area)
+        self.p_object, self.min_visible = float(p_object), float(min_visible)
+        self.min_area = float(min_area)
 
     def __repr__(self):
-        return f"CopyPaste(p_object={self.p_object}, min_visible={self.min_visible}, min_area={self.min_area})"
+        return (f"CopyPaste(p_object={self.p_object}, min_visible={self.min_visible}, "
+                f"min_area={self.min_area})")
 
     def __call__(self, images, targets, *, generator=None):
         return self.apply(images, targets, self.sample(images, targets, generator=generator))
@@ -92,7 +94,7 @@ class CopyPaste:
         batch = self._read(images, targets)
         T.check_params(params, CopyPasteParams, batch, "CopyPaste")
         outs, objs = [], []
-        for i, (j, chosen) in enumerate(zip(params.index, params.chosen)):
+        for i, (j, chosen) in enumerate(zip(params.index, params.chosen, strict=True)):
             n_j = batch.objects[j]["boxes"].shape[0]
             if any(k >= n_j for k in chosen):
                 raise ValueError(f"params: expected object indices below {n_j} for image {j}, got {chosen}")

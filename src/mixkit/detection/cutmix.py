@@ -128,7 +128,7 @@ class CutMix:
         batch = T.read(images, targets, "CutMix")
         T.check_params(params, CutMixParams, batch, "CutMix")
         outs, objs = [], []
-        for i, (j, rect) in enumerate(zip(params.index, params.boxes)):
+        for i, (j, rect) in enumerate(zip(params.index, params.boxes, strict=True)):
             out, obj = self._one(batch, i, j, rect)
             outs.append(out)
             objs.append(obj)

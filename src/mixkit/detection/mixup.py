@@ -89,7 +89,7 @@ class MixUp:
         batch = T.read(images, targets, "MixUp")
         T.check_params(params, MixUpParams, batch, "MixUp")
         outs, objs = [], []
-        for i, (j, lam) in enumerate(zip(params.index, params.lam)):
+        for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
             a, b = batch.images[i], batch.images[j]
             h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
             pa = T.place(a, h, w, 0, 0, self.fill)

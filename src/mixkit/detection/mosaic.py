@@ -112,7 +112,7 @@ class Mosaic:
         xc = (0.5 * w + centre[:, 0] * w).floor().long().tolist()
         yc = (0.5 * h + centre[:, 1] * h).floor().long().tolist()
         tiles = tuple((i, *partners[i].tolist()) for i in range(b))
-        return MosaicParams(tiles, tuple(zip(xc, yc)), tuple(tuple(s) for s in scales))
+        return MosaicParams(tiles, tuple(zip(xc, yc, strict=True)), tuple(tuple(s) for s in scales))
 
     def _tile_size(self, batch) -> tuple:
         return self.size if self.size is not None else tuple(batch.images[0].shape[-2:])
@@ -124,7 +124,7 @@ class Mosaic:
         oh, ow = self.output_size if self.output_size is not None else (2 * h, 2 * w)
         off = ((2 * w - ow) // 2, (2 * h - oh) // 2)
         outs, objs, extras = [], [], []
-        for tiles, centre, scales in zip(params.tiles, params.centres, params.scales):
+        for tiles, centre, scales in zip(params.tiles, params.centres, params.scales, strict=True):
             img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off)
             outs.append(img)
             objs.append(obj)
@@ -137,12 +137,12 @@ class Mosaic:
         first = batch.images[tiles[0]]
         canvas = first.new_full((first.shape[0], oh, ow), self.fill)
         sizes = []
-        for j, s in zip(tiles, scales):
+        for j, s in zip(tiles, scales, strict=True):
             hj, wj = batch.images[j].shape[-2:]
             fit = min(h / hj, w / wj) * s
             sizes.append((max(1, round(hj * fit)), max(1, round(wj * fit))))
         parts = []
-        for k, (j, (th, tw), (x0, y0)) in enumerate(zip(tiles, sizes, tile_origins(centre, sizes))):
+        for j, (th, tw), (x0, y0) in zip(tiles, sizes, tile_origins(centre, sizes), strict=True):
             x0, y0 = x0 - off[0], y0 - off[1]
             img = batch.images[j]
             tile = _resize(img, th, tw, nearest=False).to(canvas.device)
@@ -150,7 +150,8 @@ class Mosaic:
             y_lo, x_lo = max(y0, 0), max(x0, 0)
             y_hi, x_hi = min(y0 + th, oh), min(x0 + tw, ow)
             if y_hi > y_lo and x_hi > x_lo:
-                canvas[:, y_lo:y_hi, x_lo:x_hi] = tile[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0].to(canvas.dtype)
+                piece = tile[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0]
+                canvas[:, y_lo:y_hi, x_lo:x_hi] = piece.to(canvas.dtype)
             obj = T.move(batch.objects[j], (tw / img.shape[-1], th / img.shape[-2]), (x0, y0))
             if "masks" in obj:
                 m = _resize(obj["masks"], th, tw, nearest=True)

@@ -147,12 +147,14 @@ def _read_target(t, i: int, hw: tuple, fmt: str | None):
 
 def _check_field(key, value, n, hw, where):
     if value.dim() == 0 or value.shape[0] != n:
-        raise ValueError(f"{where}['{key}']: expected {n} entries (one per box), got shape {tuple(value.shape)}")
+        raise ValueError(f"{where}['{key}']: expected {n} entries (one per box), "
+                         f"got shape {tuple(value.shape)}")
     if key == "masks" and tuple(value.shape[1:]) != tuple(hw):
         raise ValueError(f"{where}['masks']: expected shape (n, H, W) = ({n}, {hw[0]}, {hw[1]}) matching "
                          f"the boxes and the image, got {tuple(value.shape)}")
     if key == "keypoints" and (value.dim() != 3 or value.shape[-1] != 2):
-        raise ValueError(f"{where}['keypoints']: expected shape (n, K, 2), got {tuple(value.shape)}")
+        raise ValueError(f"{where}['keypoints']: expected shape (n, K, 2), "
+                         f"got {tuple(value.shape)}")
 
 
 def read(images, targets, owner: str) -> Batch:
@@ -164,7 +166,7 @@ def read(images, targets, owner: str) -> Batch:
     if not plain:
         raise ValueError(f"images: {owner} expected at least one image, got none")
     fmt, objects, extras = None, [], []
-    for i, (im, t) in enumerate(zip(plain, targets)):
+    for i, (im, t) in enumerate(zip(plain, targets, strict=True)):
         fmt, obj, extra = _read_target(t, i, im.shape[-2:], fmt)
         if objects and set(obj) != set(objects[0]):
             raise ValueError(f"targets[{i}]: expected the per-object fields of targets[0] "
@@ -189,7 +191,7 @@ def write(batch: Batch, images: list, objects: list, extras: list | None = None)
     input format with the output's ``canvas_size``, masks and key points in their input types."""
     tv, extras = _tv(), batch.extras if extras is None else extras
     targets = []
-    for im, obj, extra in zip(images, objects, extras):
+    for im, obj, extra in zip(images, objects, extras, strict=True):
         h, w = im.shape[-2:]
         out = dict(extra)
         for key, value in obj.items():
@@ -207,7 +209,7 @@ def write(batch: Batch, images: list, objects: list, extras: list | None = None)
         stacked = torch.stack(images)
         return (_tv().wrap(stacked, like=batch.like) if _is(batch.like, "Image") else stacked), targets
     likes = batch.like if isinstance(batch.like, (list, tuple)) else [None] * len(images)
-    return [_wrap_image(im, like) for im, like in zip(images, likes)], targets
+    return [_wrap_image(im, like) for im, like in zip(images, likes, strict=True)], targets
 
 
 def select(obj: dict, keep: Tensor) -> dict:
