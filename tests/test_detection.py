@@ -93,6 +93,14 @@ def test_output_objects_are_consistent(name, fmt):
                     assert t["masks"][k, int(y), int(x)]
 
 
+def test_partners_are_other_images():
+    images, targets = _batch()
+    for mixer in (MixUp(), CutMix(), CopyPaste()):
+        for seed in range(5):
+            index = mixer.sample(images, targets, generator=_gen(seed)).index
+            assert all(j != i for i, j in enumerate(index))
+
+
 def test_mixup_weights_are_lam_and_one_minus_lam():
     images, targets = _batch()
     mixer = MixUp(alpha=2.0)

@@ -13,8 +13,8 @@ are what is pasted. The paper's large scale jitter (resizing both images by a ra
 [0.1, 2.0] and cropping or padding) is not done here: run a scale jitter before this mixer.
 
 Key points of base objects under the pasted pixels are marked invisible. Draws, in order, one
-batched call each on the host: the partner permutation ``(B,)``, the object choices
-``(B, max n)`` uniforms (the first ``n_j`` of row ``i`` are used).
+batched call each on the host: the partners ``(B,)`` (each drawn among the other images), the
+object choices ``(B, max n)`` uniforms (the first ``n_j`` of row ``i`` are used).
 """
 
 from __future__ import annotations
@@ -52,6 +52,24 @@ class CopyPaste:
     ``mixer(images, targets, generator=g)``, or ``sample`` then ``apply`` (the same output).
     Targets need ``"masks"``. The draws are made on the host; images stay on their device,
     per-object data where it is. Image-level target entries are the base image's.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torchvision import tv_tensors
+    >>> from mixkit.detection import CopyPaste
+    >>> masks = torch.zeros(1, 32, 32, dtype=torch.bool)
+    >>> masks[:, 4:20, 4:20] = True
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> targets = [{"boxes": tv_tensors.BoundingBoxes([[4.0, 4.0, 20.0, 20.0]], format="XYXY",
+    ...                                               canvas_size=(32, 32)),
+    ...             "labels": torch.tensor([i]), "masks": tv_tensors.Mask(masks)} for i in range(2)]
+    >>> out, res = CopyPaste(p_object=1.0)(images, targets, generator=torch.Generator().manual_seed(0))
+    >>> res[0]["labels"].tolist(), res[0]["boxes"].tolist()   # the pasted object hides the base one
+    ([1], [[4.0, 4.0, 20.0, 20.0]])
+
+    ```
     """
 
     def __init__(self, p_object: float = 0.5, *, min_visible: float = 0.0, min_area: float = 1.0):
@@ -81,7 +99,7 @@ class CopyPaste:
     def sample(self, images, targets, *, generator=None) -> CopyPasteParams:
         batch = self._read(images, targets)
         b, g = batch.size, T.host(generator)
-        index = torch.randperm(b, generator=g).tolist()
+        index = T.partners(b, g)
         counts = [int(o["boxes"].shape[0]) for o in batch.objects]
         u = torch.rand(b, max(counts + [1]), generator=g)
         chosen = []
@@ -116,7 +134,7 @@ class CopyPaste:
         before = m.bool().flatten(1).sum(1)
         m = m & ~alpha.to(m.device)
         after = m.bool().flatten(1).sum(1)
-        visible = torch.where(before > 0, after.float() / before.clamp(min=1), torch.zeros(len(before)))
+        visible = after.float() / before.clamp(min=1)
         own["masks"] = m
         own = T.select(own, (visible >= max(self.min_visible, 1e-12)) & (after > 0))
         own = T.hide_keypoints(own, alpha)

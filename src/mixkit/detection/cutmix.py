@@ -15,8 +15,8 @@ Objects (``min_visible`` = v):
   was (``occluded="keep"``, boxes only; masks are always cut).
 
 Key points under the pasted pixels (the base image's) or outside them (the partner's) are marked
-invisible. Draws, in order, one batched call each on the host: the partner permutation ``(B,)``,
-lam ``(B,)``, the box centres ``(B, 2)``.
+invisible. Draws, in order, one batched call each on the host: the partners ``(B,)`` (each drawn
+among the other images), lam ``(B,)``, the box centres ``(B, 2)``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,22 @@ class CutMix:
     ``mixer(images, targets, generator=g)``, or ``sample`` then ``apply`` (the same output). The
     draws are made on the host; images stay on their device, per-object data where it is.
     Image-level target entries are the base image's.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torchvision import tv_tensors
+    >>> from mixkit.detection import CutMix
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> targets = [{"boxes": tv_tensors.BoundingBoxes([[4.0, 4.0, 20.0, 20.0]], format="CXCYWH",
+    ...                                               canvas_size=(32, 32)),
+    ...             "labels": torch.tensor([i])} for i in range(2)]
+    >>> out, res = CutMix()(images, targets, generator=torch.Generator().manual_seed(0))
+    >>> out.shape, res[0]["boxes"].format.name
+    (torch.Size([2, 3, 32, 32]), 'CXCYWH')
+
+    ```
     """
 
     def __init__(self, alpha: float = 1.0, *, min_visible: float = 0.2, occluded: str = "clip",
@@ -110,7 +126,7 @@ class CutMix:
     def sample(self, images, targets, *, generator=None) -> CutMixParams:
         batch = T.read(images, targets, "CutMix")
         b, g = batch.size, T.host(generator)
-        index = torch.randperm(b, generator=g).tolist()
+        index = T.partners(b, g)
         lam = sampling.sample_beta(self.alpha, size=b, generator=g).tolist()
         centre = torch.rand(b, 2, generator=g, dtype=torch.float64).tolist()
         boxes = []

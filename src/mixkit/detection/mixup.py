@@ -14,7 +14,8 @@ Defaults elsewhere: ultralytics draws lam ~ Beta(32, 32) (lam close to 0.5), the
 YOLOX blends with a fixed 0.5 (after jittering the partner's scale), ``alpha=None`` here; the
 Bag of Freebies paper uses Beta(1.5, 1.5).
 
-Draws, in order, one batched call each on the host: the partner permutation ``(B,)``, lam ``(B,)``.
+Draws, in order, one batched call each on the host: the partners ``(B,)`` (each drawn among the
+other images), lam ``(B,)``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ class MixUp:
     ``mixer(images, targets, generator=g)``, or ``sample`` then ``apply`` (the same output). The
     draws are made on the host; images stay on their device, per-object data where it is.
     Image-level target entries are the base image's.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torchvision import tv_tensors
+    >>> from mixkit.detection import MixUp
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> targets = [{"boxes": tv_tensors.BoundingBoxes([[4.0, 4.0, 20.0, 20.0]], format="XYWH",
+    ...                                               canvas_size=(32, 32)),
+    ...             "labels": torch.tensor([i])} for i in range(2)]
+    >>> mixer = MixUp(alpha=32.0)
+    >>> params = mixer.sample(images, targets, generator=torch.Generator().manual_seed(0))
+    >>> out, res = mixer.apply(images, targets, params)
+    >>> len(res[0]["boxes"]), bool(torch.allclose(res[0]["weights"].sum(), torch.tensor(1.0)))
+    (2, True)
+
+    ```
     """
 
     def __init__(self, alpha: float | None = 32.0, *, fill=0.0):
@@ -78,7 +97,7 @@ class MixUp:
     def sample(self, images, targets, *, generator=None) -> MixUpParams:
         batch = T.read(images, targets, "MixUp")
         b, g = batch.size, T.host(generator)
-        index = torch.randperm(b, generator=g).tolist()
+        index = T.partners(b, g)
         if self.alpha is None:
             lam = [0.5] * b
         else:

@@ -79,6 +79,22 @@ class Mosaic:
     generator=g)`` then ``mixer.apply(images, targets, params)`` (the same output). The
     draws are made on the host; images stay on their device and per-object data where it is.
     Image-level entries of a target are those of the output's first tile (the sample itself).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torchvision import tv_tensors
+    >>> from mixkit.detection import Mosaic
+    >>> images = torch.rand(4, 3, 32, 32)
+    >>> targets = [{"boxes": tv_tensors.BoundingBoxes([[4.0, 4.0, 20.0, 20.0]], format="XYXY",
+    ...                                               canvas_size=(32, 32)),
+    ...             "labels": torch.tensor([i])} for i in range(4)]
+    >>> out, res = Mosaic(fill=0.45)(images, targets, generator=torch.Generator().manual_seed(0))
+    >>> out.shape, res[0]["boxes"].canvas_size, res[0]["labels"][0].item()
+    (torch.Size([4, 3, 64, 64]), (64, 64), 0)
+
+    ```
     """
 
     def __init__(self, size=None, *, output_size=None, scale=(1.0, 1.0), fill=114.0,

@@ -312,3 +312,13 @@ def host(generator):
     from ..functional.sampling import host_generator
 
     return host_generator(generator)
+
+
+def partners(b: int, generator) -> list:
+    """One partner per image, drawn uniformly among the other images (itself when ``b == 1``):
+    ``(i + 1 + U{0 .. b - 2}) mod b``, one batched draw of ``(b,)``."""
+    if b == 1:
+        torch.randint(0, 1, (1,), generator=generator)
+        return [0]
+    step = torch.randint(0, b - 1, (b,), generator=generator)
+    return ((torch.arange(b) + 1 + step) % b).tolist()
