@@ -93,6 +93,22 @@ def test_output_objects_are_consistent(name, fmt):
                     assert t["masks"][k, int(y), int(x)]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mosaic_with_scale_jitter_keeps_boxes_on_their_resized_masks(fmt):
+    images, targets = _batch(fmt, h=20, w=24)
+    mixer = Mosaic(size=(16, 16), output_size=(20, 28), scale=(0.5, 1.5), fill=0.0, min_area=2.0)
+    out, res = mixer(images, targets, generator=_gen(4))
+    assert out.shape[-2:] == (20, 28)
+    for t in res:
+        xyxy = to_xyxy(t["boxes"].as_subclass(torch.Tensor), fmt)
+        assert all(len(t[k]) == len(xyxy) for k in ("labels", "ids", "masks", "keypoints"))
+        assert torch.equal(t["labels"], t["ids"] % 7)
+        for k in range(len(xyxy)):
+            box = _tight(t["masks"][k])
+            assert xyxy[k].tolist() == pytest.approx(box)
+            assert (box[2] - box[0]) * (box[3] - box[1]) >= 2.0
+
+
 def test_partners_are_other_images():
     images, targets = _batch()
     for mixer in (MixUp(), CutMix(), CopyPaste()):
@@ -337,6 +353,14 @@ def test_bad_input_is_refused_naming_the_argument():
     bad = [dict(t) for t in targets]
     bad[2]["masks"] = tv.Mask(torch.zeros(len(bad[2]["labels"]), 5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"^targets\[2\]\['masks'\]: expected shape \(n, H, W\)"):
+        mixer(images, bad)
+    bad = [dict(t) for t in targets]
+    bad[2]["masks"] = tv.Mask(torch.zeros(len(bad[2]["labels"]) + 1, 16, 20, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^targets\[2\]\['masks'\]: expected \d+ entries \(one per box\)"):
+        mixer(images, bad)
+    bad = [dict(t) for t in targets]
+    bad[1]["keypoints"] = torch.zeros(len(bad[1]["labels"]), 3)
+    with pytest.raises(ValueError, match=r"^targets\[1\]\['keypoints'\]: expected shape \(n, K, 2\)"):
         mixer(images, bad)
     bad = [dict(t) for t in targets]
     bad[0]["boxes"] = tv.BoundingBoxes(torch.zeros(1, 5), format="XYWHR", canvas_size=(16, 20))
