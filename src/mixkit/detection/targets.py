@@ -9,7 +9,9 @@ A call is ``mixer(images, targets)`` as in torchvision's detection transforms:
   ``(n_i, 4)``; a plain tensor is read as XYXY), ``"labels"`` (``(n_i,)``), optionally ``"masks"``
   (``(n_i, H_i, W_i)`` instance masks) and ``"keypoints"`` (``(n_i, K, 2)``), and any other
   tensor whose first dimension is ``n_i`` (per-object: filtered and moved with the objects).
-  Anything else (``"image_id"``, strings, ...) is an image-level entry, taken from the base image.
+  Anything else (``"image_id"``, strings, ...) is an image-level entry, taken from the base image;
+  a tensor whose first dimension happens to be ``n_i`` counts as per-object (give image-level
+  tensors as 0-d tensors).
 
 Internally boxes are XYXY floats in pixel-edge coordinates (a box ``[x1, x2)`` covers the pixel
 columns ``x1 .. x2 - 1``); the output is converted back to the input format, with the
