@@ -393,3 +393,23 @@ def test_bad_input_is_refused_naming_the_argument():
 def test_bad_hyperparameters_are_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_cutmix_keep_leaves_partly_covered_base_boxes_as_they_were():
+    images, targets = _batch(b=4, h=12, w=14, seed=2)
+    plain = [{k: v for k, v in t.items() if k != "masks"} for t in targets]
+    mixer = CutMix(alpha=0.5, min_visible=0.3, occluded="keep")
+    params = mixer.sample(images, plain, generator=_gen(0))
+    _, res = mixer.apply(images, plain, params)
+    source = _source(plain)
+    for i, t in enumerate(res):
+        for k, oid in enumerate(t["ids"].tolist()):
+            j, q = source[oid]
+            if j == i:  # a base object: its box untouched
+                assert torch.equal(t["boxes"][k].as_subclass(torch.Tensor), plain[j]["boxes"][q].as_subclass(torch.Tensor))
+
+
+def test_list_of_tv_images_comes_back_as_tv_images():
+    images, targets = _batch(b=3)
+    out, _ = MixUp()([tv.Image(im) for im in images], targets, generator=_gen(0))
+    assert isinstance(out, list) and all(isinstance(im, tv.Image) for im in out)
