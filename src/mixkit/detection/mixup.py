@@ -1,0 +1,129 @@
+"""MixUp for detection (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018;
+for detection, Zhang et al., "Bag of Freebies for Training Object Detection Neural Networks",
+arXiv 1902.04103).
+
+    lam ~ Beta(alpha, alpha);   x~ = lam * x_i + (1 - lam) * x_j
+    objects: those of x_i with weight lam, then those of x_j with weight 1 - lam
+
+Both images are drawn at the top-left of a canvas of their larger height and width filled with
+``fill`` (the same size as the inputs for a batch tensor). Boxes, masks and key points do not
+move; every object is kept, with ``"weights"`` in its target (multiplied into the input's
+``"weights"`` where there is one) for a weighted detection loss, or to be ignored.
+
+Defaults elsewhere: ultralytics draws lam ~ Beta(32, 32) (lam close to 0.5), the default here;
+YOLOX blends with a fixed 0.5 (after jittering the partner's scale), ``alpha=None`` here; the
+Bag of Freebies paper uses Beta(1.5, 1.5).
+
+Draws, in order, one batched call each on the host: the partners ``(B,)`` (each drawn among the
+other images), lam ``(B,)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..functional import sampling
+from . import targets as T
+
+__all__ = ["MixUp", "MixUpParams"]
+
+
+@dataclass(frozen=True)
+class MixUpParams:
+    """``index[i]``: the partner of image ``i``; ``lam[i]``: the base image's weight."""
+
+    index: tuple
+    lam: tuple
+
+    @property
+    def size(self) -> int:
+        return len(self.index)
+
+
+def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
+    """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images."""
+    y = a.float() * lam + b.float() * (1.0 - lam)
+    if a.is_floating_point():
+        return y.to(a.dtype)
+    info = torch.iinfo(a.dtype)
+    return y.round().clamp(info.min, info.max).to(a.dtype)
+
+
+class MixUp:
+    """MixUp for detection: two images blended, the objects of both kept with weights.
+
+    Arguments: ``alpha`` (Beta concentration, default 32.0 as ultralytics; None: lam = 0.5 as
+    YOLOX), ``fill`` (canvas value where only one of two images of different sizes lies,
+    default 0).
+
+    ``mixer(images, targets, generator=g)``, or ``sample`` then ``apply`` (the same output). The
+    draws are made on the host; images stay on their device, per-object data where it is.
+    Image-level target entries are the base image's.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torchvision import tv_tensors
+    >>> from mixkit.detection import MixUp
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> targets = [{"boxes": tv_tensors.BoundingBoxes([[4.0, 4.0, 20.0, 20.0]], format="XYWH",
+    ...                                               canvas_size=(32, 32)),
+    ...             "labels": torch.tensor([i])} for i in range(2)]
+    >>> mixer = MixUp(alpha=32.0)
+    >>> params = mixer.sample(images, targets, generator=torch.Generator().manual_seed(0))
+    >>> out, res = mixer.apply(images, targets, params)
+    >>> len(res[0]["boxes"]), bool(torch.allclose(res[0]["weights"].sum(), torch.tensor(1.0)))
+    (2, True)
+
+    ```
+    """
+
+    def __init__(self, alpha: float | None = 32.0, *, fill=0.0):
+        if alpha is not None and not (alpha > 0 and alpha < float("inf")):
+            raise ValueError(f"alpha: expected a finite value > 0 or None, got {alpha}")
+        self.alpha = None if alpha is None else float(alpha)
+        self.fill = fill
+
+    def __repr__(self):
+        return f"MixUp(alpha={self.alpha}, fill={self.fill})"
+
+    def __call__(self, images, targets, *, generator=None):
+        return self.apply(images, targets, self.sample(images, targets, generator=generator))
+
+    def sample(self, images, targets, *, generator=None) -> MixUpParams:
+        batch = T.read(images, targets, "MixUp")
+        b, g = batch.size, T.host(generator)
+        index = T.partners(b, g)
+        if self.alpha is None:
+            lam = [0.5] * b
+        else:
+            lam = sampling.sample_beta(self.alpha, size=b, generator=g).tolist()
+        return MixUpParams(tuple(index), tuple(lam))
+
+    def apply(self, images, targets, params: MixUpParams):
+        batch = T.read(images, targets, "MixUp")
+        T.check_params(params, MixUpParams, batch, "MixUp")
+        outs, objs = [], []
+        for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
+            a, b = batch.images[i], batch.images[j]
+            h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
+            pa = T.place(a, h, w, 0, 0, self.fill)
+            pb = T.place(b.to(a.device), h, w, 0, 0, self.fill)
+            outs.append(blend(pa, pb, lam))
+            parts = [_weighted(batch.objects[i], lam, h, w), _weighted(batch.objects[j], 1.0 - lam, h, w)]
+            objs.append(T.finish(T.concat(parts), h, w, from_masks=False))
+        return T.write(batch, outs, objs)
+
+
+def _weighted(obj: dict, weight: float, h: int, w: int) -> dict:
+    out = dict(obj)
+    n, dev = obj["boxes"].shape[0], obj["boxes"].device
+    base = obj["weights"].float() if "weights" in obj else torch.ones(n, device=dev)
+    out["weights"] = base * weight
+    if "masks" in obj:
+        out["masks"] = T.place(obj["masks"], h, w, 0, 0, 0)
+    return out
