@@ -164,13 +164,14 @@ def test_traits_come_from_the_classes():
         assert method.cls.needs_model and method.traits["needs_model"]
 
 
-def test_the_readme_method_table_lists_every_class():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| method | class | paper |"):readme.index("\n\n", readme.index("| method | class"))]
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_method_tables_list_every_class(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    table = text[text.index("| method | class | paper |"):text.index("\n\n", text.index("| method | class"))]
     listed = set(re.findall(r"`(\w+)`", table))
     for method in registry.methods():
         if method.cls is not None:
-            assert method.cls.__name__ in listed, f"README's method table has no row for {method.cls.__name__}"
+            assert method.cls.__name__ in listed, f"{page}'s method table has no row for {method.cls.__name__}"
 
 
 def test_every_registered_class_is_exported_and_has_an_api_page():
