@@ -109,3 +109,47 @@ def test_ddp_gradients_equal_the_average_of_each_ranks_gradients():
         assert len(results[rank]) == len(CASES)
         for case, rel in results[rank].items():
             assert rel < 1e-5, f"rank {rank}, {case}: DDP gradients differ by {rel:.2e} (relative)"
+
+
+def _stop_worker(rank, port, results):
+    """Rank 1's loss is NaN, rank 0's finite: both must stop at the same step with the same words
+    (before the fix, rank 1 raised and rank 0 waited in the next collective for ever)."""
+    from mixkit.harness.train import dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    tdist.init_process_group("gloo", rank=rank, world_size=2, timeout=__import__("datetime").timedelta(seconds=60))
+    try:
+        info = dist.DistInfo(rank=rank, world_size=2)
+        said = []
+        for step in range(3):
+            loss = torch.tensor(float("nan") if (rank == 1 and step == 1) else 0.5 + step)
+            problem = dist.non_finite(dist.every_rank(loss, info, torch.device("cpu")), info, "the loss")
+            if problem:
+                said.append((step, problem))
+                break
+        tdist.barrier()  # both reach it: neither is left waiting
+        results[rank] = said
+    finally:
+        tdist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step():
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        results = manager.dict()
+        mp.start_processes(_stop_worker, args=(_free_port(), results), nprocs=2, start_method="spawn")
+        results = dict(results)
+    want = [(1, "the loss is nan on rank 1 (of 2 ranks; every rank stops here)")]
+    assert results == {0: want, 1: want}
+
+
+def test_non_finite_names_the_ranks_and_stays_plain_in_one_process():
+    from mixkit.harness.train import dist
+
+    one = dist.DistInfo()
+    assert dist.non_finite(dist.every_rank(torch.tensor(0.3), one, torch.device("cpu")), one, "the loss") is None
+    assert dist.non_finite(torch.tensor([float("inf")]), one, "the loss") == "the loss is inf"
+    two = dist.DistInfo(rank=0, world_size=2)
+    assert dist.non_finite(torch.tensor([0.2, float("nan")]), two, "the loss") == \
+        "the loss is nan on rank 1 (of 2 ranks; every rank stops here)"

@@ -17,6 +17,7 @@ evaluation, which makes every rank evaluate with exactly what the checkpoint hol
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-__all__ = ["DistInfo", "setup", "teardown", "wrap", "sync_buffers", "all_reduce_sum", "gather_objects",
-           "barrier", "end_process", "agree"]
+__all__ = [
+    "DistInfo", "setup", "teardown", "wrap", "sync_buffers", "all_reduce_sum", "every_rank",
+    "non_finite", "gather_objects", "barrier", "end_process", "agree"]
 
 
 @dataclass
@@ -117,6 +119,30 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo, device: torch.device) -> tor
     work = t.to(device)
     tdist.all_reduce(work)
     return work.cpu()
+
+
+def every_rank(value: torch.Tensor, info: DistInfo, device: torch.device) -> torch.Tensor:
+    """The scalar ``value`` of every rank, ``(world_size,)`` float64 on the CPU and the same on
+    every rank (one all-reduce): a decision every rank must take alike (stop on a non-finite
+    loss) is taken on it, so that no rank waits in a collective for one that stopped."""
+    if not info.enabled:
+        return value.detach().double().reshape(1).cpu()
+    work = torch.zeros(info.world_size, dtype=torch.float64, device=device)
+    work[info.rank] = value.detach().double()
+    tdist.all_reduce(work)
+    return work.cpu()
+
+
+def non_finite(values: torch.Tensor, info: DistInfo, what: str) -> str | None:
+    """None when every rank's value (``every_rank``) is finite, else the words: ``what is nan``,
+    with the ranks named when there are several."""
+    bad = [(r, v) for r, v in enumerate(values.tolist()) if not math.isfinite(v)]
+    if not bad:
+        return None
+    if not info.enabled:
+        return f"{what} is {bad[0][1]}"
+    return (f"{what} is " + ", ".join(f"{v} on rank {r}" for r, v in bad)
+            + f" (of {info.world_size} ranks; every rank stops here)")
 
 
 def gather_objects(obj, info: DistInfo) -> list:

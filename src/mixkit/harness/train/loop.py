@@ -427,8 +427,9 @@ def _train_step(run: _Run, originals, augmented, labels, epoch: int, step: tuple
     processes during the backward)."""
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         loss = run.method.loss(run.net, originals, augmented, labels, run.gen)
-    if not torch.isfinite(loss):
-        raise _diverged(run, epoch, f"the loss is {float(loss.detach())}", step)
+    problem = dist.non_finite(dist.every_rank(loss, run.info, run.device), run.info, "the loss")
+    if problem:  # decided alike on every rank, so that none waits in the backward's all-reduce
+        raise _diverged(run, epoch, problem, step)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
