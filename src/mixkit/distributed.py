@@ -2,20 +2,22 @@
 
 Every other library mixes each rank's batch on its own, so a sample's partner is one of the B
 samples on its rank. ``CrossRank(mixer)`` makes the partners come from the *global* batch, the
-concatenation of all ranks' batches in rank order, as if one process mixed the whole batch::
+concatenation of all ranks' batches in rank order, as if one process mixed the whole batch:
 
-    import torch, torch.distributed as dist, mixkit
-    from mixkit.distributed import CrossRank
+```python
+import torch, torch.distributed as dist, mixkit
+from mixkit.distributed import CrossRank
 
-    dist.init_process_group("nccl")                          # or "gloo"; before the first call
-    mixer = CrossRank(mixkit.MixUp(alpha=1.0, num_classes=10))
-    g = torch.Generator().manual_seed(0)                     # the same seed on every rank
-    images, soft = mixer(images, labels, generator=g)        # this rank's B rows, mixed globally
+dist.init_process_group("nccl")                          # or "gloo"; before the first call
+mixer = CrossRank(mixkit.MixUp(alpha=1.0, num_classes=10))
+g = torch.Generator().manual_seed(0)                     # the same seed on every rank
+images, soft = mixer(images, labels, generator=g)        # this rank's B rows, mixed globally
 
-    # in the model: partners of hidden features come from every rank, gradients go back to them
-    mm = mixkit.ManifoldMixup(ddp_model, ["", "layer1", "layer2"],
-                              mixer=CrossRank(mixkit.MixUp(alpha=2.0, num_classes=10)))
-    loss = mm.loss(images, labels, generator=g)
+# in the model: partners of hidden features come from every rank, gradients go back to them
+mm = mixkit.ManifoldMixup(ddp_model, ["", "layer1", "layer2"],
+                          mixer=CrossRank(mixkit.MixUp(alpha=2.0, num_classes=10)))
+loss = mm.loss(images, labels, generator=g)
+```
 
 The inputs are gathered with an autograd-aware all-gather whose backward sums the gradients of
 every rank's loss and hands each rank those of its own rows, so gradients through hidden layers
@@ -206,18 +208,22 @@ class CrossRank(Targets):
     ``group``: the process group to mix over (default: the default group, looked up at each
     call); the global batch is that group's ranks in group-rank order.
 
-    Example (created anywhere; called in each process of a job, after ``init_process_group``)::
+    Example (created anywhere; called in each process of a job, after ``init_process_group``):
 
-        >>> import torch, mixkit
-        >>> from mixkit.distributed import CrossRank
-        >>> cr = CrossRank(mixkit.CutMix(alpha=1.0, num_classes=10, mode="elem"))
-        >>> cr, cr.num_classes
-        (CrossRank(CutMix(num_classes=10, mode='elem')), 10)
-        >>> g = torch.Generator().manual_seed(0)              # the same seed on every rank
-        >>> images, labels = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
-        >>> mixed, soft = cr(images, labels, generator=g)     # doctest: +SKIP
-        >>> mixed.shape, soft.shape                           # doctest: +SKIP
-        (torch.Size([8, 3, 32, 32]), torch.Size([8, 10]))
+    ```python
+    >>> import torch, mixkit
+    >>> from mixkit.distributed import CrossRank
+    >>> cr = CrossRank(mixkit.CutMix(alpha=1.0, num_classes=10, mode="elem"))
+    >>> cr, cr.num_classes
+    (CrossRank(CutMix(num_classes=10, mode='elem')), 10)
+    >>> g = torch.Generator().manual_seed(0)              # the same seed on every rank
+    >>> images, labels = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    >>> mixed, soft = cr(images, labels, generator=g)     # doctest: +SKIP
+    >>> mixed.shape, soft.shape                           # doctest: +SKIP
+    (torch.Size([8, 3, 32, 32]), torch.Size([8, 10]))
+
+    ```
+
     """
 
     def __init__(self, mixer, *, group=None):

@@ -1,11 +1,13 @@
 """The parameter record: everything random about one mixing call, so that ``apply`` replays it.
 
 ``MixParams`` has the three fields every pairwise method shares and is open to the fields a
-method adds for itself::
+method adds for itself:
 
-    MixParams(lam=..., applied=..., index=..., boxes=...)     # CutMix's record
-    params.lam, params.index, params.boxes                    # read as attributes
-    params.mask                                               # a known field this call lacks: None
+```python
+MixParams(lam=..., applied=..., index=..., boxes=...)     # CutMix's record
+params.lam, params.index, params.boxes                    # read as attributes
+params.mask                                               # a known field this call lacks: None
+```
 
 A method declares its own fields once, at import (``declare_field("sources", "...")``), so that
 reading a field the call did not draw gives None while a misspelt name still raises

@@ -6,12 +6,14 @@ say what is accepted.
 
 A plain module, no inheritance: an entry is a ``Method`` record; ``register`` adds one (a new
 method's entry goes in the table below; a test or a user may register their own class at run
-time). Traits are read from the class (``mixkit.base``), never from the name::
+time). Traits are read from the class (``mixkit.base``), never from the name:
 
-    from mixkit import registry
-    registry.get("cutmix").cls                      # mixkit.CutMix
-    registry.names(kind="input")                    # every input-space method, in order
-    [m.name for m in registry.methods() if m.traits.get("regional")]
+```python
+from mixkit import registry
+registry.get("cutmix").cls                      # mixkit.CutMix
+registry.names(kind="input")                    # every input-space method, in order
+[m.name for m in registry.methods() if m.traits.get("regional")]
+```
 
 ``build`` is how the harness makes the method from its options (an object with the fields of
 ``mixkit.harness.train.config.TrainConfig`` it reads: ``alpha``, ``mix_mode``, ``zeta_gamma``,

@@ -3,11 +3,13 @@
 Chen, Sun, He, Torr, Yuille, Bai, "TransMix: Attend to Mix for Vision Transformers", CVPR 2022,
 arXiv 2111.09833. Images are mixed by a mask mixer (CutMix by default), the model runs, and the
 weight of each sample's own label is taken from the attention of the class token in the last
-attention layer instead of from the pasted area::
+attention layer instead of from the pasted area:
 
-    a      = mean over heads of softmax(q_cls k^T / sqrt(d_head))[patches]     (B, h*w)
-    M_down = nearest-neighbour downsampling of the pixel keep mask to the h x w patch grid
-    lam_attn = sum(a * M_down) / sum(a)
+```python
+a      = mean over heads of softmax(q_cls k^T / sqrt(d_head))[patches]     (B, h*w)
+M_down = nearest-neighbour downsampling of the pixel keep mask to the h x w patch grid
+lam_attn = sum(a * M_down) / sum(a)
+```
 
 The attention is read by a forward hook on the named attention module, registered once and idle
 outside a TransMix forward (``mixkit.hooks``), so compiled models keep their graphs.
@@ -218,12 +220,14 @@ class TransMix(ModelMixer):
     own pixels where its keep mask M is 1 and the partner's (``index``) elsewhere; the model runs;
     the class token's attention in ``layer`` (the last block's attention: ``"blocks.11.attn"``
     in timm's ViT-B, ``"encoder.layers.encoder_layer_11.self_attention"`` in torchvision's
-    ``vit_b_16``) gives the weight of the sample's own label::
+    ``vit_b_16``) gives the weight of the sample's own label:
 
-        A        = softmax(q_cls K^T / sqrt(d)) averaged over heads, patch columns only  (B, h*w)
-        lam_attn = sum(A * down(M)) / sum(A)           down = nearest-neighbour to the h x w grid
-        lam      = area_weight * lam_area + (1 - area_weight) * lam_attn
-        target   = lam * y + (1 - lam) * y[index]
+    ```python
+    A        = softmax(q_cls K^T / sqrt(d)) averaged over heads, patch columns only  (B, h*w)
+    lam_attn = sum(A * down(M)) / sum(A)           down = nearest-neighbour to the h x w grid
+    lam      = area_weight * lam_area + (1 - area_weight) * lam_attn
+    target   = lam * y + (1 - lam) * y[index]
+    ```
 
     ``lam_area`` is the mixer's realised ``params.lam`` (the kept pixel share). The attention is
     the layer's softmax before attention dropout and carries no gradient.

@@ -10,16 +10,18 @@ The loss. Given float labels, a ``*ForImageClassification`` model whose ``config
 is unset takes them for multi-label targets and computes a binary cross-entropy; with
 ``problem_type="single_label_classification"`` it flattens them for ``F.cross_entropy`` and
 fails. No problem type gives a soft-target cross-entropy, so compute the loss from the logits,
-in a ``Trainer`` subclass::
+in a ``Trainer`` subclass:
 
-    class SoftTargetTrainer(transformers.Trainer):
-        loss_is_scaled_for_ga = False        # a per-batch mean: the Trainer scales it for accumulation
+```python
+class SoftTargetTrainer(transformers.Trainer):
+    loss_is_scaled_for_ga = False        # a per-batch mean: the Trainer scales it for accumulation
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")    # soft rows (training) or class ids (evaluation)
-            outputs = model(**inputs)
-            loss = mixkit.soft_target_cross_entropy(outputs.logits, labels)
-            return (loss, outputs) if return_outputs else loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")    # soft rows (training) or class ids (evaluation)
+        outputs = model(**inputs)
+        loss = mixkit.soft_target_cross_entropy(outputs.logits, labels)
+        return (loss, outputs) if return_outputs else loss
+```
 
 The ``Trainer`` hands its one ``data_collator`` to the evaluation loader too; see
 ``docs/integrations.md`` for keeping evaluation batches unmixed. Importing this module needs
@@ -64,15 +66,19 @@ class MixingDataCollator(MixingCollate):
     ``generator``: a CPU ``torch.Generator`` (None: torch's default one). ``labels_getter``:
     ``"default"`` (the key ``"labels"``) or a callable ``batch -> labels``.
 
-    Example::
+    Example:
 
-        >>> import torch, mixkit
-        >>> from mixkit.compat.hf import MixingDataCollator
-        >>> collator = MixingDataCollator(mixkit.CutMix(num_classes=4),
-        ...                               generator=torch.Generator().manual_seed(0))
-        >>> batch = collator([{"pixel_values": torch.rand(3, 16, 16), "labels": i % 4} for i in range(8)])
-        >>> batch["pixel_values"].shape, batch["labels"].shape
-        (torch.Size([8, 3, 16, 16]), torch.Size([8, 4]))
+    ```python
+    >>> import torch, mixkit
+    >>> from mixkit.compat.hf import MixingDataCollator
+    >>> collator = MixingDataCollator(mixkit.CutMix(num_classes=4),
+    ...                               generator=torch.Generator().manual_seed(0))
+    >>> batch = collator([{"pixel_values": torch.rand(3, 16, 16), "labels": i % 4} for i in range(8)])
+    >>> batch["pixel_values"].shape, batch["labels"].shape
+    (torch.Size([8, 3, 16, 16]), torch.Size([8, 4]))
+
+    ```
+
     """
 
     def __init__(self, mixer, *, generator: torch.Generator | None = None, labels_getter="default"):

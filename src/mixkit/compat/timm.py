@@ -1,13 +1,15 @@
 """timm's ``Mixup`` and ``FastCollateMixup``, with timm's arguments and calls, on mixkit's maths.
 
-Change one import line::
+Change one import line:
 
-    # from timm.data import Mixup, FastCollateMixup
-    from mixkit.compat.timm import Mixup, FastCollateMixup
+```python
+# from timm.data import Mixup, FastCollateMixup
+from mixkit.compat.timm import Mixup, FastCollateMixup
 
-    mixup_fn = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch",
-                     label_smoothing=0.1, num_classes=1000)
-    samples, targets = mixup_fn(samples, targets)       # targets: float (B, num_classes)
+mixup_fn = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch",
+                 label_smoothing=0.1, num_classes=1000)
+samples, targets = mixup_fn(samples, targets)       # targets: float (B, num_classes)
+```
 
 What matches timm (``tests/test_compat_timm.py`` compares the two statistically in every mode):
 

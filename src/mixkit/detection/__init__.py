@@ -1,11 +1,13 @@
 """Mixed-sample augmentation for object detection: Mosaic, MixUp, CutMix and Copy-Paste on
 images with boxes, labels, instance masks, key points and other per-object fields.
 
-Called as torchvision's detection transforms are::
+Called as torchvision's detection transforms are:
 
-    images, targets = mixer(images, targets, generator=g)
-    params = mixer.sample(images, targets, generator=g)
-    images, targets = mixer.apply(images, targets, params)   # the same output
+```python
+images, targets = mixer(images, targets, generator=g)
+params = mixer.sample(images, targets, generator=g)
+images, targets = mixer.apply(images, targets, params)   # the same output
+```
 
 ``images``: a ``(B, C, H, W)`` tensor (or ``tv_tensors.Image``) or a list of ``(C, H_i, W_i)``
 images; ``targets``: a list of B dicts (``"boxes"``, ``"labels"``, optional ``"masks"``,

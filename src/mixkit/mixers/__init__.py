@@ -1,13 +1,15 @@
 """The input-space mixers, one module per method: its paper and formula at the top, its draws
 and its apply in the class.
 
-Every mixer is an ``nn.Module`` and keeps one contract::
+Every mixer is an ``nn.Module`` and keeps one contract:
 
-    mixer = mixkit.MixUp(alpha=1.0, num_classes=10)      # keyword-only, checked here
-    mixed, soft = mixer(inputs, labels)                   # labels: ids (B,) or probabilities (B, C)
-    mixed, soft = mixer((inputs, labels))                 # a packed batch, as torchvision's v2 takes
-    params = mixer.sample(inputs, generator=g)            # every random draw, on inputs' device
-    mixed, soft = mixer.apply(inputs, labels, params)     # deterministic replay
+```python
+mixer = mixkit.MixUp(alpha=1.0, num_classes=10)      # keyword-only, checked here
+mixed, soft = mixer(inputs, labels)                   # labels: ids (B,) or probabilities (B, C)
+mixed, soft = mixer((inputs, labels))                 # a packed batch, as torchvision's v2 takes
+params = mixer.sample(inputs, generator=g)            # every random draw, on inputs' device
+mixed, soft = mixer.apply(inputs, labels, params)     # deterministic replay
+```
 
 ``params.lam`` is always the weight of each sample's own (unpermuted) input, as realised: mask
 methods report the mask's mean, CutMix the clipped box (with ``correct_lam``). ``soft`` is float

@@ -24,10 +24,12 @@ class ClassMix(MaskMixer):
     present, drawn uniformly) are cut out along their pixels and pasted onto the image B that
     takes A as its partner: ``mixed_B = M_A A + (1 - M_A) B``, the segmentation mixed the same
     way, so each mask pixel follows its image pixel exactly. Labels (if given) are mixed by area,
-    ``lam`` the share B keeps. The segmentation is required, at ``sample`` too::
+    ``lam`` the share B keeps. The segmentation is required, at ``sample`` too:
 
-        mixed, soft, seg_mixed = classmix(images, labels, masks=seg)   # labels may be None
-        params = classmix.sample(images, generator=g, masks=seg)
+    ```python
+    mixed, soft, seg_mixed = classmix(images, labels, masks=seg)   # labels may be None
+    params = classmix.sample(images, generator=g, masks=seg)
+    ```
 
     ``masks``: class maps ``(B, *spatial)`` (integers; ``num_classes`` needed) or probability maps
     ``(B, K, *spatial)`` (their argmax is used to choose, the maps themselves are pasted).
