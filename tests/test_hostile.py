@@ -329,6 +329,26 @@ def test_zeta_mixup_weights_with_zeros_keep_a_non_finite_sample_to_its_rows(opti
     assert zeros > 0
 
 
+def test_zeta_mixup_n_mix_keeps_a_non_finite_sample_to_its_rows_on_the_device_path():
+    # accelerators (forced here on the CPU: nothing is read back) take the exact product too
+    from mixkit.harness.bench import devicepath as dp
+
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2, 0, 0, 0] = math.inf
+    zeta = mixkit.ZetaMixup(num_classes=C, n_mix=2)
+    params = zeta.sample(x, generator=torch.Generator().manual_seed(0))
+    with dp.forced_device_path():
+        mixed, _ = zeta.apply(x, y, params)
+        clean, _ = _batch((8, 2, 6, 6), seed=3)
+        plain = zeta.apply(clean, y, params)[0]
+    for i in range(8):
+        assert bool(torch.isfinite(mixed[i]).all()) == (float(params.weights[i, 2]) == 0.0), i
+    torch.testing.assert_close(plain, (params.weights @ clean.reshape(8, -1)).view_as(clean), rtol=0, atol=0)
+    # N = B: every row gives every sample weight, so the single product is already exact
+    full = mixkit.ZetaMixup(num_classes=C)
+    assert full._exact(x) is False and zeta._exact(x) is True
+
+
 def test_inplace_on_a_self_overlapping_view_is_refused():
     x = torch.rand(200).as_strided((4, 3, 8, 8), (3, 1, 1, 1))
     with pytest.raises(ValueError, match=r"^inplace: expected inputs whose elements each have their own memory"):

@@ -132,18 +132,24 @@ def blend_pairs(x: Tensor, index: Tensor, lam: Tensor, *, inplace: bool = False)
     return _blend(x, index, share.view((-1,) + (1,) * (x.ndim - 1)), None, inplace)
 
 
-def blend_matrix(x: Tensor, weights: Tensor, *, exact: bool = True) -> Tensor:
+def blend_matrix(x: Tensor, weights: Tensor, *, exact: bool | None = None) -> Tensor:
     """``weights @ x`` over flattened samples: ``out[p] = sum_i weights[p, i] * x[i]``.
 
     The output keeps ``x``'s dtype (autocast is turned off for the product) and memory format
-    (channels-last stays channels-last). On the CPU a non-finite sample reaches only the rows that
-    give it weight (the plain product spreads it to every row: 0 * inf is NaN); that check reads
-    one sum back per call, and a caller whose weights hold no zeros (every row gives every sample
-    weight, so every row takes a non-finite value anyway) skips it with ``exact=False``.
+    (channels-last stays channels-last). ``exact`` keeps a non-finite sample to the rows that
+    give it weight (the plain product spreads it to every row: 0 * inf is NaN): ``None`` (the
+    default) does so on the CPU, where it costs one sum read back (and the exact product only for
+    a batch holding a non-finite value), and takes the plain product elsewhere; ``True`` also on
+    accelerators and under ``torch.compile``, at the cost of a second product and a select;
+    ``False`` never (a caller whose weights hold no zeros: every row takes a non-finite value).
     """
     b = x.shape[0]
-    if exact and host_readable(x) and not finite_on_host(x):
-        return _blend_matrix_nonfinite(x, weights)
+    if exact is not False and not is_integer(x):
+        if host_readable(x):
+            if not finite_on_host(x):
+                return _blend_matrix_nonfinite(x, weights)
+        elif exact:
+            return _blend_matrix_exact(x, weights)
     if is_integer(x):
         work = _work_dtype(x)
         with no_autocast(x):
@@ -165,6 +171,20 @@ def blend_matrix(x: Tensor, weights: Tensor, *, exact: bool = True) -> Tensor:
         return (w @ x.reshape(b, -1)).view(x.shape)
 
 
+def _blend_matrix_exact(x: Tensor, weights: Tensor) -> Tensor:
+    """``_blend_matrix_nonfinite`` without host reads (accelerators, torch.compile): the product
+    over the finite samples, and the plain product for the rows that give a non-finite sample
+    weight; equal to the plain product when every sample is finite."""
+    b = x.shape[0]
+    flat = x.reshape(b, -1)
+    bad = ~torch.isfinite(flat).all(dim=1)
+    w = weights.to(device=x.device, dtype=x.dtype)
+    with no_autocast(x):
+        reach = (w != 0).to(w.dtype) @ bad.to(w.dtype)  # > 0: the row gives a non-finite sample weight
+        out = torch.where(reach[:, None] > 0, w @ flat, w @ torch.where(bad[:, None], 0.0, flat))
+    return _like(out.view(x.shape), x)
+
+
 def _blend_matrix_nonfinite(x: Tensor, weights: Tensor) -> Tensor:
     """``weights @ x`` for a batch holding non-finite values (on the host): a sample reaches only
     the rows that give it weight (the plain product would spread it to every row, 0 * inf being
@@ -178,7 +198,11 @@ def _blend_matrix_nonfinite(x: Tensor, weights: Tensor) -> Tensor:
         out = w @ torch.where(bad[:, None], 0.0, flat)
         touched = (w[:, bad] != 0).any(dim=1)
         out[touched] = w[touched] @ flat
-    out = out.view(x.shape)
+    return _like(out.view(x.shape), x)
+
+
+def _like(out: Tensor, x: Tensor) -> Tensor:
+    """``out`` (contiguous, shaped like ``x``) in ``x``'s channels-last format where it has one."""
     for fmt in (torch.channels_last, torch.channels_last_3d):
         if x.ndim == (4 if fmt is torch.channels_last else 5) and not x.is_contiguous() \
                 and x.is_contiguous(memory_format=fmt):

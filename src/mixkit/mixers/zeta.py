@@ -9,7 +9,6 @@ itself and ranks 2..N on a random arrangement of N - 1 other samples. Draws: ``p
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -22,10 +21,12 @@ from ..params import MixParams, declare_field, expect_tensor, expect_values
 __all__ = ["ZetaMixup"]
 
 
-@functools.lru_cache(maxsize=64)
 def _smallest_weight(n: int, gamma: float) -> float:
-    """The rank-N weight ``N^-gamma / C_N(gamma)`` of an N-term zeta-mixup row, in double."""
-    return n ** -gamma / math.fsum(k ** -gamma for k in range(1, n + 1))
+    """A lower bound on the rank-N weight ``N^-gamma / C_N(gamma)`` of an N-term zeta-mixup row:
+    ``C_N <= 1 + integral_1^N t^-gamma dt``. Arithmetic on Python numbers only (no loop), so
+    torch.compile folds it."""
+    integral = math.log(n) if gamma == 1.0 else (n ** (1.0 - gamma) - 1.0) / (1.0 - gamma)
+    return n ** -gamma / (1.0 + integral)
 
 
 def _check_weights(value, inputs, params):
@@ -85,17 +86,18 @@ class ZetaMixup(Mixer):
                 f"params: expected a ({inputs.shape[0]}, {inputs.shape[0]}) weight matrix, got "
                 f"{None if params.weights is None else tuple(params.weights.shape)}"
             )
-        # (the check is the CPU's; on accelerators and under torch.compile the product is plain)
-        exact = execution.host_readable(inputs) and self._may_hold_zeros(inputs.shape[0], inputs.dtype)
-        return (mixing.blend_matrix(inputs, params.weights, exact=exact),
+        return (mixing.blend_matrix(inputs, params.weights, exact=self._exact(inputs)),
                 mixing.mix_labels_matrix(soft, params.weights))
 
-    def _may_hold_zeros(self, b: int, dtype: torch.dtype) -> bool:
-        """Whether a drawn weight matrix can give a sample weight 0 (p < 1, N < B, or a p-series
-        term below the smallest normal number of the weights' or inputs' type): only then can the
-        product spread a non-finite sample to a row that gives it no weight."""
+    def _exact(self, inputs) -> bool:
+        """Whether the product must keep a non-finite sample to the rows that give it weight: only
+        where a drawn row can give a sample weight 0 (N < B, or a p-series term below the
+        smallest normal number of the weights' or inputs' type; on the CPU also p < 1, whose
+        unmixed batch is the identity). On accelerators p < 1 needs nothing here (the unmixed
+        batch is restored by a select in ``Mixer``), so N = B there keeps the single product."""
+        b, dtype = inputs.shape[0], inputs.dtype
         n = b if self.n_mix is None else min(self.n_mix, b)
-        if self.p < 1.0 or n < b:
+        if n < b or (self.p < 1.0 and execution.host_readable(inputs)):
             return True
         tiny = max(torch.finfo(torch.float32).tiny,
                    torch.finfo(dtype).tiny if dtype.is_floating_point else 0.0)
