@@ -72,7 +72,9 @@ def test_compare_plots_are_honest_and_say_what_they_show(tmp_path, monkeypatch, 
     ax = figures["curves.png"].axes[0]
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
-    assert "one seed: no error bars" in figures["error_bars.png"].axes[0].get_title() or n > 1
+    assert "one seed: no error bars" in figures["error_bars.png"]._suptitle.get_text() or n > 1
+    # test error and, beside it, the test NLL the main job calls
+    assert [ax.get_ylabel() for ax in figures["error_bars.png"].axes] == ["test error (%)", "test NLL (nats)"]
 
 
 def _title_overlaps(fig) -> list[str]:

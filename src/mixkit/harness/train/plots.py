@@ -54,13 +54,20 @@ def _bars(ax, methods, values, errors, color, digits: int = 1) -> None:
 
 
 def _plot_error_bars(plt, out: str, summary, methods, about: str) -> None:
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(methods) + 1.5), 3.8))
-    means = [summary[m]["test_error"][0] * 100 for m in methods]
-    stds = [summary[m]["test_error"][1] * 100 for m in methods]
-    _bars(ax, methods, means, stds, "#4c72b0", digits=2)
-    ax.set_ylabel("test error (%)")
+    """Test error (and, where every method has it, test NLL) per method, mean ± std over seeds."""
+    panels = [("test_error", 100.0, "test error (%)", 2)]
+    if all("nll" in summary[m] for m in methods):
+        panels.append(("nll", 1.0, "test NLL (nats)", 3))
+    width = max(4.5, 0.8 * len(methods) + 1.5)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 3.8), squeeze=False)
+    stds = []
+    for ax, (key, scale, label, digits) in zip(axes[0], panels, strict=True):
+        stds = [summary[m][key][1] * scale for m in methods]
+        _bars(ax, methods, [summary[m][key][0] * scale for m in methods], stds, "#4c72b0", digits=digits)
+        ax.set_ylabel(label)
     spread = " ± std over seeds" if any(not math.isnan(v) for v in stds) else " (one seed: no error bars)"
-    ax.set_title(f"test error, mean{spread}\n{about}", fontsize=9)
+    what = " and test NLL" if len(panels) > 1 else ""
+    fig.suptitle(f"test error{what}, mean{spread}\n{about}", fontsize=9)
     fig.tight_layout()
     save_fig(fig, os.path.join(out, "error_bars.png"))
     plt.close(fig)
