@@ -164,7 +164,14 @@ def test_traits_come_from_the_classes():
         assert method.cls.needs_model and method.traits["needs_model"]
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_docs_home_page_shows_the_readme_method_table():
+    # one table: the site's home page includes the README's (pymdownx.snippets)
+    assert '--8<-- "README.md:methods"' in (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.index("[start:methods]") < readme.index("| method | class | paper |") < readme.index("[end:methods]")
+
+
+@pytest.mark.parametrize("page", ["README.md"])
 def test_the_method_tables_list_every_class(page):
     text = (ROOT / page).read_text(encoding="utf-8")
     table = text[text.index("| method | class | paper |"):text.index("\n\n", text.index("| method | class"))]
