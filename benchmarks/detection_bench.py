@@ -49,7 +49,7 @@ def _shape(rng, h, w):
         m[y0:y0 + bh, x0:x0 + bw] = True
         corners = np.array([[x0, y0], [x0 + bw, y0], [x0 + bw, y0 + bh], [x0, y0 + bh], [x0, y0]], float)
         s = np.linspace(0, 4, POLY, endpoint=False)  # along the outline, one unit per side
-        poly = np.stack([np.interp(s, np.arange(5), corners[:, 0]), np.interp(s, np.arange(5), corners[:, 1])], 1)
+        poly = np.stack([np.interp(s, np.arange(5), corners[:, k]) for k in (0, 1)], 1)
     else:
         yy, xx = np.mgrid[y0:y0 + bh, x0:x0 + bw]
         cy, cx = y0 + bh / 2, x0 + bw / 2
@@ -117,7 +117,8 @@ def ultralytics_labels(images, items):
     out = []
     for i, (im, it) in enumerate(zip(images, items, strict=True)):
         h, w = im.shape[-2:]
-        inst = Instances(it["boxes"].copy(), segments=it["polys"].copy(), bbox_format="xyxy", normalized=False)
+        inst = Instances(it["boxes"].copy(), segments=it["polys"].copy(), bbox_format="xyxy",
+                         normalized=False)
         out.append({"im_file": f"{i}.jpg", "ori_shape": (h, w), "resized_shape": (h, w),
                     "img": np.ascontiguousarray(im.permute(1, 2, 0).numpy()),
                     "cls": it["labels"].astype(np.float32)[:, None], "instances": inst})

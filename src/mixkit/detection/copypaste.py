@@ -125,15 +125,15 @@ class CopyPaste:
         base = batch.images[i]
         h, w = base.shape[-2:]
         pasted = T.select(batch.objects[j], torch.tensor(chosen, dtype=torch.long))
-        pasted["masks"] = T.place(pasted["masks"], h, w, 0, 0, 0)
+        pasted["masks"] = T.fit(pasted["masks"], h, w, 0)
         alpha = pasted["masks"].bool().any(dim=0).to(base.device)
-        partner = T.place(batch.images[j].to(base.device, base.dtype), h, w, 0, 0, 0)
+        partner = T.fit(batch.images[j].to(base.device, base.dtype), h, w, 0)
         out = torch.where(alpha, partner, base)
         own = dict(batch.objects[i])
         m = own["masks"]
-        before = m.bool().flatten(1).sum(1)
+        before = T.count(m)
         m = m & ~alpha.to(m.device)
-        after = m.bool().flatten(1).sum(1)
+        after = T.count(m)
         visible = after.float() / before.clamp(min=1)
         own["masks"] = m
         own = T.select(own, (visible >= max(self.min_visible, 1e-12)) & (after > 0))

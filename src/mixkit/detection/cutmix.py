@@ -59,12 +59,12 @@ def box_difference(boxes, paste):
     return torch.stack([nx1, ny1, nx2, ny2], dim=1)
 
 
-def inside_fraction(obj: dict, region, rect) -> torch.Tensor:
+def inside_fraction(obj: dict, rect) -> torch.Tensor:
     """The fraction of each object inside ``rect`` (mask pixels, or box area without masks)."""
     if "masks" in obj:
-        m = obj["masks"].bool()
-        total = m.flatten(1).sum(1).float()
-        inside = (m & region.to(m.device)).flatten(1).sum(1).float()
+        m = obj["masks"]
+        total = T.count(m).float()
+        inside = T.count(m[:, rect[1]:rect[3], rect[0]:rect[2]]).float()
         return torch.where(total > 0, inside / total.clamp(min=1), torch.zeros_like(total))
     b = obj["boxes"]
     x1, y1, x2, y2 = (float(v) for v in rect)
@@ -159,20 +159,23 @@ class CutMix:
         region = torch.zeros(h, w, dtype=torch.bool, device=base.device)
         region[y1:y2, x1:x2] = True
         own = batch.objects[i]
-        keep_own = (1.0 - inside_fraction(own, region, rect)) >= max(self.min_visible, 1e-12)
+        keep_own = (1.0 - inside_fraction(own, rect)) >= max(self.min_visible, 1e-12)
         own = T.select(own, keep_own)
-        if "masks" in own:
-            own["masks"] = own["masks"] & ~region.to(own["masks"].device)
+        if "masks" in own:  # a fresh copy (select): the pasted part is cleared in place
+            own["masks"][:, y1:y2, x1:x2] = 0
         elif self.occluded == "clip":
             own["boxes"] = box_difference(own["boxes"], rect)
         own = T.hide_keypoints(own, region)
         other = dict(batch.objects[j])
         if "masks" in other:
-            other["masks"] = T.place(other["masks"], h, w, 0, 0, 0)
-        keep_other = inside_fraction(other, region, rect) >= max(self.min_visible, 1e-12)
+            other["masks"] = T.fit(other["masks"], h, w, 0)
+        keep_other = inside_fraction(other, rect) >= max(self.min_visible, 1e-12)
         other = T.select(other, keep_other)
-        if "masks" in other:
-            other["masks"] = other["masks"] & region.to(other["masks"].device)
+        if "masks" in other:  # only the pasted part of the partner's masks
+            m = other["masks"]
+            cut = m.new_zeros(m.shape)
+            cut[:, y1:y2, x1:x2] = m[:, y1:y2, x1:x2]
+            other["masks"] = cut
         b = other["boxes"]
         other["boxes"] = torch.stack([b[:, 0].clamp(x1, x2), b[:, 1].clamp(y1, y2),
                                       b[:, 2].clamp(x1, x2), b[:, 3].clamp(y1, y2)], dim=1)

@@ -45,11 +45,12 @@ class MixUpParams:
 
 def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
     """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images."""
-    y = a.float() * lam + b.float() * (1.0 - lam)
+    y = a.float() * lam  # a new tensor (a.float() may be a itself): the in-place ops below are safe
+    y.add_(b.float() * (1.0 - lam))
     if a.is_floating_point():
         return y.to(a.dtype)
     info = torch.iinfo(a.dtype)
-    return y.round().clamp(info.min, info.max).to(a.dtype)
+    return y.round_().clamp_(info.min, info.max).to(a.dtype)
 
 
 class MixUp:
@@ -111,8 +112,8 @@ class MixUp:
         for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
             a, b = batch.images[i], batch.images[j]
             h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
-            pa = T.place(a, h, w, 0, 0, self.fill)
-            pb = T.place(b.to(a.device), h, w, 0, 0, self.fill)
+            pa = T.fit(a, h, w, self.fill)
+            pb = T.fit(b.to(a.device), h, w, self.fill)
             outs.append(blend(pa, pb, lam))
             parts = [_weighted(batch.objects[i], lam, h, w), _weighted(batch.objects[j], 1.0 - lam, h, w)]
             objs.append(T.finish(T.concat(parts), h, w, from_masks=False))
@@ -125,5 +126,5 @@ def _weighted(obj: dict, weight: float, h: int, w: int) -> dict:
     base = obj["weights"].float() if "weights" in obj else torch.ones(n, device=dev)
     out["weights"] = base * weight
     if "masks" in obj:
-        out["masks"] = T.place(obj["masks"], h, w, 0, 0, 0)
+        out["masks"] = T.fit(obj["masks"], h, w, 0)
     return out

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "read", "write", "select", "concat", "place", "mask_boxes", "finish", "move",
-           "FORMATS", "check_params"]
+__all__ = ["Batch", "read", "write", "select", "concat", "place", "fit", "count", "mask_boxes", "shift",
+           "finish", "keep_boxes", "move", "FORMATS", "check_params"]
 
 FORMATS = ("XYXY", "XYWH", "CXCYWH")
 _FIXED = ("boxes", "labels", "masks", "keypoints", "keypoints_visible")
@@ -240,20 +240,47 @@ def place(src: Tensor, h: int, w: int, dy: int, dx: int, fill=0) -> Tensor:
     return out
 
 
+def fit(src: Tensor, h: int, w: int, fill=0) -> Tensor:
+    """``place(src, h, w, 0, 0, fill)``, or ``src`` itself when it is ``(h, w)`` already (the
+    caller must not write into the result)."""
+    if tuple(src.shape[-2:]) == (h, w):
+        return src
+    return place(src, h, w, 0, 0, fill)
+
+
+def _flag(m: Tensor) -> Tensor:
+    """``m != 0`` as a uint8 tensor (a bool mask is viewed, not copied)."""
+    return m.view(torch.uint8) if m.dtype == torch.bool else (m != 0).view(torch.uint8)
+
+
+def count(masks: Tensor) -> Tensor:
+    """The number of set pixels of each ``(n, H, W)`` mask (int64)."""
+    return _flag(masks).flatten(1).sum(1, dtype=torch.int64)
+
+
 def mask_boxes(masks: Tensor) -> Tensor:
     """The tight XYXY box of each ``(n, H, W)`` mask in pixel-edge coordinates (``x2`` is one past
     the last column); an empty mask gets ``(0, 0, 0, 0)``."""
     n, h, w = masks.shape
-    if n == 0:
-        return torch.zeros(0, 4, device=masks.device)
-    m = masks.bool()
-    cols, rows = m.any(dim=1), m.any(dim=2)
-    x1 = cols.float().argmax(dim=1)
-    x2 = w - cols.flip(1).float().argmax(dim=1)
-    y1 = rows.float().argmax(dim=1)
-    y2 = h - rows.flip(1).float().argmax(dim=1)
+    if n == 0 or h == 0 or w == 0:
+        return torch.zeros(n, 4, device=masks.device)
+    m = _flag(masks)
+    cols, rows = m.amax(dim=1), m.amax(dim=2)
+    x1 = cols.argmax(dim=1)
+    x2 = w - cols.flip(1).argmax(dim=1)
+    y1 = rows.argmax(dim=1)
+    y2 = h - rows.flip(1).argmax(dim=1)
     boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    return torch.where(cols.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))
+    return torch.where(cols.amax(dim=1, keepdim=True) > 0, boxes, torch.zeros_like(boxes))
+
+
+def shift(boxes: Tensor, dx: int, dy: int) -> Tensor:
+    """Boxes moved by ``(dx, dy)``, except the empty ``(0, 0, 0, 0)`` ones."""
+    if boxes.shape[0] == 0:
+        return boxes
+    empty = (boxes == 0).all(dim=1, keepdim=True)
+    moved = boxes + torch.tensor([dx, dy, dx, dy], dtype=boxes.dtype, device=boxes.device)
+    return torch.where(empty, boxes, moved)
 
 
 def move(obj: dict, scale: tuple, shift: tuple) -> dict:
@@ -279,13 +306,20 @@ def finish(obj: dict, h: int, w: int, *, min_area: float = 0.0, min_side: float 
     if from_masks and "masks" in obj:
         b = mask_boxes(obj["masks"]).to(b.device)
     out["boxes"] = b
-    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    keep = (bw > 0) & (bh > 0) & (bw * bh >= min_area) & (bw >= min_side) & (bh >= min_side)
+    keep = keep_boxes(b, min_area, min_side)
     if "keypoints" in obj:
         kp = obj["keypoints"]
         inside = (kp[..., 0] >= 0) & (kp[..., 0] < w) & (kp[..., 1] >= 0) & (kp[..., 1] < h)
         out["keypoints_visible"] = obj["keypoints_visible"] & inside.to(obj["keypoints_visible"].device)
+    if bool(keep.all()):  # the fields are the caller's fresh tensors: no copy needed
+        return out
     return select(out, keep)
+
+
+def keep_boxes(b: Tensor, min_area: float = 0.0, min_side: float = 0.0) -> Tensor:
+    """Which XYXY boxes are not empty, have ``min_area`` pixels and sides of ``min_side``."""
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    return (bw > 0) & (bh > 0) & (bw * bh >= min_area) & (bw >= min_side) & (bh >= min_side)
 
 
 def hide_keypoints(obj: dict, covered: Tensor) -> dict:
