@@ -11,7 +11,8 @@ one image at a time, are called once per image (their partners drawn from the sa
 ultralytics' dataset buffer does). The implementations are timed in turn (A, B, C, A, B, C, ...)
 so that other work on the machine weighs on all alike; the table gives the median of
 ``--repeats`` timings in ms per batch and the ratio to mixkit (above 1: slower than mixkit).
-A peer that is not installed is left out with a note.
+A peer that is not installed is left out with a note. "mixkit, no masks" is the same call on
+the targets without their ``"masks"`` (boxes and labels only).
 
 What each peer carries: ultralytics moves polygons (its instance masks are drawn later, in its
 ``Format``), albumentations' ``Mosaic`` one ``(H, W)`` mask (given the instance-id map here),
@@ -189,9 +190,13 @@ def kornia_mosaic(images, items):
     return prepare, run
 
 
-def mixkit_runs(images, items):
+def mixkit_runs(images, items, masks=True):
     targets = mixkit_targets(images, items)
-    made = {"mosaic": Mosaic(), "mixup": MixUp(), "cutmix": CutMix(), "copypaste": CopyPaste()}
+    if not masks:
+        targets = [{k: v for k, v in t.items() if k != "masks"} for t in targets]
+    made = {"mosaic": Mosaic(), "mixup": MixUp(), "cutmix": CutMix()}
+    if masks:
+        made["copypaste"] = CopyPaste()
 
     def runner(m):
         g = torch.Generator().manual_seed(0)
@@ -205,6 +210,8 @@ def mixkit_runs(images, items):
 def _peers(images, items):
     """``{method: {implementation: (prepare, run)}}`` and notes on what could not be run."""
     out = {k: {"mixkit": v} for k, v in mixkit_runs(images, items).items()}
+    for k, v in mixkit_runs(images, items, masks=False).items():
+        out[k]["mixkit, no masks"] = v
     notes = []
     for name, make in (("ultralytics", ultralytics_runs),):
         try:

@@ -147,14 +147,15 @@ class Mosaic:
         oh, ow = self.output_size if self.output_size is not None else (2 * h, 2 * w)
         off = ((2 * w - ow) // 2, (2 * h - oh) // 2)
         outs, objs, extras = [], [], []
+        tight = {}  # image index -> the tight boxes of its masks, measured once for the batch
         for tiles, centre, scales in zip(params.tiles, params.centres, params.scales, strict=True):
-            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off)
+            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off, tight)
             outs.append(img)
             objs.append(obj)
             extras.append(batch.extras[tiles[0]])
         return T.write(batch, outs, objs, extras)
 
-    def _one(self, batch, tiles, centre, scales, hw, out_hw, off):
+    def _one(self, batch, tiles, centre, scales, hw, out_hw, off, tight):
         h, w = hw
         oh, ow = out_hw
         first = batch.images[tiles[0]]
@@ -178,8 +179,15 @@ class Mosaic:
             obj = T.move(batch.objects[j], (tw / img.shape[-1], th / img.shape[-2]), (x0, y0))
             if "masks" in obj:
                 # boxes from the visible piece of each mask; the output masks are drawn once, below
-                piece = _crop_resized(obj.pop("masks"), th, tw, src, nearest=True)
-                obj["boxes"] = T.shift(T.mask_boxes(piece).to(obj["boxes"].device), x_lo, y_lo)
+                masks = obj.pop("masks")
+                piece = _crop_resized(masks, th, tw, src, nearest=True)
+                if tuple(masks.shape[-2:]) == (th, tw):
+                    if j not in tight:
+                        tight[j] = T.mask_boxes(masks)
+                    boxes = _piece_boxes(piece, src, tight[j])
+                else:
+                    boxes = T.mask_boxes(piece)
+                obj["boxes"] = T.shift(boxes.to(obj["boxes"].device), x_lo, y_lo)
                 pieces.append((piece, y_lo, x_lo))
             parts.append(obj)
         obj = T.concat(parts)
@@ -200,19 +208,40 @@ def _crop_resized(x: Tensor, th: int, tw: int, src: tuple, nearest: bool = False
     return _resize(x, th, tw, nearest=nearest)[..., src[0], src[1]]
 
 
+def _piece_boxes(piece: Tensor, src: tuple, tight: Tensor) -> Tensor:
+    """``mask_boxes(piece)`` for ``piece = masks[:, src[0], src[1]]``, from the masks' own tight
+    boxes ``tight``: an object the cut leaves whole keeps its box (moved), one outside the cut has
+    none, and only those the cut crosses are measured on the piece."""
+    y0, y1, x0, x1 = src[0].start, src[0].stop, src[1].start, src[1].stop
+    tx1, ty1, tx2, ty2 = tight.unbind(1)
+    filled = tx2 > tx1
+    whole = filled & (tx1 >= x0) & (tx2 <= x1) & (ty1 >= y0) & (ty2 <= y1)
+    meets = filled & (tx1 < x1) & (tx2 > x0) & (ty1 < y1) & (ty2 > y0)
+    out = torch.where(whole[:, None], tight - tight.new_tensor([x0, y0, x0, y0]), torch.zeros_like(tight))
+    cut = meets & ~whole
+    if bool(cut.any()):
+        out[cut] = T.mask_boxes(piece[cut.to(piece.device)]).to(out.device)
+    return out
+
+
 def _draw(pieces: list, rows: Tensor, oh: int, ow: int) -> Tensor:
-    """The ``(len(rows), oh, ow)`` output masks: ``rows[k]`` is output object ``k``'s index into
-    the concatenated pieces, each ``(piece, y0, x0)`` drawn at row ``y0``, column ``x0``."""
+    """The ``(len(rows), oh, ow)`` output masks: ``rows[k]`` (increasing) is output object ``k``'s
+    index into the concatenated pieces, each ``(piece, y0, x0)`` drawn at row ``y0``, column
+    ``x0``; the objects of one piece are consecutive output rows."""
     like = pieces[0][0]
     out = like.new_zeros((rows.shape[0], oh, ow))
-    start = 0
-    rows = rows.to(like.device)
+    rows = rows.tolist()
+    start, at = 0, 0
     for piece, y0, x0 in pieces:
         n = piece.shape[0]
-        here = (rows >= start) & (rows < start + n)
+        local = []
+        while at + len(local) < len(rows) and rows[at + len(local)] < start + n:
+            local.append(rows[at + len(local)] - start)
         ph, pw = piece.shape[-2:]
-        if bool(here.any()) and ph and pw:
-            out[here.nonzero().flatten(), y0:y0 + ph, x0:x0 + pw] = piece[rows[here] - start]
+        if local and ph and pw:
+            src = piece if len(local) == n else piece[torch.tensor(local, device=piece.device)]
+            out[at:at + len(local), y0:y0 + ph, x0:x0 + pw] = src
+        at += len(local)
         start += n
     return out
 

@@ -254,8 +254,9 @@ def _flag(m: Tensor) -> Tensor:
 
 
 def count(masks: Tensor) -> Tensor:
-    """The number of set pixels of each ``(n, H, W)`` mask (int64)."""
-    return _flag(masks).flatten(1).sum(1, dtype=torch.int64)
+    """The number of set pixels of each ``(n, H, W)`` mask (int64; summed in int32, which holds
+    any image's pixel count)."""
+    return _flag(masks).flatten(1).sum(1, dtype=torch.int32).long()
 
 
 def mask_boxes(masks: Tensor) -> Tensor:
