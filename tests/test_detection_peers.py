@@ -207,3 +207,43 @@ def test_copypaste_equals_ultralytics_where_the_pasted_instances_overlap_nothing
     assert np.array_equal(_hwc(out[0]), img)
     np.testing.assert_array_equal(_boxes(res[0]), boxes)
     np.testing.assert_array_equal(res[0]["labels"].numpy(), cls)
+
+
+@pytest.mark.parametrize("centre", [(59, 72), (64, 64), (40, 90), (95, 33)])
+def test_mosaic_equals_albumentations_for_the_same_centre_and_cells(centre, monkeypatch):
+    """albumentations' ``Mosaic`` with cells and window of the image size: its centre ``(cx, cy)``
+    on its ``2S`` grid is mixkit's ``(2S - cx, 2S - cy)`` with ``output_size=size`` (the window
+    centred on the canvas); its cells, read top-left, top-right, bottom-left, bottom-right, are
+    mixkit's four tiles. Its boxes go through normalised coordinates: equal to 1e-4."""
+    A = pytest.importorskip("albumentations")
+    from albumentations.augmentations.mixing import transforms as tr
+
+    rng = np.random.default_rng(5)
+    images, targets, _ = _data([_rects(rng, 3) for _ in range(4)])
+    hwc = [np.ascontiguousarray(_hwc(im)) for im in images]
+    cx, cy = centre
+    monkeypatch.setattr(tr.fmixing, "calculate_mosaic_center_point", lambda **kw: (cx, cy))
+    seen = {}
+    assign = tr.fmixing.assign_items_to_grid_cells
+
+    def record(num_items, cell_placements, py_random):
+        seen.update(assign(num_items, cell_placements, py_random))
+        return seen
+    monkeypatch.setattr(tr.fmixing, "assign_items_to_grid_cells", record)
+    t = A.Compose([A.Mosaic(grid_yx=(2, 2), target_size=(S, S), cell_shape=(S, S), fill=114, p=1.0)],
+                  bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
+    meta = [{"image": hwc[k], "bboxes": _boxes(targets[k]), "labels": targets[k]["labels"].tolist()}
+            for k in (1, 2, 3)]
+    theirs = t(image=hwc[0], bboxes=_boxes(targets[0]), labels=targets[0]["labels"].tolist(),
+               mosaic_metadata=meta)
+    cells = [seen[p] for p in sorted(seen, key=lambda p: (p[1], p[0]))]  # reading order
+    assert len(cells) == 4
+    tiles = (tuple(cells),) * 4  # the three partners are images 1, 2, 3 (all of the metadata)
+    params = MosaicParams(tiles, ((2 * S - cx, 2 * S - cy),) * 4, ((1.0,) * 4,) * 4)
+    out, res = Mosaic(output_size=(S, S), min_area=0.0).apply(images, _no_masks(targets), params)
+    assert np.array_equal(_hwc(out[0]), theirs["image"])
+    ours = sorted(zip(res[0]["labels"].tolist(), _boxes(res[0]).tolist(), strict=True))
+    got = sorted(zip([int(v) for v in theirs["labels"]], np.asarray(theirs["bboxes"]).tolist(),
+                     strict=True))
+    assert [lab for lab, _ in ours] == [lab for lab, _ in got]
+    np.testing.assert_allclose([b for _, b in ours], [b for _, b in got], atol=1e-4)

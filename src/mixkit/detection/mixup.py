@@ -43,10 +43,17 @@ class MixUpParams:
         return len(self.index)
 
 
-def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
-    """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images."""
+def blend(a: Tensor, b: Tensor, lam) -> Tensor:
+    """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images. ``lam``: a float,
+    or a ``(B,)`` float64 tensor of one value per image of ``(B, C, H, W)`` images (the weights
+    are made in float64 and cast to float32, as a Python float is)."""
+    if isinstance(lam, Tensor):
+        shape = (-1,) + (1,) * (a.dim() - 1)
+        lam, rest = lam.float().view(shape).to(a.device), (1.0 - lam).float().view(shape).to(a.device)
+    else:
+        rest = 1.0 - lam
     y = a.float() * lam  # a new tensor (a.float() may be a itself): the in-place ops below are safe
-    y.add_(b.float() * (1.0 - lam))
+    y.add_(b.float() * rest)
     if a.is_floating_point():
         return y.to(a.dtype)
     info = torch.iinfo(a.dtype)
@@ -109,12 +116,15 @@ class MixUp:
         batch = T.read(images, targets, "MixUp")
         T.check_params(params, MixUpParams, batch, "MixUp")
         outs, objs = [], []
+        x = batch.stacked
+        if x is not None:  # a batch: one blend for all the images
+            index = torch.tensor(params.index, device=x.device)
+            outs = blend(x, x[index], torch.tensor(params.lam, dtype=torch.float64))
         for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
             a, b = batch.images[i], batch.images[j]
             h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
-            pa = T.fit(a, h, w, self.fill)
-            pb = T.fit(b.to(a.device), h, w, self.fill)
-            outs.append(blend(pa, pb, lam))
+            if x is None:
+                outs.append(blend(T.fit(a, h, w, self.fill), T.fit(b.to(a.device), h, w, self.fill), lam))
             parts = [_weighted(batch.objects[i], lam, h, w), _weighted(batch.objects[j], 1.0 - lam, h, w)]
             objs.append(T.finish(T.concat(parts), h, w, from_masks=False))
         return T.write(batch, outs, objs)

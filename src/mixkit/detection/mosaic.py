@@ -148,18 +148,25 @@ class Mosaic:
         off = ((2 * w - ow) // 2, (2 * h - oh) // 2)
         outs, objs, extras = [], [], []
         tight = {}  # image index -> the tight boxes of its masks, measured once for the batch
-        for tiles, centre, scales in zip(params.tiles, params.centres, params.scales, strict=True):
-            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off, tight)
+        stacked = None  # a batch in, the output canvases allocated at once (no stacking after)
+        if batch.stacked is not None:
+            x = batch.stacked
+            stacked = x.new_full((batch.size, x.shape[1], oh, ow), self.canvas_fill(x.dtype))
+        rows = zip(params.tiles, params.centres, params.scales, strict=True)
+        for i, (tiles, centre, scales) in enumerate(rows):
+            canvas = None if stacked is None else stacked[i]
+            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off, tight, canvas)
             outs.append(img)
             objs.append(obj)
             extras.append(batch.extras[tiles[0]])
-        return T.write(batch, outs, objs, extras)
+        return T.write(batch, outs if stacked is None else stacked, objs, extras)
 
-    def _one(self, batch, tiles, centre, scales, hw, out_hw, off, tight):
+    def _one(self, batch, tiles, centre, scales, hw, out_hw, off, tight, canvas=None):
         h, w = hw
         oh, ow = out_hw
         first = batch.images[tiles[0]]
-        canvas = first.new_full((first.shape[0], oh, ow), self.canvas_fill(first.dtype))
+        if canvas is None:
+            canvas = first.new_full((first.shape[0], oh, ow), self.canvas_fill(first.dtype))
         sizes = []
         for j, s in zip(tiles, scales, strict=True):
             hj, wj = batch.images[j].shape[-2:]
@@ -175,7 +182,7 @@ class Mosaic:
             src = (slice(y_lo - y0, y_hi - y0), slice(x_lo - x0, x_hi - x0))
             if y_hi > y_lo and x_hi > x_lo:  # the rest of the canvas keeps the fill
                 piece = _crop_resized(img, th, tw, src)
-                canvas[:, y_lo:y_hi, x_lo:x_hi] = piece.to(canvas.device, canvas.dtype)
+                canvas[:, y_lo:y_hi, x_lo:x_hi].copy_(piece)
             obj = T.move(batch.objects[j], (tw / img.shape[-1], th / img.shape[-2]), (x0, y0))
             if "masks" in obj:
                 # boxes from the visible piece of each mask; the output masks are drawn once, below
@@ -240,7 +247,7 @@ def _draw(pieces: list, rows: Tensor, oh: int, ow: int) -> Tensor:
         ph, pw = piece.shape[-2:]
         if local and ph and pw:
             src = piece if len(local) == n else piece[torch.tensor(local, device=piece.device)]
-            out[at:at + len(local), y0:y0 + ph, x0:x0 + pw] = src
+            out[at:at + len(local), y0:y0 + ph, x0:x0 + pw].copy_(src)
         at += len(local)
         start += n
     return out

@@ -78,6 +78,7 @@ class Batch:
     tv_boxes: bool = False
     tv_masks: bool = False
     tv_keypoints: bool = False
+    stacked: Tensor | None = None  # the (B, C, H, W) input as a plain tensor, when it was one
     size: int = field(init=False)
 
     def __post_init__(self):
@@ -90,7 +91,7 @@ def _read_images(images) -> tuple[list, bool]:
             raise ValueError(f"images: expected a (B, C, H, W) tensor or a list of (C, H, W) images, "
                              f"got a tensor of shape {tuple(images.shape)}")
         plain = images.as_subclass(Tensor)
-        return list(plain.unbind(0)), True
+        return plain, True
     if isinstance(images, (list, tuple)):
         out = []
         for i, im in enumerate(images):
@@ -162,6 +163,8 @@ def _check_field(key, value, n, hw, where):
 def read(images, targets, owner: str) -> Batch:
     """Check a call's ``images`` and ``targets`` and read them (see the module docstring)."""
     plain, batched = _read_images(images)
+    stacked = plain if batched else None
+    plain = list(plain.unbind(0)) if batched else plain
     if not isinstance(targets, (list, tuple)) or len(targets) != len(plain):
         got = f"{len(targets)}" if isinstance(targets, (list, tuple)) else f"a {type(targets).__name__}"
         raise ValueError(f"targets: expected a list of {len(plain)} dicts (one per image), got {got}")
@@ -179,7 +182,7 @@ def read(images, targets, owner: str) -> Batch:
     dtype = first["boxes"].dtype if first["boxes"].is_floating_point() else torch.float32
     return Batch(plain, objects, extras, fmt=fmt, batched=batched, like=images, box_dtype=dtype,
                  tv_boxes=_is(first["boxes"], "BoundingBoxes"), tv_masks=_is(first.get("masks"), "Mask"),
-                 tv_keypoints=_is(first.get("keypoints"), "KeyPoints"))
+                 tv_keypoints=_is(first.get("keypoints"), "KeyPoints"), stacked=stacked)
 
 
 def _wrap_image(out: Tensor, like):
@@ -189,8 +192,9 @@ def _wrap_image(out: Tensor, like):
 
 
 def write(batch: Batch, images: list, objects: list, extras: list | None = None):
-    """The output ``(images, targets)``: images stacked when the input was a batch, boxes in the
-    input format with the output's ``canvas_size``, masks and key points in their input types."""
+    """The output ``(images, targets)``: images stacked when the input was a batch (``images``
+    may be given stacked already, as a ``(B, C, H, W)`` tensor), boxes in the input format with the
+    output's ``canvas_size``, masks and key points in their input types."""
     tv, extras = _tv(), batch.extras if extras is None else extras
     targets = []
     for im, obj, extra in zip(images, objects, extras, strict=True):
@@ -208,7 +212,7 @@ def write(batch: Batch, images: list, objects: list, extras: list | None = None)
             out[key] = value
         targets.append(out)
     if batch.batched:
-        stacked = torch.stack(images)
+        stacked = images if isinstance(images, Tensor) else torch.stack(images)
         return (_tv().wrap(stacked, like=batch.like) if _is(batch.like, "Image") else stacked), targets
     likes = batch.like if isinstance(batch.like, (list, tuple)) else [None] * len(images)
     return [_wrap_image(im, like) for im, like in zip(images, likes, strict=True)], targets
@@ -236,7 +240,7 @@ def place(src: Tensor, h: int, w: int, dy: int, dx: int, fill=0) -> Tensor:
     hs, ws = src.shape[-2:]
     y0, x0, y1, x1 = max(dy, 0), max(dx, 0), min(dy + hs, h), min(dx + ws, w)
     if y1 > y0 and x1 > x0:
-        out[..., y0:y1, x0:x1] = src[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+        out[..., y0:y1, x0:x1].copy_(src[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx])
     return out
 
 
