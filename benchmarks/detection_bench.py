@@ -1,7 +1,7 @@
 """Speed of mixkit's detection mixers against ultralytics, albumentations and kornia.
 
     PYTHONPATH=src python benchmarks/detection_bench.py [--batch 16] [--size 640] [--repeats 5]
-                                                        [--out docs/bench/detection_speed.md]
+                                                        [--threads N] [--out docs/bench/detection_speed.md]
 
 One synthetic batch (uint8 images, 3 channels, ``--size`` square, 5-15 objects each: random
 rectangles and ellipses with their tight boxes, instance masks and, for ultralytics, 1000-point
@@ -11,8 +11,10 @@ one image at a time, are called once per image (their partners drawn from the sa
 ultralytics' dataset buffer does). The implementations are timed in turn (A, B, C, A, B, C, ...)
 so that other work on the machine weighs on all alike; the table gives the median of
 ``--repeats`` timings in ms per batch and the ratio to mixkit (above 1: slower than mixkit).
-A peer that is not installed is left out with a note. "mixkit, no masks" is the same call on
-the targets without their ``"masks"`` (boxes and labels only).
+``--threads`` sets torch's intra-op threads (mixkit's and kornia's work); ultralytics and
+albumentations work in numpy and OpenCV. A peer that is not installed is left out with a note.
+"mixkit, no masks" is the same call on the targets without their ``"masks"`` (boxes and labels
+only).
 
 What each peer carries: ultralytics moves polygons (its instance masks are drawn later, in its
 ``Format``), albumentations' ``Mosaic`` one ``(H, W)`` mask (given the instance-id map here),
@@ -256,8 +258,12 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--methods", default="mosaic,mixup,cutmix,copypaste")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch's intra-op threads (torch.set_num_threads; default: torch's own)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     random.seed(0)
     np.random.seed(0)
     images, items = make_batch(a.batch, a.size)

@@ -43,21 +43,31 @@ class MixUpParams:
         return len(self.index)
 
 
-def blend(a: Tensor, b: Tensor, lam) -> Tensor:
-    """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images. ``lam``: a float,
-    or a ``(B,)`` float64 tensor of one value per image of ``(B, C, H, W)`` images (the weights
-    are made in float64 and cast to float32, as a Python float is)."""
-    if isinstance(lam, Tensor):
-        shape = (-1,) + (1,) * (a.dim() - 1)
-        lam, rest = lam.float().view(shape).to(a.device), (1.0 - lam).float().view(shape).to(a.device)
-    else:
-        rest = 1.0 - lam
+def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
+    """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images."""
     y = a.float() * lam  # a new tensor (a.float() may be a itself): the in-place ops below are safe
-    y.add_(b.float() * rest)
+    y.add_(b.float() * (1.0 - lam))
     if a.is_floating_point():
         return y.to(a.dtype)
     info = torch.iinfo(a.dtype)
     return y.round_().clamp_(info.min, info.max).to(a.dtype)
+
+
+def blend_batch(x: Tensor, index, lams) -> Tensor:
+    """``blend(x[i], x[index[i]], lams[i])`` for every image of ``x`` ``(B, C, H, W)``, written into
+    one output batch, image by image through two float32 buffers (small enough to stay in cache,
+    where whole-batch float32 temporaries are not)."""
+    out = torch.empty_like(x)
+    a = torch.empty(x.shape[1:], dtype=torch.float32, device=x.device)
+    b = torch.empty_like(a)
+    info = None if x.is_floating_point() else torch.iinfo(x.dtype)
+    for i, (j, lam) in enumerate(zip(index, lams, strict=True)):
+        a.copy_(x[i]).mul_(lam)  # the operations of blend, in the same order and precision
+        a.add_(b.copy_(x[j]).mul_(1.0 - lam))
+        if info is not None:
+            a.round_().clamp_(info.min, info.max)
+        out[i].copy_(a)
+    return out
 
 
 class MixUp:
@@ -117,9 +127,8 @@ class MixUp:
         T.check_params(params, MixUpParams, batch, "MixUp")
         outs, objs = [], []
         x = batch.stacked
-        if x is not None:  # a batch: one blend for all the images
-            index = torch.tensor(params.index, device=x.device)
-            outs = blend(x, x[index], torch.tensor(params.lam, dtype=torch.float64))
+        if x is not None:  # a batch: blended into one output batch
+            outs = blend_batch(x, params.index, params.lam)
         for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
             a, b = batch.images[i], batch.images[j]
             h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
