@@ -186,7 +186,7 @@ def _ref_mosaic(mixer, images, targets, params):
             j, sy, sx = owners[(y, x)]
             return images[j][:, sy, sx].double()
 
-        outs.append(_ref_image(oh, ow, pick, images.shape[1], mixer.fill, images.dtype))
+        outs.append(_ref_image(oh, ow, pick, images.shape[1], mixer.canvas_fill(images.dtype), images.dtype))
         objs.append(_ref_objects(targets, plans, oh, ow, mixer.min_area))
     return outs, objs
 

@@ -112,28 +112,29 @@ class CopyPaste:
         batch = self._read(images, targets)
         T.check_params(params, CopyPasteParams, batch, "CopyPaste")
         outs, objs = [], []
+        stacked = None if batch.stacked is None else torch.empty_like(batch.stacked)
         for i, (j, chosen) in enumerate(zip(params.index, params.chosen, strict=True)):
             n_j = batch.objects[j]["boxes"].shape[0]
             if any(k >= n_j for k in chosen):
                 raise ValueError(f"params: expected object indices below {n_j} for image {j}, got {chosen}")
-            out, obj = self._one(batch, i, j, chosen)
+            out, obj = self._one(batch, i, j, chosen, None if stacked is None else stacked[i])
             outs.append(out)
             objs.append(obj)
-        return T.write(batch, outs, objs)
+        return T.write(batch, outs if stacked is None else stacked, objs)
 
-    def _one(self, batch, i, j, chosen):
+    def _one(self, batch, i, j, chosen, out=None):
         base = batch.images[i]
         h, w = base.shape[-2:]
         pasted = T.select(batch.objects[j], torch.tensor(chosen, dtype=torch.long))
-        pasted["masks"] = T.place(pasted["masks"], h, w, 0, 0, 0)
+        pasted["masks"] = T.fit(pasted["masks"], h, w, 0)
         alpha = pasted["masks"].bool().any(dim=0).to(base.device)
-        partner = T.place(batch.images[j].to(base.device, base.dtype), h, w, 0, 0, 0)
-        out = torch.where(alpha, partner, base)
+        partner = T.fit(batch.images[j].to(base.device, base.dtype), h, w, 0)
+        out = torch.where(alpha, partner, base, **({} if out is None else {"out": out}))
         own = dict(batch.objects[i])
         m = own["masks"]
-        before = m.bool().flatten(1).sum(1)
+        before = T.count(m)
         m = m & ~alpha.to(m.device)
-        after = m.bool().flatten(1).sum(1)
+        after = T.count(m)
         visible = after.float() / before.clamp(min=1)
         own["masks"] = m
         own = T.select(own, (visible >= max(self.min_visible, 1e-12)) & (after > 0))

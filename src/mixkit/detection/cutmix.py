@@ -59,12 +59,12 @@ def box_difference(boxes, paste):
     return torch.stack([nx1, ny1, nx2, ny2], dim=1)
 
 
-def inside_fraction(obj: dict, region, rect) -> torch.Tensor:
+def inside_fraction(obj: dict, rect) -> torch.Tensor:
     """The fraction of each object inside ``rect`` (mask pixels, or box area without masks)."""
     if "masks" in obj:
-        m = obj["masks"].bool()
-        total = m.flatten(1).sum(1).float()
-        inside = (m & region.to(m.device)).flatten(1).sum(1).float()
+        m = obj["masks"]
+        total = T.count(m).float()
+        inside = T.count(m[:, rect[1]:rect[3], rect[0]:rect[2]]).float()
         return torch.where(total > 0, inside / total.clamp(min=1), torch.zeros_like(total))
     b = obj["boxes"]
     x1, y1, x2, y2 = (float(v) for v in rect)
@@ -144,35 +144,39 @@ class CutMix:
         batch = T.read(images, targets, "CutMix")
         T.check_params(params, CutMixParams, batch, "CutMix")
         outs, objs = [], []
+        stacked = None if batch.stacked is None else batch.stacked.clone()  # the batch copied at once
         for i, (j, rect) in enumerate(zip(params.index, params.boxes, strict=True)):
-            out, obj = self._one(batch, i, j, rect)
+            out, obj = self._one(batch, i, j, rect, None if stacked is None else stacked[i])
             outs.append(out)
             objs.append(obj)
-        return T.write(batch, outs, objs)
+        return T.write(batch, outs if stacked is None else stacked, objs)
 
-    def _one(self, batch, i, j, rect):
+    def _one(self, batch, i, j, rect, out=None):
         base = batch.images[i]
         h, w = base.shape[-2:]
         x1, y1, x2, y2 = rect
-        out = base.clone()
-        out[:, y1:y2, x1:x2] = batch.images[j][:, y1:y2, x1:x2].to(base.device, base.dtype)
+        out = base.clone() if out is None else out
+        out[:, y1:y2, x1:x2].copy_(batch.images[j][:, y1:y2, x1:x2])
         region = torch.zeros(h, w, dtype=torch.bool, device=base.device)
         region[y1:y2, x1:x2] = True
         own = batch.objects[i]
-        keep_own = (1.0 - inside_fraction(own, region, rect)) >= max(self.min_visible, 1e-12)
+        keep_own = (1.0 - inside_fraction(own, rect)) >= max(self.min_visible, 1e-12)
         own = T.select(own, keep_own)
-        if "masks" in own:
-            own["masks"] = own["masks"] & ~region.to(own["masks"].device)
+        if "masks" in own:  # a fresh copy (select): the pasted part is cleared in place
+            own["masks"][:, y1:y2, x1:x2].zero_()
         elif self.occluded == "clip":
             own["boxes"] = box_difference(own["boxes"], rect)
         own = T.hide_keypoints(own, region)
         other = dict(batch.objects[j])
         if "masks" in other:
-            other["masks"] = T.place(other["masks"], h, w, 0, 0, 0)
-        keep_other = inside_fraction(other, region, rect) >= max(self.min_visible, 1e-12)
+            other["masks"] = T.fit(other["masks"], h, w, 0)
+        keep_other = inside_fraction(other, rect) >= max(self.min_visible, 1e-12)
         other = T.select(other, keep_other)
-        if "masks" in other:
-            other["masks"] = other["masks"] & region.to(other["masks"].device)
+        if "masks" in other:  # only the pasted part of the partner's masks
+            m = other["masks"]
+            cut = m.new_zeros(m.shape)
+            cut[:, y1:y2, x1:x2].copy_(m[:, y1:y2, x1:x2])
+            other["masks"] = cut
         b = other["boxes"]
         other["boxes"] = torch.stack([b[:, 0].clamp(x1, x2), b[:, 1].clamp(y1, y2),
                                       b[:, 2].clamp(x1, x2), b[:, 3].clamp(y1, y2)], dim=1)

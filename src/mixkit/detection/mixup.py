@@ -45,11 +45,29 @@ class MixUpParams:
 
 def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
     """``lam * a + (1 - lam) * b`` in float32, rounded back for integer images."""
-    y = a.float() * lam + b.float() * (1.0 - lam)
+    y = a.float() * lam  # a new tensor (a.float() may be a itself): the in-place ops below are safe
+    y.add_(b.float() * (1.0 - lam))
     if a.is_floating_point():
         return y.to(a.dtype)
     info = torch.iinfo(a.dtype)
-    return y.round().clamp(info.min, info.max).to(a.dtype)
+    return y.round_().clamp_(info.min, info.max).to(a.dtype)
+
+
+def blend_batch(x: Tensor, index, lams) -> Tensor:
+    """``blend(x[i], x[index[i]], lams[i])`` for every image of ``x`` ``(B, C, H, W)``, written into
+    one output batch, image by image through two float32 buffers (small enough to stay in cache,
+    where whole-batch float32 temporaries are not)."""
+    out = torch.empty_like(x)
+    a = torch.empty(x.shape[1:], dtype=torch.float32, device=x.device)
+    b = torch.empty_like(a)
+    info = None if x.is_floating_point() else torch.iinfo(x.dtype)
+    for i, (j, lam) in enumerate(zip(index, lams, strict=True)):
+        a.copy_(x[i]).mul_(lam)  # the operations of blend, in the same order and precision
+        a.add_(b.copy_(x[j]).mul_(1.0 - lam))
+        if info is not None:
+            a.round_().clamp_(info.min, info.max)
+        out[i].copy_(a)
+    return out
 
 
 class MixUp:
@@ -108,12 +126,14 @@ class MixUp:
         batch = T.read(images, targets, "MixUp")
         T.check_params(params, MixUpParams, batch, "MixUp")
         outs, objs = [], []
+        x = batch.stacked
+        if x is not None:  # a batch: blended into one output batch
+            outs = blend_batch(x, params.index, params.lam)
         for i, (j, lam) in enumerate(zip(params.index, params.lam, strict=True)):
             a, b = batch.images[i], batch.images[j]
             h, w = max(a.shape[-2], b.shape[-2]), max(a.shape[-1], b.shape[-1])
-            pa = T.place(a, h, w, 0, 0, self.fill)
-            pb = T.place(b.to(a.device), h, w, 0, 0, self.fill)
-            outs.append(blend(pa, pb, lam))
+            if x is None:
+                outs.append(blend(T.fit(a, h, w, self.fill), T.fit(b.to(a.device), h, w, self.fill), lam))
             parts = [_weighted(batch.objects[i], lam, h, w), _weighted(batch.objects[j], 1.0 - lam, h, w)]
             objs.append(T.finish(T.concat(parts), h, w, from_masks=False))
         return T.write(batch, outs, objs)
@@ -125,5 +145,5 @@ def _weighted(obj: dict, weight: float, h: int, w: int) -> dict:
     base = obj["weights"].float() if "weights" in obj else torch.ones(n, device=dev)
     out["weights"] = base * weight
     if "masks" in obj:
-        out["masks"] = T.place(obj["masks"], h, w, 0, 0, 0)
+        out["masks"] = T.fit(obj["masks"], h, w, 0)
     return out

@@ -72,7 +72,7 @@ class Mosaic:
     Arguments: ``size`` (tile size ``(h, w)`` or an int; the canvas is ``2 * size``; default: the
     first image's size), ``output_size`` (the centred window kept; default the whole canvas),
     ``scale`` (range of the random multiplier of each tile's fit-scale, default ``(1.0, 1.0)``),
-    ``fill`` (canvas value, default 114 as in YOLOX: meant for 0-255 images; use 114/255 for
+    ``fill`` (canvas value; default None: YOLOX's grey, 114 for integer images and 114 / 255 for
     float images in [0, 1]), ``min_area`` and ``min_side`` (in output pixels, default 1.0 and 0.0).
 
     ``mixer(images, targets, generator=g)``, or ``params = mixer.sample(images, targets,
@@ -97,7 +97,7 @@ class Mosaic:
     ```
     """
 
-    def __init__(self, size=None, *, output_size=None, scale=(1.0, 1.0), fill=114.0,
+    def __init__(self, size=None, *, output_size=None, scale=(1.0, 1.0), fill=None,
                  min_area: float = 1.0, min_side: float = 0.0):
         self.size = _pair("size", size)
         self.output_size = _pair("output_size", output_size)
@@ -112,6 +112,13 @@ class Mosaic:
     def __repr__(self):
         return (f"Mosaic(size={self.size}, output_size={self.output_size}, scale={self.scale}, "
                 f"fill={self.fill}, min_area={self.min_area}, min_side={self.min_side})")
+
+    def canvas_fill(self, dtype: torch.dtype) -> float:
+        """The canvas value for images of ``dtype``: ``fill``, or when it is None YOLOX's grey,
+        114 for integer images and 114 / 255 for float ones."""
+        if self.fill is not None:
+            return self.fill
+        return 114.0 / 255.0 if dtype.is_floating_point else 114.0
 
     def __call__(self, images, targets, *, generator=None):
         return self.apply(images, targets, self.sample(images, targets, generator=generator))
@@ -140,41 +147,110 @@ class Mosaic:
         oh, ow = self.output_size if self.output_size is not None else (2 * h, 2 * w)
         off = ((2 * w - ow) // 2, (2 * h - oh) // 2)
         outs, objs, extras = [], [], []
-        for tiles, centre, scales in zip(params.tiles, params.centres, params.scales, strict=True):
-            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off)
+        tight = {}  # image index -> the tight boxes of its masks, measured once for the batch
+        stacked = None  # a batch in, the output canvases allocated at once (no stacking after)
+        if batch.stacked is not None:
+            x = batch.stacked
+            stacked = x.new_full((batch.size, x.shape[1], oh, ow), self.canvas_fill(x.dtype))
+        rows = zip(params.tiles, params.centres, params.scales, strict=True)
+        for i, (tiles, centre, scales) in enumerate(rows):
+            canvas = None if stacked is None else stacked[i]
+            img, obj = self._one(batch, tiles, centre, scales, (h, w), (oh, ow), off, tight, canvas)
             outs.append(img)
             objs.append(obj)
             extras.append(batch.extras[tiles[0]])
-        return T.write(batch, outs, objs, extras)
+        return T.write(batch, outs if stacked is None else stacked, objs, extras)
 
-    def _one(self, batch, tiles, centre, scales, hw, out_hw, off):
+    def _one(self, batch, tiles, centre, scales, hw, out_hw, off, tight, canvas=None):
         h, w = hw
         oh, ow = out_hw
         first = batch.images[tiles[0]]
-        canvas = first.new_full((first.shape[0], oh, ow), self.fill)
+        if canvas is None:
+            canvas = first.new_full((first.shape[0], oh, ow), self.canvas_fill(first.dtype))
         sizes = []
         for j, s in zip(tiles, scales, strict=True):
             hj, wj = batch.images[j].shape[-2:]
             fit = min(h / hj, w / wj) * s
             sizes.append((max(1, round(hj * fit)), max(1, round(wj * fit))))
-        parts = []
+        parts, pieces = [], []
         for j, (th, tw), (x0, y0) in zip(tiles, sizes, tile_origins(centre, sizes), strict=True):
             x0, y0 = x0 - off[0], y0 - off[1]
             img = batch.images[j]
-            tile = _resize(img, th, tw, nearest=False).to(canvas.device)
-            # keep the canvas: paste only where the tile lies (the rest keeps the fill)
+            # the part of the tile on the output: rows y_lo:y_hi, columns x_lo:x_hi (maybe none)
             y_lo, x_lo = max(y0, 0), max(x0, 0)
-            y_hi, x_hi = min(y0 + th, oh), min(x0 + tw, ow)
-            if y_hi > y_lo and x_hi > x_lo:
-                piece = tile[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0]
-                canvas[:, y_lo:y_hi, x_lo:x_hi] = piece.to(canvas.dtype)
+            y_hi, x_hi = max(min(y0 + th, oh), y_lo), max(min(x0 + tw, ow), x_lo)
+            src = (slice(y_lo - y0, y_hi - y0), slice(x_lo - x0, x_hi - x0))
+            if y_hi > y_lo and x_hi > x_lo:  # the rest of the canvas keeps the fill
+                piece = _crop_resized(img, th, tw, src)
+                canvas[:, y_lo:y_hi, x_lo:x_hi].copy_(piece)
             obj = T.move(batch.objects[j], (tw / img.shape[-1], th / img.shape[-2]), (x0, y0))
             if "masks" in obj:
-                m = _resize(obj["masks"], th, tw, nearest=True)
-                obj["masks"] = T.place(m, oh, ow, y0, x0, 0)
+                # boxes from the visible piece of each mask; the output masks are drawn once, below
+                masks = obj.pop("masks")
+                piece = _crop_resized(masks, th, tw, src, nearest=True)
+                if tuple(masks.shape[-2:]) == (th, tw):
+                    if j not in tight:
+                        tight[j] = T.mask_boxes(masks)
+                    boxes = _piece_boxes(piece, src, tight[j])
+                else:
+                    boxes = T.mask_boxes(piece)
+                obj["boxes"] = T.shift(boxes.to(obj["boxes"].device), x_lo, y_lo)
+                pieces.append((piece, y_lo, x_lo))
             parts.append(obj)
-        obj = T.finish(T.concat(parts), oh, ow, min_area=self.min_area, min_side=self.min_side)
+        obj = T.concat(parts)
+        if not pieces:
+            return canvas, T.finish(obj, oh, ow, min_area=self.min_area, min_side=self.min_side)
+        n = obj["boxes"].shape[0]
+        obj["masks"] = torch.arange(n, device=obj["boxes"].device)  # stands in for the masks in finish
+        obj = T.finish(obj, oh, ow, min_area=self.min_area, min_side=self.min_side, from_masks=False)
+        obj["masks"] = _draw(pieces, obj["masks"], oh, ow)
         return canvas, obj
+
+
+def _crop_resized(x: Tensor, th: int, tw: int, src: tuple, nearest: bool = False) -> Tensor:
+    """``x`` resized to ``(th, tw)`` and cut to ``src`` (rows, columns); only the cut part is
+    resized when no resize is needed."""
+    if tuple(x.shape[-2:]) == (th, tw):
+        return x[..., src[0], src[1]]
+    return _resize(x, th, tw, nearest=nearest)[..., src[0], src[1]]
+
+
+def _piece_boxes(piece: Tensor, src: tuple, tight: Tensor) -> Tensor:
+    """``mask_boxes(piece)`` for ``piece = masks[:, src[0], src[1]]``, from the masks' own tight
+    boxes ``tight``: an object the cut leaves whole keeps its box (moved), one outside the cut has
+    none, and only those the cut crosses are measured on the piece."""
+    y0, y1, x0, x1 = src[0].start, src[0].stop, src[1].start, src[1].stop
+    tx1, ty1, tx2, ty2 = tight.unbind(1)
+    filled = tx2 > tx1
+    whole = filled & (tx1 >= x0) & (tx2 <= x1) & (ty1 >= y0) & (ty2 <= y1)
+    meets = filled & (tx1 < x1) & (tx2 > x0) & (ty1 < y1) & (ty2 > y0)
+    out = torch.where(whole[:, None], tight - tight.new_tensor([x0, y0, x0, y0]), torch.zeros_like(tight))
+    cut = meets & ~whole
+    if bool(cut.any()):
+        out[cut] = T.mask_boxes(piece[cut.to(piece.device)]).to(out.device)
+    return out
+
+
+def _draw(pieces: list, rows: Tensor, oh: int, ow: int) -> Tensor:
+    """The ``(len(rows), oh, ow)`` output masks: ``rows[k]`` (increasing) is output object ``k``'s
+    index into the concatenated pieces, each ``(piece, y0, x0)`` drawn at row ``y0``, column
+    ``x0``; the objects of one piece are consecutive output rows."""
+    like = pieces[0][0]
+    out = like.new_zeros((rows.shape[0], oh, ow))
+    rows = rows.tolist()
+    start, at = 0, 0
+    for piece, y0, x0 in pieces:
+        n = piece.shape[0]
+        local = []
+        while at + len(local) < len(rows) and rows[at + len(local)] < start + n:
+            local.append(rows[at + len(local)] - start)
+        ph, pw = piece.shape[-2:]
+        if local and ph and pw:
+            src = piece if len(local) == n else piece[torch.tensor(local, device=piece.device)]
+            out[at:at + len(local), y0:y0 + ph, x0:x0 + pw].copy_(src)
+        at += len(local)
+        start += n
+    return out
 
 
 def _pair(name, v):

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "read", "write", "select", "concat", "place", "mask_boxes", "finish", "move",
-           "FORMATS", "check_params"]
+__all__ = ["Batch", "read", "write", "select", "concat", "place", "fit", "count", "mask_boxes", "shift",
+           "finish", "keep_boxes", "move", "FORMATS", "check_params"]
 
 FORMATS = ("XYXY", "XYWH", "CXCYWH")
 _FIXED = ("boxes", "labels", "masks", "keypoints", "keypoints_visible")
@@ -78,6 +78,7 @@ class Batch:
     tv_boxes: bool = False
     tv_masks: bool = False
     tv_keypoints: bool = False
+    stacked: Tensor | None = None  # the (B, C, H, W) input as a plain tensor, when it was one
     size: int = field(init=False)
 
     def __post_init__(self):
@@ -90,7 +91,7 @@ def _read_images(images) -> tuple[list, bool]:
             raise ValueError(f"images: expected a (B, C, H, W) tensor or a list of (C, H, W) images, "
                              f"got a tensor of shape {tuple(images.shape)}")
         plain = images.as_subclass(Tensor)
-        return list(plain.unbind(0)), True
+        return plain, True
     if isinstance(images, (list, tuple)):
         out = []
         for i, im in enumerate(images):
@@ -162,6 +163,8 @@ def _check_field(key, value, n, hw, where):
 def read(images, targets, owner: str) -> Batch:
     """Check a call's ``images`` and ``targets`` and read them (see the module docstring)."""
     plain, batched = _read_images(images)
+    stacked = plain if batched else None
+    plain = list(plain.unbind(0)) if batched else plain
     if not isinstance(targets, (list, tuple)) or len(targets) != len(plain):
         got = f"{len(targets)}" if isinstance(targets, (list, tuple)) else f"a {type(targets).__name__}"
         raise ValueError(f"targets: expected a list of {len(plain)} dicts (one per image), got {got}")
@@ -179,7 +182,7 @@ def read(images, targets, owner: str) -> Batch:
     dtype = first["boxes"].dtype if first["boxes"].is_floating_point() else torch.float32
     return Batch(plain, objects, extras, fmt=fmt, batched=batched, like=images, box_dtype=dtype,
                  tv_boxes=_is(first["boxes"], "BoundingBoxes"), tv_masks=_is(first.get("masks"), "Mask"),
-                 tv_keypoints=_is(first.get("keypoints"), "KeyPoints"))
+                 tv_keypoints=_is(first.get("keypoints"), "KeyPoints"), stacked=stacked)
 
 
 def _wrap_image(out: Tensor, like):
@@ -189,8 +192,9 @@ def _wrap_image(out: Tensor, like):
 
 
 def write(batch: Batch, images: list, objects: list, extras: list | None = None):
-    """The output ``(images, targets)``: images stacked when the input was a batch, boxes in the
-    input format with the output's ``canvas_size``, masks and key points in their input types."""
+    """The output ``(images, targets)``: images stacked when the input was a batch (``images``
+    may be given stacked already, as a ``(B, C, H, W)`` tensor), boxes in the input format with the
+    output's ``canvas_size``, masks and key points in their input types."""
     tv, extras = _tv(), batch.extras if extras is None else extras
     targets = []
     for im, obj, extra in zip(images, objects, extras, strict=True):
@@ -208,7 +212,7 @@ def write(batch: Batch, images: list, objects: list, extras: list | None = None)
             out[key] = value
         targets.append(out)
     if batch.batched:
-        stacked = torch.stack(images)
+        stacked = images if isinstance(images, Tensor) else torch.stack(images)
         return (_tv().wrap(stacked, like=batch.like) if _is(batch.like, "Image") else stacked), targets
     likes = batch.like if isinstance(batch.like, (list, tuple)) else [None] * len(images)
     return [_wrap_image(im, like) for im, like in zip(images, likes, strict=True)], targets
@@ -236,24 +240,52 @@ def place(src: Tensor, h: int, w: int, dy: int, dx: int, fill=0) -> Tensor:
     hs, ws = src.shape[-2:]
     y0, x0, y1, x1 = max(dy, 0), max(dx, 0), min(dy + hs, h), min(dx + ws, w)
     if y1 > y0 and x1 > x0:
-        out[..., y0:y1, x0:x1] = src[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+        out[..., y0:y1, x0:x1].copy_(src[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx])
     return out
+
+
+def fit(src: Tensor, h: int, w: int, fill=0) -> Tensor:
+    """``place(src, h, w, 0, 0, fill)``, or ``src`` itself when it is ``(h, w)`` already (the
+    caller must not write into the result)."""
+    if tuple(src.shape[-2:]) == (h, w):
+        return src
+    return place(src, h, w, 0, 0, fill)
+
+
+def _flag(m: Tensor) -> Tensor:
+    """``m != 0`` as a uint8 tensor (a bool mask is viewed, not copied)."""
+    return m.view(torch.uint8) if m.dtype == torch.bool else (m != 0).view(torch.uint8)
+
+
+def count(masks: Tensor) -> Tensor:
+    """The number of set pixels of each ``(n, H, W)`` mask (int64; summed in int32, which holds
+    any image's pixel count)."""
+    return _flag(masks).flatten(1).sum(1, dtype=torch.int32).long()
 
 
 def mask_boxes(masks: Tensor) -> Tensor:
     """The tight XYXY box of each ``(n, H, W)`` mask in pixel-edge coordinates (``x2`` is one past
     the last column); an empty mask gets ``(0, 0, 0, 0)``."""
     n, h, w = masks.shape
-    if n == 0:
-        return torch.zeros(0, 4, device=masks.device)
-    m = masks.bool()
-    cols, rows = m.any(dim=1), m.any(dim=2)
-    x1 = cols.float().argmax(dim=1)
-    x2 = w - cols.flip(1).float().argmax(dim=1)
-    y1 = rows.float().argmax(dim=1)
-    y2 = h - rows.flip(1).float().argmax(dim=1)
+    if n == 0 or h == 0 or w == 0:
+        return torch.zeros(n, 4, device=masks.device)
+    m = _flag(masks)
+    cols, rows = m.amax(dim=1), m.amax(dim=2)
+    x1 = cols.argmax(dim=1)
+    x2 = w - cols.flip(1).argmax(dim=1)
+    y1 = rows.argmax(dim=1)
+    y2 = h - rows.flip(1).argmax(dim=1)
     boxes = torch.stack([x1, y1, x2, y2], dim=1).float()
-    return torch.where(cols.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))
+    return torch.where(cols.amax(dim=1, keepdim=True) > 0, boxes, torch.zeros_like(boxes))
+
+
+def shift(boxes: Tensor, dx: int, dy: int) -> Tensor:
+    """Boxes moved by ``(dx, dy)``, except the empty ``(0, 0, 0, 0)`` ones."""
+    if boxes.shape[0] == 0:
+        return boxes
+    empty = (boxes == 0).all(dim=1, keepdim=True)
+    moved = boxes + torch.tensor([dx, dy, dx, dy], dtype=boxes.dtype, device=boxes.device)
+    return torch.where(empty, boxes, moved)
 
 
 def move(obj: dict, scale: tuple, shift: tuple) -> dict:
@@ -279,13 +311,20 @@ def finish(obj: dict, h: int, w: int, *, min_area: float = 0.0, min_side: float 
     if from_masks and "masks" in obj:
         b = mask_boxes(obj["masks"]).to(b.device)
     out["boxes"] = b
-    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    keep = (bw > 0) & (bh > 0) & (bw * bh >= min_area) & (bw >= min_side) & (bh >= min_side)
+    keep = keep_boxes(b, min_area, min_side)
     if "keypoints" in obj:
         kp = obj["keypoints"]
         inside = (kp[..., 0] >= 0) & (kp[..., 0] < w) & (kp[..., 1] >= 0) & (kp[..., 1] < h)
         out["keypoints_visible"] = obj["keypoints_visible"] & inside.to(obj["keypoints_visible"].device)
+    if bool(keep.all()):  # the fields are the caller's fresh tensors: no copy needed
+        return out
     return select(out, keep)
+
+
+def keep_boxes(b: Tensor, min_area: float = 0.0, min_side: float = 0.0) -> Tensor:
+    """Which XYXY boxes are not empty, have ``min_area`` pixels and sides of ``min_side``."""
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    return (bw > 0) & (bh > 0) & (bw * bh >= min_area) & (bw >= min_side) & (bh >= min_side)
 
 
 def hide_keypoints(obj: dict, covered: Tensor) -> dict:
