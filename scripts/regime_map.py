@@ -302,7 +302,7 @@ def results_markdown(summary: dict, records: list[dict], command: str, smoke: bo
             f"the last 10 % of its epochs and its test error at the last two evaluations differs by less "
             f"than {100 * ERROR_TOL:.1f} pp. "
             + (f"**Cells that did not pass: {', '.join(flagged)}.**" if flagged else
-               "Every cell passed."), "", "![regime map](regime_map.png)", ""]
+               "Every cell passed."), "", "![regime map](regime_map.png)", "", ""]
     body = "\n".join(cell_markdown(c, info) for c, info in summary.items())
     runs = [{"final": r["final"]} for r in records]
     return "\n".join(head) + body + "\n" + provenance_lines(runs, command)
@@ -331,13 +331,16 @@ def plot_map(path: str, summary: dict, methods: list[str], seeds: list[int], smo
     finite = [abs(v) for row in grid for v in row if not math.isnan(v)]
     lim = max(finite) if finite else 1.0
     fig, ax = plt.subplots(figsize=(2.2 * len(cells) + 2.5, 0.75 * len(methods) + 1.8))
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.9")   # ERM's row, a missing method: grey
+    im = ax.imshow(grid, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     for i in range(len(methods)):
         for j in range(len(cells)):
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7)
+            dark = not math.isnan(grid[i][j]) and abs(grid[i][j]) > 0.6 * lim
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
     ax.set_xticks(range(len(cells)), [_column(c, summary[c]) for c in cells])
     ax.set_yticks(range(len(methods)), methods)
-    fig.colorbar(im, ax=ax, label="Δ test error vs ERM (pp); blue: lower than ERM")
+    fig.colorbar(im, ax=ax, label="Δ test error vs ERM (pp)\nblue: lower than ERM")
     epochs = ", ".join(f"{c} {'/'.join(map(str, summary[c]['epochs'])) or '–'}" for c in cells)
     ax.set_title(f"Fashion-MNIST regime map{' (smoke)' if smoke else ''}: Δ test error vs ERM, "
                  f"95 % CI, n = {len(seeds)} seed{'s' if len(seeds) > 1 else ''}\nepochs: {epochs}",
