@@ -1,0 +1,161 @@
+"""scripts/regime_map.py: cells, convergence, aggregation and verdicts on fabricated run records
+(no training), the CSV, the report and the PNG; one slow smoke run end to end."""
+
+import csv
+import importlib.util
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "regime_map.py"
+
+
+@pytest.fixture(scope="module")
+def rm():
+    spec = importlib.util.spec_from_file_location("regime_map", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _history(epochs=10, loss_end=0.1, last_errors=(0.150, 0.149)):
+    """A converged-looking metrics.jsonl: a flat loss at the end, evaluations every 5 epochs."""
+    records = []
+    for e in range(1, epochs + 1):
+        r = {"epoch": e, "train_loss": loss_end * (1 + (epochs - e) * 0.001)}
+        if e == epochs - 5:
+            r["test_error"] = last_errors[0]
+        if e == epochs:
+            r["test_error"] = last_errors[1]
+        records.append(r)
+    return records
+
+
+def _record(cell, method, seed, error, history=None):
+    return {"cell": cell, "method": method, "seed": seed, "augment": "none", "train_size": 2000,
+            "epochs": 10, "final": {"test_error": error, "nll": 0.5, "ece": 0.05, "train_loss": 0.1},
+            "history": history if history is not None else _history()}
+
+
+# Fabricated errors by seed: zeta is clearly better than erm, fmix clearly worse, mixup a tie.
+ERRORS = {"erm": [0.150, 0.152, 0.149, 0.151, 0.150],  # method-list: ok (fabricated errors by seed)
+          "mixup": [0.151, 0.149, 0.152, 0.148, 0.150],
+          "zeta": [0.140, 0.141, 0.139, 0.142, 0.140],
+          "fmix": [0.160, 0.161, 0.162, 0.159, 0.160]}
+
+
+def _records(cell="noaug-2000"):
+    return [_record(cell, m, s, e) for m, errs in ERRORS.items() for s, e in enumerate(errs)]
+
+
+def test_cells_and_epochs_for_parse(rm):
+    assert rm.parse_cell("aug-2000") == ("crop-flip", 2000)
+    assert rm.parse_cell("noaug-10000") == ("none", 10000)
+    assert rm.parse_epochs_for(["aug-2000=200", "noaug-2000=100,aug-10000=90"]) == {
+        "aug-2000": 200, "noaug-2000": 100, "aug-10000": 90}
+    for bad in ("flip-2000", "aug-", "aug-x"):
+        with pytest.raises(ValueError, match="cells"):
+            rm.parse_cell(bad)
+    with pytest.raises(ValueError, match="epochs-for"):
+        rm.parse_epochs_for(["aug-2000=0"])
+
+
+def test_cell_config_is_the_preset_with_the_cell(rm):
+    cfg = rm.cell_config("aug-10000", 60)
+    assert (cfg.dataset, cfg.augment, cfg.train_size, cfg.epochs, cfg.balanced) == (
+        "fashion-mnist", "crop-flip", 10000, 60, True)
+    assert (cfg.batch_size, cfg.lr, cfg.test_size) == (64, 0.05, 5000)      # the fmnist-cpu preset
+    assert rm.cell_config("noaug-2000", 80, smoke=True).train_size < 100
+
+
+def test_convergence_rule(rm):
+    assert rm.convergence(_history())["ok"]
+    moved = rm.convergence(_history(last_errors=(0.150, 0.145)))
+    assert not moved["ok"] and "test error moved 0.50 pp" in moved["why"]
+    falling = [{"epoch": e, "train_loss": 1.0 / e} for e in range(1, 11)]
+    falling[4]["test_error"], falling[9]["test_error"] = 0.15, 0.15
+    assert "training loss changed" in rm.convergence(falling)["why"]
+    assert not rm.convergence([])["ok"]
+
+
+def test_verdicts(rm):
+    assert rm.verdict({"n": 5, "mean": -0.01, "low": -0.02, "high": -0.005}) == "holds"
+    assert rm.verdict({"n": 5, "mean": 0.01, "low": 0.005, "high": 0.02}) == "fails"
+    assert rm.verdict({"n": 5, "mean": 0.0, "low": -0.01, "high": 0.01}) == "not shown"
+    assert rm.verdict({"n": 1, "mean": -0.01, "low": math.nan, "high": math.nan}) == "not shown"
+
+
+def test_summary_on_fabricated_records(rm):
+    records = _records() + [_record("aug-2000", m, 0, 0.2, history=[]) for m in ("erm", "mixup")]
+    summary = rm.summarise(records, ["noaug-2000", "aug-2000"], list(ERRORS))
+    cell = summary["noaug-2000"]
+    assert cell["passed"] and cell["rows"]["erm"]["converged"] == 5
+    assert cell["rows"]["zeta"]["test_error"][0] == pytest.approx(0.1404)
+    claims = {(a, b): rm.verdict(d) for a, b, d in cell["claims"]}
+    assert claims[("zeta", "erm")] == "holds"
+    assert claims[("zeta", "mixup")] == "holds"
+    assert claims[("fmix", "erm")] == "fails"
+    assert claims[("fmix", "mixup")] == "fails"
+    assert ("cutmix", "erm") not in claims                   # no cutmix runs: no claim
+    assert cell["vs_erm"]["mixup"]["low"] < 0 < cell["vs_erm"]["mixup"]["high"]
+    assert not summary["aug-2000"]["passed"] and len(summary["aug-2000"]["failed"]) == 2
+
+
+def test_outputs_csv_report_and_png(rm, tmp_path):
+    records = _records() + _records("aug-2000")
+    cells = ["noaug-2000", "aug-2000"]
+    rm.write_outputs(str(tmp_path), records, cells, list(ERRORS), [0, 1, 2, 3, 4], "python x.py")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert len(rows) == 40
+    for column in ("method", "seed", "augment", "train_size", "test_error", "nll", "epochs", "converged"):
+        assert column in rows[0]
+    report = (tmp_path / "results.md").read_text()
+    assert "## noaug-2000" in report and "## aug-2000" in report
+    assert "| zeta beats erm | -1.00 [" in report and "| holds |" in report and "| fails |" in report
+    assert "Every cell passed." in report and "- command: `python x.py`" in report
+    png = (tmp_path / "regime_map.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(tmp_path / "regime_map.png").info["dpi"][0] == pytest.approx(150, abs=1)
+
+
+def test_collect_reads_finished_runs_from_disk(rm, tmp_path):
+    run = tmp_path / "noaug-2000" / "erm" / "seed0"
+    run.mkdir(parents=True)
+    (run / "final.json").write_text(json.dumps({"test_error": 0.15, "nll": 0.5}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _history()))
+    configs = {"noaug-2000": rm.cell_config("noaug-2000", 10)}
+    found = rm.collect(str(tmp_path), ["noaug-2000"], ["erm", "mixup"], [0, 1], configs)
+    assert [(r["method"], r["seed"], r["train_size"]) for r in found] == [("erm", 0, 2000)]
+    assert rm.convergence(found[0]["history"])["ok"]
+
+
+def test_estimate_matches_the_docstring(rm):
+    table = rm.estimate(rm.CELLS, rm.EPOCHS, len(rm.METHODS), 5, 2)
+    assert "| noaug-2000 | 80 | 35 | 0.7 h |" in table
+    assert "| total | | 140 | 6.4 h |" in table
+    assert "| total       |        | 140  | 6.4 h     |" in rm.__doc__
+
+
+@pytest.mark.slow
+def test_smoke_end_to_end(tmp_path):
+    out = tmp_path / "regimes"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", "--seeds", "0", "--methods",
+           "erm,mixup", "--cells", "noaug-2000,aug-2000", "--jobs", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    assert {(r["cell"], r["method"]) for r in rows} == {(c, m) for c in ("noaug-2000", "aug-2000")
+                                                        for m in ("erm", "mixup")}
+    assert (out / "regime_map.png").stat().st_size > 0
+    assert "smoke run" in (out / "results.md").read_text()
+    assert (out / "aug-2000" / "mixup" / "seed0" / "final.json").exists()    # one compare per cell
