@@ -25,7 +25,7 @@ def test_docs_site_builds_strict(tmp_path):
     )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
 
-    mixers = (site / "api" / "mixers" / "index.html").read_text(encoding="utf-8")
+    mixers = (site / "api" / "mixers.html").read_text(encoding="utf-8")
     assert "Zhang et al." in mixers                   # MixUp's docstring
     from mixkit import registry
 
@@ -34,5 +34,17 @@ def test_docs_site_builds_strict(tmp_path):
             assert f'id="mixkit.{method.cls.__name__}"' in mixers, method.name
     for name in ("mixkit.MixParams", "mixkit.base.Mixer", "mixkit.registry.Method"):
         assert f'id="{name}"' in mixers, name
-    losses = (site / "api" / "losses" / "index.html").read_text(encoding="utf-8")
+    losses = (site / "api" / "losses.html").read_text(encoding="utf-8")
     assert 'id="mixkit.losses.soft_target_cross_entropy"' in losses
+    # the home page shows the README's method table; no page shows a reST "::" literally, and
+    # every internal link names its .html file (the site also works opened from disk)
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert "<table>" in home and "ZetaMixup" in home and "--8&lt;--" not in home
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "Example::" not in text and "contract::" not in text, page
+    import re
+
+    links = re.findall(r'href="((?!https?:|#|mailto:)[^"]+)"', (site / "api" / "mixers.html").read_text(encoding="utf-8"))
+    pages = [link for link in links if not link.split("#")[0].endswith((".css", ".js", ".png", ".svg", ".ico", ".xml"))]
+    assert pages and all(link.split("#")[0].endswith(".html") or link.split("#")[0] == "" for link in pages), pages
