@@ -1,5 +1,6 @@
 """mixkit.harness.analysis: realism distances, scatter ratios, calibration, gallery (against slow loops)."""
 
+import importlib.util
 import math
 import os
 
@@ -256,8 +257,10 @@ def test_gallery_smoke(tmp_path, gen):
     images = torch.rand(24, 1, 12, 12, generator=gen)
     labels = torch.arange(24) % 10
     paths = gallery.make_gallery(tmp_path, images=images, labels=labels, moon_draws=1, batch=16)
-    assert [os.path.basename(p) for p in paths] == ["mixed_batch.png", "classmix.png", "fmix_masks.png",
-                                                    "zeta_weights.png", "half_moons.png"]
+    names = ["mixed_batch.png", "classmix.png", "fmix_masks.png", "zeta_weights.png", "half_moons.png"]
+    if importlib.util.find_spec("torchvision") is not None:
+        names.append("detection.png")
+    assert [os.path.basename(p) for p in paths] == names
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,10 @@
 - ``fmix_masks.png``: FMix masks with the paper's isotropic spectrum beside the official code's
   (``spectrum="official"``), 2-D at 32x32 and 1-D at length 64, all at lambda = 0.5;
 - ``zeta_weights.png``: the zeta-mixup weights against rank on log axes, N = 32;
-- ``half_moons.png``: real half-moons and the synthetic points of mixup and zeta-mixup.
+- ``half_moons.png``: real half-moons and the synthetic points of mixup and zeta-mixup;
+- ``detection.png`` (when torchvision is installed): Mosaic, MixUp, CutMix and Copy-Paste of
+  ``mixkit.detection`` on synthetic scenes, boxes, masks and key points drawn
+  (``detection_gallery``).
 
 All randomness comes from ``torch.Generator`` seeded with ``--seed``.
 """
@@ -21,6 +24,7 @@ All randomness comes from ``torch.Generator`` seeded with ``--seed``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -312,6 +316,10 @@ def make_gallery(out, *, images: Tensor | None = None, labels: Tensor | None = N
     moons_path = os.path.join(out, "half_moons.png")
     plot_half_moons(moons, moons_path, seed=seed)
     paths.append(moons_path)
+    if importlib.util.find_spec("torchvision") is not None:
+        from .detection_gallery import plot_detection
+
+        paths.append(plot_detection(os.path.join(out, "detection.png"), generator=g))
     return paths
 
 
