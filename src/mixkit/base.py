@@ -332,6 +332,8 @@ def _may_overlap(t: Tensor) -> bool:
     """Whether two elements of ``t`` may share memory: with its dims sorted by stride, each
     stride must pass the span of the smaller ones (true of every slice, permutation and
     channels-last layout; an expanded or ``as_strided`` overlapping view fails it)."""
+    if t.is_contiguous():  # the common case, without the Python walk over the strides
+        return False
     span = 0
     for stride, size in sorted((abs(st), n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1):
         if stride <= span:

@@ -62,8 +62,13 @@ def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
         shape[2 + k] = taps.numel()
         weight = taps.view(shape)
         conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
-        index = host_cached(_mirrored_cached, x.shape[2 + k], r, str(x.device))
-        x = conv(x.index_select(2 + k, index), weight)
+        if r < x.shape[2 + k]:  # torch's reflect pad is the same border, and faster
+            pad = [0, 0] * d
+            pad[2 * (d - 1 - k)] = pad[2 * (d - 1 - k) + 1] = r
+            x = conv(F.pad(x, pad, mode="reflect"), weight)
+        else:  # an axis shorter than the filter's radius: torch's pad refuses, indices do not
+            index = host_cached(_mirrored_cached, x.shape[2 + k], r, str(x.device))
+            x = conv(x.index_select(2 + k, index), weight)
     return x
 
 
