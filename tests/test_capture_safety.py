@@ -54,7 +54,11 @@ def _host_choice(mixer) -> bool:
     return isinstance(mixer, (mixkit.RandomChoice, mixkit.Alternate))
 
 
-@pytest.mark.parametrize("name", list(grid.mixers(C)))
+_ONE_EACH = set(grid.one_per_method(grid.mixers(C)))  # the fast subset; the full suite runs every case
+
+
+@pytest.mark.parametrize("name", [n if n in _ONE_EACH else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in grid.mixers(C)])
 def test_apply_and_the_call_without_a_generator_stay_on_the_device(name):
     mixer = grid.mixers(C)[name]()
     x, y = _meta_batch()
