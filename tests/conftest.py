@@ -65,3 +65,24 @@ def device(pytestconfig) -> torch.device:
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+# The fast subset (-m "not slow") runs each method's first configuration in the per-configuration
+# grids of these files; their other configurations (in place, p < 1, other spectra, ...) are
+# marked slow here and run in the full suite. Keeps the inner loop near a minute on 2 cores.
+_GRID_FILES = ("test_training_conditions.py", "test_mixers_contract.py", "test_dense.py", "test_errors.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    import grid
+
+    first = None
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.fspath.basename not in _GRID_FILES or not isinstance(params.get("name"), str):
+            continue
+        if first is None:
+            cases = grid.mixers(7)
+            first, every = set(grid.one_per_method(cases)), set(cases)
+        if params["name"] in every and params["name"] not in first:
+            item.add_marker(pytest.mark.slow)
