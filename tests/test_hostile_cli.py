@@ -322,9 +322,15 @@ def test_compare_into_an_out_another_process_holds_is_refused(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
+def _default_sigint() -> None:
+    # As in a terminal: a suite started in the background (`nohup ... &`) passes SIGINT on as
+    # ignored, and Python then keeps it ignored (seen: compare ran to the end, exit 0).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(*args, stderr=subprocess.PIPE, session: bool = False) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mixkit", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-                            text=True, env=ENV, start_new_session=session)
+                            text=True, env=ENV, start_new_session=session, preexec_fn=_default_sigint)
 
 
 @pytest.mark.slow
