@@ -369,3 +369,22 @@ def test_lightning_mixbatch_refuses_a_malformed_generator_state():
     good = {"generator": torch.Generator().manual_seed(3).get_state().tolist(), "batches": 2}
     mb.load_state_dict(good)
     assert mb.batches == 2
+
+
+def test_the_overlap_check_fast_exit_agrees_with_the_stride_walk():
+    # _may_overlap returns at once for contiguous tensors; the stride walk says the same for them
+    from mixkit import base
+
+    def walk(t):
+        span = 0
+        for stride, size in sorted((abs(st), n) for st, n in zip(t.stride(), t.shape, strict=True) if n > 1):
+            if stride <= span:
+                return True
+            span += stride * (size - 1)
+        return False
+
+    for shape in [(4, 3, 8, 8), (1, 3, 1, 5), (2, 1), (3, 1, 1, 1, 2)]:
+        t = torch.rand(shape)
+        assert base._may_overlap(t) is False and walk(t) is False
+    expanded = torch.rand(1, 3, 4, 4).expand(4, 3, 4, 4)
+    assert base._may_overlap(expanded) and walk(expanded)
