@@ -242,6 +242,12 @@ def zeta_weights(n: int, gamma: float, *, dtype: torch.dtype = torch.float64, de
     return (w / w.sum()).to(dtype)
 
 
+@functools.lru_cache(maxsize=32)
+def _zeta_weights(n: int, gamma: float, dtype: torch.dtype, device: str) -> Tensor:
+    """``zeta_weights``, kept per (n, gamma, dtype, device): the matrix draws read it only."""
+    return zeta_weights(n, gamma, dtype=dtype, device=device)
+
+
 def zeta_gamma_for_lambda(lam: float) -> float:
     """The gamma at which zeta-mixup with N = 2 equals mixup with weight ``lam`` (> 0.5) on the
     own sample: ``gamma = log2(lam / (1 - lam))``."""
@@ -279,7 +285,7 @@ def zeta_weight_matrix(
         order = keys.argsort(dim=1)
     else:
         order = keys.topk(n, dim=1, largest=False, sorted=True).indices
-    w = zeta_weights(n, gamma, dtype=dtype, device=device)
+    w = host_cached(_zeta_weights, n, float(gamma), dtype, str(device))
     W = torch.zeros(batch_size, batch_size, dtype=dtype, device=device)
     W.scatter_(1, order, w.expand(batch_size, n))
     return W, order
