@@ -143,6 +143,17 @@ def test_zeta_matrix_rows_are_the_p_series(b, n, gamma, gen):
     torch.testing.assert_close(W.sum(1), torch.ones(b, dtype=torch.float64))
 
 
+def test_zeta_matrix_cached_series_is_keyed_and_untouched(gen):
+    # The matrix draws keep the p-series per (N, gamma, dtype, device): alternating keys, each
+    # row must hold exactly the uncached series of its own key, draw after draw.
+    for _ in range(2):
+        for gamma, dtype in [(2.8, torch.float32), (2.8, torch.float64), (5.0, torch.float32)]:
+            W, order = F.zeta_weight_matrix(6, gamma, 3, generator=gen, dtype=dtype)
+            series = F.zeta_weights(3, gamma, dtype=dtype)
+            assert W.dtype == dtype
+            assert torch.equal(W.gather(1, order), series.expand(6, 3))
+
+
 def test_zeta_other_ranks_uniform(gen):
     # Over many draws, the sample holding rank 2 in row 0 is uniform over the 7 others.
     counts = torch.zeros(8)

@@ -309,9 +309,12 @@ class Mixer(Targets):
         """``value`` where the batch (or sample) is mixed, else ``identity``: the parameters that
         leave it unchanged (lam = 1, an empty box, an all-ones mask, the identity matrix). The one
         place ``p`` acts: unmixed samples go through the same arithmetic, so no branch depends on
-        a random draw (nothing is read back from the device)."""
+        a random draw (nothing is read back from the device). ``identity`` may be a function
+        that makes it, called only when ``p`` < 1 (an identity matrix is worth not building)."""
         if self.p >= 1.0:
             return value
+        if callable(identity):
+            identity = identity()
         return torch.where(applied.view(applied.shape + (1,) * (value.ndim - applied.ndim)), value, identity)
 
     # -- what a method implements -------------------------------------------------------------

@@ -77,8 +77,7 @@ class ZetaMixup(Mixer):
     def _sample(self, inputs, generator):
         b, dev, _, _, applied = self._start(inputs, generator, count=1)
         weights, _ = sampling.zeta_weight_matrix(b, self.gamma, self.n_mix, generator=generator, device=dev)
-        if self.p < 1.0:  # (the identity is built only where it can be chosen)
-            weights = self._where_applied(applied[:1], weights, torch.eye(b, device=dev))
+        weights = self._where_applied(applied[:1], weights, lambda: torch.eye(b, device=dev))
         return MixParams(lam=weights.diagonal().clone(), applied=applied, weights=weights)
 
     def _mix(self, inputs, soft, params):
