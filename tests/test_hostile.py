@@ -259,6 +259,101 @@ def test_a_non_finite_sample_reaches_only_the_samples_mixed_with_it(name, bad):
                 assert torch.isfinite(mixed[i]).all(), (i, seed)
 
 
+INPLACE_BLENDS = grid.select(grid.modes(C, p=0.5, inplace=True), lambda m: m.interpolates and grid.inplace(m))
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["host", "device-path"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name", list(INPLACE_BLENDS))
+def test_unmixed_rows_come_out_as_they_came_when_blended_in_place(name, bad, device_path):
+    from mixkit.harness.bench import devicepath as dp
+
+    mixer = INPLACE_BLENDS[name]()
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2, 0, 1, 1] = bad
+    unmixed = 0
+    for seed in range(6):
+        params = mixer.sample(x, generator=torch.Generator().manual_seed(seed))
+        work = x.clone()
+        with dp.forced_device_path() if device_path else _nothing():
+            mixed, _ = mixer.apply(work, y, params)
+        assert mixed.data_ptr() == work.data_ptr()          # written in place
+        for i in range(8):
+            if not bool(params.applied[i]):
+                unmixed += 1
+                assert torch.equal(mixed[i].nan_to_num(posinf=7.0), x[i].nan_to_num(posinf=7.0)), (i, seed)
+            elif i != 2 and int(params.index[i]) != 2:
+                assert torch.isfinite(mixed[i]).all(), (i, seed)
+    assert unmixed > 0
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+BLENDS = grid.select(grid.modes(C), lambda m: m.interpolates and not isinstance(m, mixkit.ZetaMixup)
+                     and type(m).__name__ not in ("RandomChoice",) and hasattr(m, "mode"))
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
+@pytest.mark.parametrize("name", list(BLENDS))
+def test_a_drawn_weight_of_zero_leaves_the_row_as_it_came(name, inplace):
+    # lam exactly 1 (1.7 % of MixUp's draws at alpha 0.2 in float32; every row of an all-ones
+    # mask): weight 0 on the partner, and on the CPU the row comes out bit for bit, whatever
+    # the partner holds
+    mixer = BLENDS[name]()
+    if inplace and not mixer.supports_inplace:
+        pytest.skip("no inplace option")
+    mixer.inplace = inplace
+    x, y = _batch((8, 2, 6, 6), seed=3)
+    x[2] = math.inf
+    params = mixer.sample(x, generator=torch.Generator().manual_seed(0))
+    index = torch.full((8,), 2)
+    index[2] = 0
+    ones = torch.zeros(8, dtype=torch.bool)
+    ones[[1, 2, 5]] = True                                   # 2: the non-finite sample itself
+    lam = torch.where(ones, 1.0, params.lam.clamp(0.2, 0.8))
+    fields = dict(lam=lam, index=index)
+    if params.mask is not None:
+        mask = params.mask.expand(8, 6, 6).clamp(0.2, 0.8)
+        fields["mask"] = torch.where(ones.view(8, 1, 1), 1.0, mask)
+        fields["lam"] = fields["mask"].flatten(1).mean(1)
+    if params.boxes is not None:
+        boxes = params.boxes.expand(8, 2, 2).clone()
+        boxes[ones] = 0
+        boxes[~ones] = torch.tensor([[1, 4], [1, 4]])
+        fields["boxes"] = boxes
+        fields["lam"] = torch.where(ones, 1.0, 1 - 9 / 36)
+    mixed, soft = mixer.apply(x.clone(), y, params.replace(**fields))
+    for i in range(8):
+        if bool(ones[i]):
+            assert torch.equal(mixed[i].nan_to_num(posinf=7.0), x[i].nan_to_num(posinf=7.0)), i
+        else:
+            assert not torch.isfinite(mixed[i]).all(), i       # mixed with sample 2: it shows
+
+
+def test_zeta_mixup_identity_rows_stay_as_they_came_beside_two_non_finite_samples():
+    x, y = _batch((6, 2, 4, 4), seed=3)
+    x[1, 0, 0, 0], x[4, 1, 2, 2] = math.inf, math.nan
+    zeta = mixkit.ZetaMixup(num_classes=C, p=0.5)
+    params = zeta.sample(x, generator=torch.Generator().manual_seed(0))
+    eye = torch.eye(6)
+    weights = params.weights.clone() if params.weights is not None else eye
+    weights[[1, 3]] = eye[[1, 3]]                              # 1: non-finite itself; 3: clean
+    weights[0] = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.5, 0.0])
+    weights[2] = torch.tensor([0.0, 0.0, 0.7, 0.3, 0.0, 0.0])
+    for w in (weights, params.weights):
+        fields = dict(weights=w, lam=w.diagonal().clone())
+        mixed, _ = zeta.apply(x, y, params.replace(**fields))
+        for i in range(6):
+            if bool((w[i] != 0).sum() == 1) and float(w[i, i]) == 1.0:
+                assert torch.equal(mixed[i].nan_to_num(posinf=7.0), x[i].nan_to_num(posinf=7.0)), i
+
+
 @pytest.mark.parametrize("p", [0.5, 1.0])
 @pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
 def test_pasted_regions_carry_a_non_finite_partner_only_where_they_paste(bad, p):

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from . import checks
+from .functional import execution, mixing, sampling
 from .functional import masks as fmasks
-from .functional import mixing, sampling
 from .functional.execution import finite_on_host
 from .inputs import as_plain, dense_view, unpack_call
 from .params import MixParams, check_params, declare_field, expect_tensor, expect_values
@@ -228,17 +228,50 @@ class Mixer(Targets):
             check_params(params, plain, spatial=self.spatial_dims is not None)
         if params.lam.device != plain.device:
             params = params.to(plain.device)
+        restore = self._keep_unmixed(plain, params) if self.interpolates else None
         mixed, soft = self._mix(plain, soft, params)
-        if self.p < 1.0 and self.interpolates and not self.inplace and not finite_on_host(plain):
-            # a sample not mixed comes out as it came, whatever its partners hold (its blend has
-            # weight 0 on them, and 0 * inf is NaN); copies (boxes, binary masks) need no help.
-            # On the CPU only for a batch holding a non-finite value (torch.where is slow there).
-            rows = params.applied.view((-1,) + (1,) * (plain.ndim - 1))
-            mixed = torch.where(rows, mixed, plain)
+        if restore is not None:
+            mixed = restore(mixed)
         out = (view.restore(mixed, inplace=self.inplace), soft if labelled else None)
         if dense is None:
             return out
         return (*out, dense.restore(self._mix_dense(dense.tensor, params)))
+
+    def _keep_unmixed(self, plain: Tensor, params: MixParams):
+        """How the rows that are not mixed come out as they came, whatever their partners hold:
+        a blend gives those partners weight 0, and 0 * inf is NaN. Returns None where nothing
+        needs doing, else ``restore(mixed) -> mixed``; called before the mix (in place, the
+        rows' values are gone after it). Copies (boxes, binary masks) never need it.
+
+        On the host: the rows with lam = 1 (unmixed by ``p``, or a drawn lam of exactly 1) that
+        ``_unmixed`` confirms, only for a batch holding a non-finite value (a host read of lam,
+        then one sum); their values are saved before the mix and put back after it, in place or
+        not. On accelerators (nothing is read back): the rows ``p`` leaves unmixed, by a select
+        (in place, after a copy of the batch); a drawn lam of exactly 1 with ``p`` = 1 is blended
+        there, so such a row takes NaN from a non-finite partner (README, "Non-finite inputs")."""
+        if not plain.is_floating_point():
+            return None
+        if execution.host_readable(plain):
+            rows = params.lam == 1
+            if not bool(rows.any()) or finite_on_host(plain):
+                return None
+            index = self._unmixed(params, rows, tuple(plain.shape[2:])).nonzero().flatten()
+            saved = plain.index_select(0, index)
+            return lambda mixed: mixed.index_copy_(0, index, saved)
+        if self.p >= 1.0:
+            return None
+        rows = params.applied.view((-1,) + (1,) * (plain.ndim - 1))
+        if not self.inplace:
+            return lambda mixed: torch.where(rows, mixed, plain)
+        original = plain.clone()
+        return lambda mixed: mixed.copy_(torch.where(rows, mixed, original))
+
+    def _unmixed(self, params: MixParams, rows: Tensor, spatial: tuple[int, ...]) -> Tensor:
+        """Of the rows with lam = 1 (``rows``, bool (B,)), those the mix leaves exactly as they
+        are (every partner weight 0); a method whose lam is a rounded mean of finer weights
+        narrows them (a keep mask of all ones, a weight row of the identity); ``spatial``:
+        the inputs' trailing shape."""
+        return rows
 
     def _check_apply(self, plain: Tensor, soft, params) -> None:
         if not (isinstance(soft, Tensor) and soft.ndim == 2 and soft.is_floating_point()
@@ -359,6 +392,9 @@ class SpatialMixer(Mixer):
     def keep_mask(self, params: MixParams, spatial: tuple[int, ...]) -> Tensor:  # pragma: no cover
         """The float keep mask ``(B or 1, *spatial)``: 1 where the own sample shows."""
         raise NotImplementedError
+
+    def _unmixed(self, params, rows, spatial):
+        return rows & (self.keep_mask(params, spatial) == 1).flatten(1).all(1)
 
 
 def check_boxes(params: MixParams, dims: int) -> None:

@@ -89,6 +89,9 @@ class ZetaMixup(Mixer):
         return (mixing.blend_matrix(inputs, params.weights, exact=self._exact(inputs)),
                 mixing.mix_labels_matrix(soft, params.weights))
 
+    def _unmixed(self, params, rows, spatial):
+        return rows & ((params.weights != 0).sum(1) == 1)
+
     def _exact(self, inputs) -> bool:
         """Whether the product must keep a non-finite sample to the rows that give it weight: only
         where a drawn row can give a sample weight 0 (N < B, or a p-series term below the
