@@ -30,13 +30,14 @@ class Watch(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.to_device, self.on_host, self.ops = [], [], 0
+        self.to_device, self.on_host, self.ops, self.ops_on_device = [], [], 0, []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self.ops += 1
         tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
         if any(t.device.type == "meta" for t in tensors):
+            self.ops_on_device.append(str(func))
             if any(t.device.type == "cpu" for t in tensors):
                 self.to_device.append(str(func))
         elif tensors:
@@ -101,6 +102,22 @@ def test_a_generator_draws_on_the_host():
     with Watch() as watch:
         mixer(x, y, generator=torch.Generator().manual_seed(0))
     assert watch.on_host
+
+
+@pytest.mark.parametrize("cls", [mixkit.MixUp, mixkit.CutMix, mixkit.FMix])
+def test_a_cpu_generator_draws_the_batch_lam_on_the_host_and_no_generator_on_the_device(cls):
+    # with a CPU generator, a batch-level lam (and CutMix's box, FMix's k) is drawn on the host
+    # (Python numbers, then one fill); without one every draw is a device op
+    mixer = cls(num_classes=C)
+    x, y = _meta_batch()
+    mixer.sample(x, generator=torch.Generator().manual_seed(1))  # the caches filled
+    with Watch() as given:
+        mixer.sample(x, generator=torch.Generator().manual_seed(0))
+    with Watch() as none:
+        mixer.sample(x)
+    assert "aten._standard_gamma.default" in given.on_host and given.to_device == []
+    assert not any("gamma" in op for op in given.ops_on_device)
+    assert none.on_host == [] and none.to_device == []
 
 
 @pytest.mark.parametrize("name", [n for n in grid.one_per_method(grid.mixers(C))

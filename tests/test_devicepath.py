@@ -1,8 +1,10 @@
 """The device-path benchmark (``mixkit bench --device-path``): the op counter, the forced device
 path on CPU tensors, the table (no timing assertions)."""
 
+import copy
 import json
 
+import grid
 import pytest
 import torch
 
@@ -137,3 +139,34 @@ def test_the_kernel_count_of_compiled_apply():
     with dp.forced_device_path():
         n = dp.kernel_count(MixUp(num_classes=10), x, y, torch.Generator().manual_seed(0))
     assert isinstance(n, int) and n > 0
+
+
+_MODES = grid.modes(10)
+
+
+@pytest.mark.parametrize("name", [n for n in _MODES if n not in ("choice",)])
+def test_the_device_path_draws_and_mixes_as_the_host_path(name):
+    # with a CPU generator, batch-level draws are made on the host on every device
+    # (``Mixer._host_draws``); the device path's tensor code is the reference of the host one
+    mixer = _MODES[name]()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 12, 12, generator=g), torch.randint(0, 10, (6,), generator=g)
+    twin = copy.deepcopy(mixer)  # (a combination that takes turns has state)
+    host = mixer(x, y, generator=torch.Generator().manual_seed(3))
+    with dp.forced_device_path():
+        device = twin(x, y, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(host, device, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 37, 143, 144])
+def test_one_top_k_row_on_the_device_path_keeps_the_entries_the_host_keeps(k):
+    from mixkit.functional import fourier
+
+    values = torch.randn(1, 144, generator=torch.Generator().manual_seed(k))
+    values[0, 5:9] = values[0, 40]                    # ties, broken by position
+    host = fourier.top_k_row(values, k)
+    with dp.forced_device_path():
+        device = fourier.top_k_row(values, k)
+        ranks = fourier.top_k_mask(values, torch.tensor([k]))
+    assert torch.equal(device, host) and torch.equal(ranks, host) and int(host.sum()) == k

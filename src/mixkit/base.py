@@ -22,6 +22,8 @@ integers) rather than copies, which decides how dense targets are mixed.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -204,14 +206,13 @@ class Mixer(Targets):
         """
         plain = self._plain(inputs).tensor
         self.check_inputs(plain)
-        generator = sampling.device_generator(generator, plain.device)
-        if not self.needs_masks:
-            params = self._sample(plain, generator)
-        elif masks is None:
+        if self.needs_masks and masks is None:
             raise ValueError(f"masks: expected the segmentation of the batch for {type(self).__name__} "
                              "(class maps (B, *spatial) or probability maps (B, K, *spatial)), got None")
-        else:
-            params = self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
+        host = sampling.host_draws_from(generator, plain.device)
+        generator = sampling.device_generator(generator, plain.device)
+        with sampling.host_draws(host):
+            params = self._draw(plain, generator, masks)
         params.__dict__["shape"] = plain.shape  # (a torch.Size: a tuple)
         return params
 
@@ -331,10 +332,21 @@ class Mixer(Targets):
             count = 1 if self.mode == "batch" else b
         return b, dev, tuple(inputs.shape[2:]), count, self._draw_applied(count, b, generator, dev)
 
+    def _draw(self, plain: Tensor, generator, masks) -> MixParams:
+        if not self.needs_masks:
+            return self._sample(plain, generator)
+        return self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
+
+    def _host_draws(self, count: int) -> tuple[bool, torch.Generator | None]:
+        """``(True, generator)`` when ``count`` draws (one: a batch-level lam, a box for the
+        batch) are made on the host as Python numbers from that CPU generator (None: torch's
+        default); else ``(False, None)`` (``functional.sampling.host_draw``)."""
+        return sampling.host_draw(count)
+
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""
-        if self.p >= 1.0:
-            return torch.ones(batch, dtype=torch.bool, device=device)
+        if self.p >= 1.0:  # the same read-only tensor each call (stride 0: writing to it raises)
+            return execution.host_cached(_all_applied, batch, str(torch.device(device)))
         applied = sampling.sample_bernoulli(self.p, count, generator=generator, device=device)
         return applied.expand(batch).contiguous() if count == 1 else applied
 
@@ -362,6 +374,12 @@ class Mixer(Targets):
 
     def _mix_dense(self, masks: Tensor, params: MixParams) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=32)
+def _all_applied(batch: int, device: str) -> Tensor:
+    """``applied`` where every sample is mixed (p = 1): True expanded to ``(batch,)``."""
+    return torch.ones((), dtype=torch.bool, device=device).expand(batch)
 
 
 def _may_overlap(t: Tensor) -> bool:

@@ -15,7 +15,9 @@ from torch import Tensor
 
 from .execution import host_cached, host_readable
 
-__all__ = ["fourier_frequencies", "fourier_noise", "binarise_noise", "top_k_mask", "fourier_masks"]
+__all__ = ["fourier_frequencies", "fourier_noise", "binarise_noise", "top_k_mask", "top_k_row",
+           "fourier_masks",
+           "fourier_mask_host_k"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +144,32 @@ def top_k_mask(values: Tensor, k: Tensor) -> Tensor:
     if host_readable(values):
         return _top_k_by_selection(values, k)
     return _descending_ranks(values) < k[:, None]
+
+
+def top_k_row(values: Tensor, k: int) -> Tensor:
+    """``top_k_mask`` of one row ``(1, n)`` with ``k`` known on the host (a Python int): the same
+    entries. Off the host, the first ``k`` positions of one stable descending sort set in an
+    empty mask (four ops, not the seven of every entry's rank)."""
+    if host_readable(values):
+        return _top_k_by_selection(values, torch.tensor([k]))
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return torch.zeros(values.shape, dtype=torch.bool, device=values.device).scatter_(1, order[:, :k], True)
+
+
+def fourier_mask_host_k(lam: float, spatial: tuple[int, ...], decay_power: float = 3.0, *,
+                        generator: torch.Generator | None = None, host: torch.Generator | None = None,
+                        spectrum: str = "paper", device="cpu") -> tuple[Tensor, int]:
+    """One hard FMix keep mask ``(1, *spatial)`` float32 for a ``lam`` drawn on the host, and the
+    number ``k`` of its ones: ``fourier_masks`` of one entry with ``max_soft = 0``, the noise
+    drawn on ``device`` from ``generator``, the choice between ``ceil`` and ``floor`` on the host
+    from the CPU generator ``host`` (for CPU inputs the same generator: the same draws and
+    values as ``fourier_masks``)."""
+    noise = fourier_noise(1, spatial, decay_power, generator=generator, device=device, spectrum=spectrum)
+    flat = noise.reshape(1, -1)
+    n = flat.shape[1]
+    (u,) = torch.rand(1, generator=host).tolist()
+    k = min(max(int(math.ceil(lam * n) if u > 0.5 else math.floor(lam * n)), 0), n)
+    return top_k_row(flat, k).to(torch.float32).view(noise.shape), k
 
 
 def _descending_ranks(values: Tensor) -> Tensor:

@@ -17,11 +17,14 @@ from torch import Tensor
 
 from .execution import host_cached, host_readable
 from .fourier import binarise_noise, fourier_frequencies, fourier_masks, fourier_noise, top_k_mask
+from .sampling import as_float32
 
 __all__ = [
     "sample_boxes",
     "box_keep_mask",
     "boxes_lambda",
+    "host_box",
+    "box_lambda",
     "fourier_frequencies",
     "fourier_noise",
     "binarise_noise",
@@ -86,6 +89,12 @@ def _box_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
 
 def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tensor:
     """``sample_boxes`` for one CPU box: the same draw and formula on Python numbers."""
+    return torch.tensor([host_box(lam, spatial, generator)], dtype=torch.int64)
+
+
+def host_box(lam: float, spatial: tuple[int, ...], generator) -> list[list[int]]:
+    """One box of ``sample_boxes`` on the host, ``[[lo, hi], ...]`` per axis: the same draw from
+    the CPU ``generator`` and formula on Python numbers."""
     d = len(spatial)
     (u,) = torch.rand(1, d, generator=generator, dtype=torch.float64).tolist()
     ratio = min(max(1.0 - lam, 0.0), 1.0) ** (1.0 / d)
@@ -95,14 +104,20 @@ def _sample_box_on_host(lam: float, spatial: tuple[int, ...], generator) -> Tens
         lo = min(math.floor(u_axis * n), n - 1) - side // 2
         hi = lo + side
         box.append([min(max(lo, 0), n), min(max(hi, 0), n)])
-    return torch.tensor([box], dtype=torch.int64)
+    return box
+
+
+def box_lambda(box: list[list[int]], spatial: tuple[int, ...]) -> float:
+    """``boxes_lambda`` of one box on the host, ``[[lo, hi], ...]``: a Python float rounded to
+    float32."""
+    volume = math.prod(max(hi - lo, 0) for lo, hi in box)
+    return as_float32(1.0 - volume / math.prod(spatial))
 
 
 def boxes_lambda(boxes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """The realised own-sample weight ``1 - box volume / total volume`` per box, float32."""
     if boxes.shape[0] == 1 and host_readable(boxes):
-        volume = math.prod(max(hi - lo, 0) for lo, hi in boxes[0].tolist())
-        return torch.tensor([1.0 - volume / math.prod(spatial)], dtype=torch.float32)
+        return torch.tensor([box_lambda(boxes[0].tolist(), spatial)], dtype=torch.float32)
     # hi - lo as a sum of the bounds times (-1, 1), summed in float64 (exact for int64 box bounds).
     sign = host_cached(_bound_signs, str(boxes.device))
     extent = (boxes * sign).sum(dim=-1, dtype=torch.float64).clamp_min(0)

@@ -213,7 +213,7 @@ def _like(out: Tensor, x: Tensor) -> Tensor:
 def blend_mask(x: Tensor, index: Tensor, mask: Tensor, *, inplace: bool = False,
                binary: bool = False, exact: bool = True) -> Tensor:
     """``mask * x + (1 - mask) * x[index]`` for ``x`` ``(B, C, *spatial)`` and a keep mask
-    ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1].
+    ``(B, *spatial)`` or ``(1, *spatial)`` with values in [0, 1] (or bool, for a binary one).
 
     ``inplace=True`` writes into ``x`` (``index`` must be a permutation) with one sample of
     scratch space per permutation cycle for large CPU samples. ``binary=True`` promises a mask
@@ -283,7 +283,8 @@ def paste_boxes(x: Tensor, index: Tensor, boxes: Tensor, *, inplace: bool = Fals
         if boxes.shape[0] > 1:
             return host.paste_regions(x, index.tolist(), boxes.tolist(), inplace)
         return host.paste_region(x, index, boxes[0].tolist(), inplace)
-    return blend_mask(x, index, box_keep_mask(boxes, tuple(x.shape[2:])), inplace=inplace, binary=True)
+    keep = box_keep_mask(boxes, tuple(x.shape[2:]), dtype=torch.bool)  # (a bool mask: no conversions)
+    return blend_mask(x, index, keep, inplace=inplace, binary=True)
 
 
 # ---------------------------------------------------------------------------------------------

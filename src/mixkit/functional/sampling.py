@@ -7,8 +7,11 @@ one seed and the global RNG stays untouched whenever a generator is given.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+import struct
 
 import torch
 from torch import Tensor
@@ -22,6 +25,12 @@ __all__ = [
     "host_generator",
     "host_uniform",
     "sample_beta",
+    "beta_value",
+    "host_draws_from",
+    "host_draws",
+    "host_draw",
+    "as_float32",
+    "batch_value",
     "sample_uniform",
     "sample_bernoulli",
     "sample_pairing",
@@ -166,9 +175,9 @@ def sample_beta(
     beta = alpha if beta is None else beta
     if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
         raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
-    key = (float(alpha), float(beta), int(size), str(torch.device(device)))
     if size == 1 and on_host(device):
-        return _sample_beta_one_on_host(alpha, beta, _beta_constants(*key)[0], generator)
+        return torch.full((1,), beta_value(alpha, beta, generator=generator), dtype=torch.float32)
+    key = (float(alpha), float(beta), int(size), str(torch.device(device)))
     # Cached on the host (the constants are filled on the device, no host-to-device copy).
     conc, inv, sign = host_cached(_beta_constants, *key)
     # Columns hold (beta, alpha): their product with sign (-1, 1) is log G_alpha - log G_beta, one
@@ -179,14 +188,82 @@ def sample_beta(
     return torch.sigmoid(log_g @ sign).to(torch.float32)
 
 
-def _sample_beta_one_on_host(alpha: float, beta: float, conc: Tensor, generator) -> Tensor:
-    """``sample_beta`` for one CPU draw: the same draws, the arithmetic on Python floats (a few
-    microseconds instead of a dozen tensor operations on two numbers)."""
+# The CPU generator of the host draws of the ``Mixer.sample`` call in progress (``host_draw``).
+ON_DEVICE = object()
+_HOST: contextvars.ContextVar = contextvars.ContextVar("mixkit_host_draws", default=ON_DEVICE)
+
+
+def host_draws_from(generator: torch.Generator | None, device) -> torch.Generator | None | object:
+    """The CPU generator of a ``sample`` call's host draws, for the caller's ``generator`` and
+    inputs on ``device``, or ``ON_DEVICE``: for CPU inputs in eager mode the generator itself (the
+    same as the device draws'); on an accelerator a CPU generator given to ``sample`` (such a call
+    is eager only anyway: its device generator is seeded from a host draw). Without a generator
+    or with a device one on an accelerator, and under torch.compile, every draw is a device op,
+    so a call can be captured in a CUDA graph."""
+    if torch.compiler.is_compiling():
+        return ON_DEVICE
+    if on_host(device) or (generator is not None and generator.device.type == "cpu"):
+        return generator
+    return ON_DEVICE
+
+
+@contextlib.contextmanager
+def host_draws(host):
+    """``host`` (from ``host_draws_from``) as the generator of ``host_draw`` in the block."""
+    if host is ON_DEVICE:  # (also under torch.compile, which does not trace ContextVar.reset)
+        yield
+        return
+    token = _HOST.set(host)
+    try:
+        yield
+    finally:
+        _HOST.reset(token)
+
+
+def host_draw(count: int) -> tuple[bool, torch.Generator | None]:
+    """``(True, generator)`` when ``count`` draws of the ``sample`` call in progress are made on
+    the host as Python numbers, from that CPU generator (None: torch's default): one draw (a
+    batch-level lam, a box for the batch), a few host microseconds instead of a dozen kernel
+    launches on two numbers, where ``host_draws`` allows it. Else ``(False, None)``."""
+    if count != 1 or torch.compiler.is_compiling():
+        return False, None
+    host = _HOST.get()
+    return (False, None) if host is ON_DEVICE else (True, host)
+
+
+def beta_value(alpha: float, beta: float | None = None, *, generator: torch.Generator | None = None) -> float:
+    """One Beta(alpha, beta) draw on the host, a Python float rounded to float32: the draws and
+    formula of ``sample_beta`` for one CPU draw, from the CPU ``generator`` (None: torch's
+    default), the arithmetic on Python numbers (a few microseconds instead of a dozen tensor
+    operations on two numbers). Mixers draw a batch-level lam so for inputs on any device when
+    given a CPU generator (``mixkit.base.Mixer.sample``)."""
+    beta = alpha if beta is None else beta
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
+    conc = _beta_constants(float(alpha), float(beta), 1, "cpu")[0]
     (g_b, g_a), = torch._standard_gamma(conc, generator=generator).tolist()
     (u_b, u_a), = torch.rand(1, 2, generator=generator, dtype=torch.float64).tolist()
     z = (_log(g_a) + _log(u_a) / alpha) - (_log(g_b) + _log(u_b) / beta)
     lam = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-    return torch.full((1,), lam, dtype=torch.float32)
+    return as_float32(lam)
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (as ``torch.tensor(value, dtype=torch.float32)``),
+    on Python numbers."""
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+def batch_value(value: float, batch: int, device) -> Tensor:
+    """One float32 ``value`` (a batch-level lam) for each of ``batch`` samples: on the CPU an
+    expanded view (stride 0: the blends then take a Python weight), elsewhere one fill (one op,
+    no view)."""
+    if on_host(device):
+        return torch.full((1,), value, dtype=torch.float32).expand(batch)
+    return torch.full((batch,), value, dtype=torch.float32, device=device)
 
 
 def _log(v: float) -> float:

@@ -10,6 +10,8 @@ the paste is ``functional.mixing.paste_boxes``.
 
 from __future__ import annotations
 
+import torch
+
 from .. import checks
 from ..base import BoxMixer
 from ..functional import masks, sampling
@@ -52,6 +54,16 @@ class CutMix(BoxMixer):
 
     def _sample(self, inputs, generator):
         b, dev, spatial, count, applied = self._start(inputs, generator)
+        on_host, host = self._host_draws(count)
+        if on_host and self.p >= 1.0:
+            # one box for the batch: lam, the box and its area on the host, then two fills
+            value = sampling.beta_value(self.alpha, generator=host)
+            box = masks.host_box(value, spatial, host)
+            if self.correct_lam:
+                value = masks.box_lambda(box, spatial)
+            index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+            return MixParams(lam=sampling.batch_value(value, b, dev), applied=applied, index=index,
+                             boxes=torch.tensor([box], dtype=torch.int64, device=dev))
         lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev)
         boxes = masks.sample_boxes(lam, spatial, generator=generator)
         head = applied[:count] if self.p < 1.0 else applied  # read by _where_applied only when p < 1

@@ -17,7 +17,7 @@ import torch
 
 from .. import checks
 from ..base import MaskMixer
-from ..functional import masks, sampling
+from ..functional import fourier, masks, sampling
 from ..params import MixParams
 
 __all__ = ["FMix"]
@@ -95,6 +95,15 @@ class FMix(MaskMixer):
         _check_decay(self.decay_power, spatial)
         b, dev, spatial, count, applied = self._start(inputs, generator)
         a, c = (self.alpha + 1.0, self.alpha) if self.reformulate else (self.alpha, self.alpha)
+        on_host, host = self._host_draws(count)
+        if on_host and self.p >= 1.0 and self._binary():
+            # one hard mask for the batch: lam and the mask's count of ones k on the host (lam = k / n)
+            mask, k = fourier.fourier_mask_host_k(sampling.beta_value(a, c, generator=host), spatial,
+                                                  self.decay_power, generator=generator, host=host,
+                                                  spectrum=self.spectrum, device=dev)
+            index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
+            lam = sampling.batch_value(sampling.as_float32(k / math.prod(spatial)), b, dev)
+            return MixParams(lam=lam, applied=applied, index=index, mask=mask)
         lam = sampling.sample_beta(a, c, size=count, generator=generator, device=dev)
         mask = masks.fourier_masks(lam, spatial, self.decay_power, max_soft=self.max_soft,
                                    generator=generator, spectrum=self.spectrum)

@@ -47,7 +47,11 @@ class MixUp(Mixer):
 
     def _sample(self, inputs, generator):
         b, dev, _, count, applied = self._start(inputs, generator)
-        lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
+        on_host, host = self._host_draws(count)
+        if on_host:
+            lam = sampling.batch_value(sampling.beta_value(self.alpha, generator=host), b, dev)
+        else:
+            lam = sampling.sample_beta(self.alpha, size=count, generator=generator, device=dev).expand(b)
         lam = self._where_applied(applied, lam, 1.0)
         index = sampling.sample_pairing(b, generator=generator, device=dev, kind=self.pairing)
         return MixParams(lam=lam, applied=applied, index=index)
