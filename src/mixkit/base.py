@@ -211,8 +211,11 @@ class Mixer(Targets):
                              "(class maps (B, *spatial) or probability maps (B, K, *spatial)), got None")
         host = sampling.host_draws_from(generator, plain.device)
         generator = sampling.device_generator(generator, plain.device)
-        with sampling.host_draws(host):
+        if host is sampling.ON_DEVICE:  # (and under torch.compile, which does not trace ContextVar.reset)
             params = self._draw(plain, generator, masks)
+        else:
+            with sampling.host_draws(host):
+                params = self._draw(plain, generator, masks)
         params.__dict__["shape"] = plain.shape  # (a torch.Size: a tuple)
         return params
 
@@ -253,9 +256,9 @@ class Mixer(Targets):
         if not plain.is_floating_point():
             return None
         if execution.host_readable(plain):
-            rows = params.lam == 1
-            if not bool(rows.any()) or finite_on_host(plain):
+            if params.lam.max().item() < 1.0 or finite_on_host(plain):  # (lam <= 1: checked or drawn)
                 return None
+            rows = params.lam == 1
             index = self._unmixed(params, rows, tuple(plain.shape[2:])).nonzero().flatten()
             saved = plain.index_select(0, index)
             return lambda mixed: mixed.index_copy_(0, index, saved)
@@ -337,16 +340,16 @@ class Mixer(Targets):
             return self._sample(plain, generator)
         return self._sample_from_masks(plain, generator, dense_view(masks, plain).tensor)
 
-    def _host_draws(self, count: int) -> tuple[bool, torch.Generator | None]:
+    def _host_draws(self, count: int, generator, device) -> tuple[bool, torch.Generator | None]:
         """``(True, generator)`` when ``count`` draws (one: a batch-level lam, a box for the
         batch) are made on the host as Python numbers from that CPU generator (None: torch's
         default); else ``(False, None)`` (``functional.sampling.host_draw``)."""
-        return sampling.host_draw(count)
+        return sampling.host_draw(count, generator, device)
 
     def _draw_applied(self, count: int, batch: int, generator, device) -> Tensor:
         """Which samples get mixed: one draw for the batch (count=1) or one per sample."""
         if self.p >= 1.0:  # the same read-only tensor each call (stride 0: writing to it raises)
-            return execution.host_cached(_all_applied, batch, str(torch.device(device)))
+            return execution.host_cached(_all_applied, batch, torch.device(device))
         applied = sampling.sample_bernoulli(self.p, count, generator=generator, device=device)
         return applied.expand(batch).contiguous() if count == 1 else applied
 
@@ -377,7 +380,7 @@ class Mixer(Targets):
 
 
 @functools.lru_cache(maxsize=32)
-def _all_applied(batch: int, device: str) -> Tensor:
+def _all_applied(batch: int, device: torch.device) -> Tensor:
     """``applied`` where every sample is mixed (p = 1): True expanded to ``(batch,)``."""
     return torch.ones((), dtype=torch.bool, device=device).expand(batch)
 

@@ -19,7 +19,8 @@ __all__ = ["host_readable", "on_host", "records_grad", "host_cached", "finite_on
 
 def on_host(device: torch.device | str) -> bool:
     """True for the CPU outside torch.compile: values there can be read without a sync."""
-    return torch.device(device).type == "cpu" and not torch.compiler.is_compiling()
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return kind == "cpu" and not torch.compiler.is_compiling()
 
 
 def host_readable(t: Tensor) -> bool:

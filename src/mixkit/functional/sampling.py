@@ -194,25 +194,19 @@ _HOST: contextvars.ContextVar = contextvars.ContextVar("mixkit_host_draws", defa
 
 
 def host_draws_from(generator: torch.Generator | None, device) -> torch.Generator | None | object:
-    """The CPU generator of a ``sample`` call's host draws, for the caller's ``generator`` and
-    inputs on ``device``, or ``ON_DEVICE``: for CPU inputs in eager mode the generator itself (the
-    same as the device draws'); on an accelerator a CPU generator given to ``sample`` (such a call
-    is eager only anyway: its device generator is seeded from a host draw). Without a generator
-    or with a device one on an accelerator, and under torch.compile, every draw is a device op,
-    so a call can be captured in a CUDA graph."""
-    if torch.compiler.is_compiling():
+    """The CPU generator of a ``sample`` call's host draws for inputs on an accelerator: the
+    caller's ``generator`` when it is a CPU one (such a call is eager only anyway: its device
+    generator is seeded from a host draw), else ``ON_DEVICE``. Without a generator or with a
+    device one, and under torch.compile, every draw is a device op, so a call can be captured in
+    a CUDA graph. (CPU inputs in eager mode draw on the host from their own generator: ``host_draw``.)"""
+    if torch.device(device).type == "cpu" or torch.compiler.is_compiling():
         return ON_DEVICE
-    if on_host(device) or (generator is not None and generator.device.type == "cpu"):
-        return generator
-    return ON_DEVICE
+    return generator if generator is not None and generator.device.type == "cpu" else ON_DEVICE
 
 
 @contextlib.contextmanager
 def host_draws(host):
     """``host`` (from ``host_draws_from``) as the generator of ``host_draw`` in the block."""
-    if host is ON_DEVICE:  # (also under torch.compile, which does not trace ContextVar.reset)
-        yield
-        return
     token = _HOST.set(host)
     try:
         yield
@@ -220,13 +214,16 @@ def host_draws(host):
         _HOST.reset(token)
 
 
-def host_draw(count: int) -> tuple[bool, torch.Generator | None]:
-    """``(True, generator)`` when ``count`` draws of the ``sample`` call in progress are made on
-    the host as Python numbers, from that CPU generator (None: torch's default): one draw (a
-    batch-level lam, a box for the batch), a few host microseconds instead of a dozen kernel
-    launches on two numbers, where ``host_draws`` allows it. Else ``(False, None)``."""
+def host_draw(count: int, generator: torch.Generator | None, device) -> tuple[bool, torch.Generator | None]:
+    """``(True, host generator)`` when ``count`` draws of the ``sample`` call in progress are made
+    on the host as Python numbers: one draw (a batch-level lam, a box for the batch), for CPU
+    inputs in eager mode from ``generator`` (theirs), for inputs on an accelerator from the CPU
+    generator ``host_draws`` set (a few host microseconds instead of a dozen kernel launches on
+    two numbers). Else ``(False, None)``."""
     if count != 1 or torch.compiler.is_compiling():
         return False, None
+    if torch.device(device).type == "cpu":
+        return True, generator
     host = _HOST.get()
     return (False, None) if host is ON_DEVICE else (True, host)
 
@@ -261,7 +258,7 @@ def batch_value(value: float, batch: int, device) -> Tensor:
     """One float32 ``value`` (a batch-level lam) for each of ``batch`` samples: on the CPU an
     expanded view (stride 0: the blends then take a Python weight), elsewhere one fill (one op,
     no view)."""
-    if on_host(device):
+    if torch.device(device).type == "cpu":  # (called in eager mode only: see host_draw)
         return torch.full((1,), value, dtype=torch.float32).expand(batch)
     return torch.full((batch,), value, dtype=torch.float32, device=device)
 

@@ -54,7 +54,7 @@ class CutMix(BoxMixer):
 
     def _sample(self, inputs, generator):
         b, dev, spatial, count, applied = self._start(inputs, generator)
-        on_host, host = self._host_draws(count)
+        on_host, host = self._host_draws(count, generator, dev)
         if on_host and self.p >= 1.0:
             # one box for the batch: lam, the box and its area on the host, then two fills
             value = sampling.beta_value(self.alpha, generator=host)

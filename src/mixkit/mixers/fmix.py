@@ -95,7 +95,7 @@ class FMix(MaskMixer):
         _check_decay(self.decay_power, spatial)
         b, dev, spatial, count, applied = self._start(inputs, generator)
         a, c = (self.alpha + 1.0, self.alpha) if self.reformulate else (self.alpha, self.alpha)
-        on_host, host = self._host_draws(count)
+        on_host, host = self._host_draws(count, generator, dev)
         if on_host and self.p >= 1.0 and self._binary():
             # one hard mask for the batch: lam and the mask's count of ones k on the host (lam = k / n)
             mask, k = fourier.fourier_mask_host_k(sampling.beta_value(a, c, generator=host), spatial,

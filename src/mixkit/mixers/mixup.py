@@ -47,7 +47,7 @@ class MixUp(Mixer):
 
     def _sample(self, inputs, generator):
         b, dev, _, count, applied = self._start(inputs, generator)
-        on_host, host = self._host_draws(count)
+        on_host, host = self._host_draws(count, generator, dev)
         if on_host:
             lam = sampling.batch_value(sampling.beta_value(self.alpha, generator=host), b, dev)
         else:
