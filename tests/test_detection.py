@@ -413,3 +413,16 @@ def test_list_of_tv_images_comes_back_as_tv_images():
     images, targets = _batch(b=3)
     out, _ = MixUp()([tv.Image(im) for im in images], targets, generator=_gen(0))
     assert isinstance(out, list) and all(isinstance(im, tv.Image) for im in out)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_mixup_blends_a_batch_block_by_block_as_the_per_image_reference(dtype, monkeypatch):
+    from mixkit.detection import mixup
+
+    monkeypatch.setattr(mixup, "BLOCK_NUMEL", 3 * 7 * 5)  # blocks of 5 rows, the last one of 2
+    g = _gen(4)
+    x = (torch.rand(4, 3, 17, 7, generator=g) * 255).to(dtype)
+    index, lams = [2, 0, 3, 1], [0.31, 0.5, 0.77, 0.05]
+    out = mixup.blend_batch(x, index, lams)
+    for i, (j, lam) in enumerate(zip(index, lams, strict=True)):
+        assert torch.equal(out[i], mixup.blend(x[i], x[j], lam)), i

@@ -157,8 +157,10 @@ class CutMix:
         x1, y1, x2, y2 = rect
         out = base.clone() if out is None else out
         out[:, y1:y2, x1:x2].copy_(batch.images[j][:, y1:y2, x1:x2])
-        region = torch.zeros(h, w, dtype=torch.bool, device=base.device)
-        region[y1:y2, x1:x2] = True
+        region = None  # the pasted pixels as an (H, W) mask: made only for key points to test
+        if any(T.has_keypoints(batch.objects[k]) for k in (i, j)):
+            region = torch.zeros(h, w, dtype=torch.bool, device=base.device)
+            region[y1:y2, x1:x2] = True
         own = batch.objects[i]
         keep_own = (1.0 - inside_fraction(own, rect)) >= max(self.min_visible, 1e-12)
         own = T.select(own, keep_own)
@@ -166,7 +168,7 @@ class CutMix:
             own["masks"][:, y1:y2, x1:x2].zero_()
         elif self.occluded == "clip":
             own["boxes"] = box_difference(own["boxes"], rect)
-        own = T.hide_keypoints(own, region)
+        own = own if region is None else T.hide_keypoints(own, region)
         other = dict(batch.objects[j])
         if "masks" in other:
             other["masks"] = T.fit(other["masks"], h, w, 0)
@@ -180,6 +182,6 @@ class CutMix:
         b = other["boxes"]
         other["boxes"] = torch.stack([b[:, 0].clamp(x1, x2), b[:, 1].clamp(y1, y2),
                                       b[:, 2].clamp(x1, x2), b[:, 3].clamp(y1, y2)], dim=1)
-        other = T.hide_keypoints(other, ~region)
+        other = other if region is None else T.hide_keypoints(other, ~region)
         obj = T.finish(T.concat([own, other]), h, w, min_area=self.min_area)
         return out, obj

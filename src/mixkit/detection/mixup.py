@@ -53,20 +53,32 @@ def blend(a: Tensor, b: Tensor, lam: float) -> Tensor:
     return y.round_().clamp_(info.min, info.max).to(a.dtype)
 
 
+# Elements per float32 buffer of ``blend_batch``: 128 Ki (512 KiB), so that the two stay in a
+# core's cache through the five passes of each block (measured on 2 cores, 16 x 3 x 640 x 640
+# uint8: 1,066 ms with whole-image buffers, 26 ms with blocks of 64 rows).
+BLOCK_NUMEL = 1 << 17
+
+
 def blend_batch(x: Tensor, index, lams) -> Tensor:
     """``blend(x[i], x[index[i]], lams[i])`` for every image of ``x`` ``(B, C, H, W)``, written into
-    one output batch, image by image through two float32 buffers (small enough to stay in cache,
-    where whole-batch float32 temporaries are not)."""
+    one output batch, image by image and block of rows by block of rows through two float32
+    buffers small enough to stay in cache (``BLOCK_NUMEL``): the same operations on the same
+    values, element by element, as ``blend``."""
     out = torch.empty_like(x)
-    a = torch.empty(x.shape[1:], dtype=torch.float32, device=x.device)
+    c, h, w = x.shape[1:]
+    rows = max(1, min(h, BLOCK_NUMEL // max(c * w, 1)))
+    a = torch.empty((c, rows, w), dtype=torch.float32, device=x.device)
     b = torch.empty_like(a)
     info = None if x.is_floating_point() else torch.iinfo(x.dtype)
     for i, (j, lam) in enumerate(zip(index, lams, strict=True)):
-        a.copy_(x[i]).mul_(lam)  # the operations of blend, in the same order and precision
-        a.add_(b.copy_(x[j]).mul_(1.0 - lam))
-        if info is not None:
-            a.round_().clamp_(info.min, info.max)
-        out[i].copy_(a)
+        for top in range(0, h, rows):
+            end = min(top + rows, h)
+            y, z = a[:, :end - top], b[:, :end - top]
+            y.copy_(x[i, :, top:end]).mul_(lam)  # the operations of blend, in the same order and precision
+            y.add_(z.copy_(x[j, :, top:end]).mul_(1.0 - lam))
+            if info is not None:
+                y.round_().clamp_(info.min, info.max)
+            out[i, :, top:end].copy_(y)
     return out
 
 

@@ -327,9 +327,14 @@ def keep_boxes(b: Tensor, min_area: float = 0.0, min_side: float = 0.0) -> Tenso
     return (bw > 0) & (bh > 0) & (bw * bh >= min_area) & (bw >= min_side) & (bh >= min_side)
 
 
+def has_keypoints(obj: dict) -> bool:
+    """Whether ``obj`` holds key points to move or hide (an entry with at least one)."""
+    return "keypoints" in obj and obj["keypoints"].numel() > 0
+
+
 def hide_keypoints(obj: dict, covered: Tensor) -> dict:
     """Key points on a pixel where ``covered`` (``(H, W)`` bool) is True marked invisible."""
-    if "keypoints" not in obj or obj["keypoints"].numel() == 0:
+    if not has_keypoints(obj):
         return obj
     h, w = covered.shape
     kp = obj["keypoints"]

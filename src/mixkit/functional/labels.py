@@ -50,10 +50,19 @@ def to_soft_labels(labels: Tensor, num_classes: int | None = None, batch_size: i
                 "num_classes: expected an int when labels are class ids (B,), got None; "
                 "pass num_classes=... to the mixer or give probabilities (B, C)"
             )
-        check_class_ids(labels, num_classes)
         if labels.dtype not in (torch.int32, torch.int64):  # uint8, int8, int16 ids (timm takes int8)
             labels = labels.long()
-        return host_cached(_identity, num_classes, str(labels.device)).index_select(0, labels)
+        rows = host_cached(_identity, num_classes, str(labels.device))
+        if not host_readable(labels):
+            check_class_ids(labels, num_classes)  # the device-side assert
+            return rows.index_select(0, labels)
+        try:  # on the host index_select checks the range itself: the clear error only when it fails
+            return rows.index_select(0, labels)
+        except IndexError:
+            message = _out_of_range(labels, num_classes, "labels")
+            if message is None:
+                raise
+            raise ValueError(message) from None
     if labels.ndim == 2 and (labels.is_floating_point() or (multilabel and not labels.is_complex())):
         what = "multi-hot targets" if multilabel else "probabilities"
         if num_classes is not None and labels.shape[1] != num_classes:
@@ -88,9 +97,17 @@ def check_class_ids(labels: Tensor, num_classes: int, what: str = "labels") -> N
         torch._assert_async(_ids_in_range(labels, num_classes),
                             f"{what}: expected class ids in [0, {num_classes - 1}]")
         return
+    message = _out_of_range(labels, num_classes, what)
+    if message is not None:
+        raise ValueError(message)
+
+
+def _out_of_range(labels: Tensor, num_classes: int, what: str) -> str | None:
+    """The error for host class ids outside [0, num_classes), or None when they are inside."""
     lo, hi = (int(v) for v in torch.aminmax(labels))
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"{what}: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+        return f"{what}: expected class ids in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
+    return None
 
 
 def _ids_in_range(labels: Tensor, num_classes: int) -> Tensor:
