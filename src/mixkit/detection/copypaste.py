@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import targets as T
+from .base import DetectionMixer
 
 __all__ = ["CopyPaste", "CopyPasteParams"]
 
@@ -41,7 +42,7 @@ class CopyPasteParams:
         return len(self.index)
 
 
-class CopyPaste:
+class CopyPaste(DetectionMixer):
     """Copy-Paste (Ghiasi et al., CVPR 2021): a random subset of the partner's instances pasted
     with their masks onto the base image, occluded instances updated.
 
@@ -72,6 +73,8 @@ class CopyPaste:
     ```
     """
 
+    _options = ("p_object", "min_visible", "min_area")
+
     def __init__(self, p_object: float = 0.5, *, min_visible: float = 0.0, min_area: float = 1.0):
         if not 0 <= p_object <= 1:
             raise ValueError(f"p_object: expected a probability in [0, 1], got {p_object}")
@@ -82,12 +85,6 @@ class CopyPaste:
         self.p_object, self.min_visible = float(p_object), float(min_visible)
         self.min_area = float(min_area)
 
-    def __repr__(self):
-        return (f"CopyPaste(p_object={self.p_object}, min_visible={self.min_visible}, "
-                f"min_area={self.min_area})")
-
-    def __call__(self, images, targets, *, generator=None):
-        return self.apply(images, targets, self.sample(images, targets, generator=generator))
 
     def _read(self, images, targets):
         batch = T.read(images, targets, "CopyPaste")
@@ -111,16 +108,12 @@ class CopyPaste:
     def apply(self, images, targets, params: CopyPasteParams):
         batch = self._read(images, targets)
         T.check_params(params, CopyPasteParams, batch, "CopyPaste")
-        outs, objs = [], []
-        stacked = None if batch.stacked is None else torch.empty_like(batch.stacked)
-        for i, (j, chosen) in enumerate(zip(params.index, params.chosen, strict=True)):
+        for j, chosen in zip(params.index, params.chosen, strict=True):
             n_j = batch.objects[j]["boxes"].shape[0]
             if any(k >= n_j for k in chosen):
                 raise ValueError(f"params: expected object indices below {n_j} for image {j}, got {chosen}")
-            out, obj = self._one(batch, i, j, chosen, None if stacked is None else stacked[i])
-            outs.append(out)
-            objs.append(obj)
-        return T.write(batch, outs if stacked is None else stacked, objs)
+        stacked = None if batch.stacked is None else torch.empty_like(batch.stacked)
+        return self._pairs(batch, stacked, params.index, params.chosen)
 
     def _one(self, batch, i, j, chosen, out=None):
         base = batch.images[i]

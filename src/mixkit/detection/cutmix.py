@@ -27,6 +27,7 @@ import torch
 
 from ..functional import sampling
 from . import targets as T
+from .base import DetectionMixer
 
 __all__ = ["CutMix", "CutMixParams"]
 
@@ -74,7 +75,7 @@ def inside_fraction(obj: dict, rect) -> torch.Tensor:
     return torch.where(area > 0, iw * ih / area.clamp(min=1e-12), torch.zeros_like(area))
 
 
-class CutMix:
+class CutMix(DetectionMixer):
     """CutMix for detection: a box of the partner pasted, its objects brought along.
 
     Arguments: ``alpha`` (Beta concentration, default 1.0), ``min_visible`` (the visible
@@ -103,6 +104,8 @@ class CutMix:
     ```
     """
 
+    _options = ("alpha", "min_visible", "occluded", "min_area")
+
     def __init__(self, alpha: float = 1.0, *, min_visible: float = 0.2, occluded: str = "clip",
                  min_area: float = 1.0):
         if not (alpha > 0 and alpha < float("inf")):
@@ -116,12 +119,6 @@ class CutMix:
         self.alpha, self.min_visible, self.occluded = float(alpha), float(min_visible), occluded
         self.min_area = float(min_area)
 
-    def __repr__(self):
-        return (f"CutMix(alpha={self.alpha}, min_visible={self.min_visible}, occluded={self.occluded!r}, "
-                f"min_area={self.min_area})")
-
-    def __call__(self, images, targets, *, generator=None):
-        return self.apply(images, targets, self.sample(images, targets, generator=generator))
 
     def sample(self, images, targets, *, generator=None) -> CutMixParams:
         batch = T.read(images, targets, "CutMix")
@@ -143,13 +140,8 @@ class CutMix:
     def apply(self, images, targets, params: CutMixParams):
         batch = T.read(images, targets, "CutMix")
         T.check_params(params, CutMixParams, batch, "CutMix")
-        outs, objs = [], []
         stacked = None if batch.stacked is None else batch.stacked.clone()  # the batch copied at once
-        for i, (j, rect) in enumerate(zip(params.index, params.boxes, strict=True)):
-            out, obj = self._one(batch, i, j, rect, None if stacked is None else stacked[i])
-            outs.append(out)
-            objs.append(obj)
-        return T.write(batch, outs if stacked is None else stacked, objs)
+        return self._pairs(batch, stacked, params.index, params.boxes)
 
     def _one(self, batch, i, j, rect, out=None):
         base = batch.images[i]

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..functional import sampling
 from . import targets as T
+from .base import DetectionMixer
 
 __all__ = ["MixUp", "MixUpParams"]
 
@@ -82,7 +83,7 @@ def blend_batch(x: Tensor, index, lams) -> Tensor:
     return out
 
 
-class MixUp:
+class MixUp(DetectionMixer):
     """MixUp for detection: two images blended, the objects of both kept with weights.
 
     Arguments: ``alpha`` (Beta concentration, default 32.0 as ultralytics; None: lam = 0.5 as
@@ -112,17 +113,14 @@ class MixUp:
     ```
     """
 
+    _options = ("alpha", "fill")
+
     def __init__(self, alpha: float | None = 32.0, *, fill=0.0):
         if alpha is not None and not (alpha > 0 and alpha < float("inf")):
             raise ValueError(f"alpha: expected a finite value > 0 or None, got {alpha}")
         self.alpha = None if alpha is None else float(alpha)
         self.fill = fill
 
-    def __repr__(self):
-        return f"MixUp(alpha={self.alpha}, fill={self.fill})"
-
-    def __call__(self, images, targets, *, generator=None):
-        return self.apply(images, targets, self.sample(images, targets, generator=generator))
 
     def sample(self, images, targets, *, generator=None) -> MixUpParams:
         batch = T.read(images, targets, "MixUp")

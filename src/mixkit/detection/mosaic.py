@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import targets as T
+from .base import DetectionMixer
 
 __all__ = ["Mosaic", "MosaicParams"]
 
@@ -66,7 +67,7 @@ def tile_origins(centre: tuple, sizes: list) -> list:
     return [(xc - w0, yc - h0), (xc, yc - h1), (xc - w2, yc), (xc, yc)]
 
 
-class Mosaic:
+class Mosaic(DetectionMixer):
     """Mosaic of four images for detection (YOLOv4, arXiv 2004.10934; YOLOX's geometry).
 
     Arguments: ``size`` (tile size ``(h, w)`` or an int; the canvas is ``2 * size``; default: the
@@ -97,6 +98,8 @@ class Mosaic:
     ```
     """
 
+    _options = ("size", "output_size", "scale", "fill", "min_area", "min_side")
+
     def __init__(self, size=None, *, output_size=None, scale=(1.0, 1.0), fill=None,
                  min_area: float = 1.0, min_side: float = 0.0):
         self.size = _pair("size", size)
@@ -109,9 +112,6 @@ class Mosaic:
             raise ValueError(f"min_area, min_side: expected values >= 0, got {min_area}, {min_side}")
         self.min_area, self.min_side = float(min_area), float(min_side)
 
-    def __repr__(self):
-        return (f"Mosaic(size={self.size}, output_size={self.output_size}, scale={self.scale}, "
-                f"fill={self.fill}, min_area={self.min_area}, min_side={self.min_side})")
 
     def canvas_fill(self, dtype: torch.dtype) -> float:
         """The canvas value for images of ``dtype``: ``fill``, or when it is None YOLOX's grey,
@@ -119,9 +119,6 @@ class Mosaic:
         if self.fill is not None:
             return self.fill
         return 114.0 / 255.0 if dtype.is_floating_point else 114.0
-
-    def __call__(self, images, targets, *, generator=None):
-        return self.apply(images, targets, self.sample(images, targets, generator=generator))
 
     def sample(self, images, targets, *, generator=None) -> MosaicParams:
         batch = T.read(images, targets, "Mosaic")
