@@ -170,3 +170,31 @@ def test_one_top_k_row_on_the_device_path_keeps_the_entries_the_host_keeps(k):
         device = fourier.top_k_row(values, k)
         ranks = fourier.top_k_mask(values, torch.tensor([k]))
     assert torch.equal(device, host) and torch.equal(ranks, host) and int(host.sum()) == k
+
+
+def test_the_host_draws_of_one_value_equal_the_tensor_draws_they_stand_for():
+    # beta_value, host_box / box_lambda and fourier_mask_host_k (the host draws of a batch-level
+    # value) against sample_beta, sample_boxes / boxes_lambda and fourier_masks on the device
+    # path: the same draws from the same generator, the same values
+    from mixkit.functional import fourier, masks
+
+    for seed in range(300):
+        alpha = (0.2, 1.0, 4.0)[seed % 3]
+        spatial = ((40,), (13, 17), (5, 6, 7))[seed % 3]
+        host, dev = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        value = sampling.beta_value(alpha, generator=host)
+        box = masks.host_box(value, spatial, host)
+        with dp.forced_device_path():
+            lam = sampling.sample_beta(alpha, size=1, generator=dev)
+            boxes = masks.sample_boxes(torch.tensor([value]), spatial, generator=dev)
+            realised = masks.boxes_lambda(boxes, spatial)
+        assert float(lam) == value, seed
+        assert boxes.tolist() == [box], seed
+        assert float(realised) == masks.box_lambda(box, spatial), seed
+        assert torch.equal(host.get_state(), dev.get_state()), seed
+        if len(spatial) > 1:
+            mask, k = fourier.fourier_mask_host_k(value, spatial, generator=host, host=host)
+            with dp.forced_device_path():
+                ref = fourier.fourier_masks(torch.tensor([value]), spatial, generator=dev)
+            assert torch.equal(mask, ref) and int(ref.sum()) == k, seed
+            assert torch.equal(host.get_state(), dev.get_state()), seed

@@ -16,8 +16,7 @@ from torch import Tensor
 from .execution import host_cached, host_readable
 
 __all__ = ["fourier_frequencies", "fourier_noise", "binarise_noise", "top_k_mask", "top_k_row",
-           "fourier_masks",
-           "fourier_mask_host_k"]
+           "fourier_masks", "fourier_mask_host_k"]
 
 
 # ---------------------------------------------------------------------------------------------

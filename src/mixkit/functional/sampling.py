@@ -172,11 +172,9 @@ def sample_beta(
     Drawn as G1 / (G1 + G2) with Gi ~ Gamma, computed in log space so that small concentrations
     (alpha = 0.1 and below) do not underflow to 0/0: Gamma(a) = Gamma(a + 1) * U^(1/a).
     """
-    beta = alpha if beta is None else beta
-    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
-        raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
+    beta = _concentrations(alpha, beta)
     if size == 1 and on_host(device):
-        return torch.full((1,), beta_value(alpha, beta, generator=generator), dtype=torch.float32)
+        return torch.full((1,), _beta_value(alpha, beta, generator), dtype=torch.float32)
     key = (float(alpha), float(beta), int(size), str(torch.device(device)))
     # Cached on the host (the constants are filled on the device, no host-to-device copy).
     conc, inv, sign = host_cached(_beta_constants, *key)
@@ -234,9 +232,11 @@ def beta_value(alpha: float, beta: float | None = None, *, generator: torch.Gene
     default), the arithmetic on Python numbers (a few microseconds instead of a dozen tensor
     operations on two numbers). Mixers draw a batch-level lam so for inputs on any device when
     given a CPU generator (``mixkit.base.Mixer.sample``)."""
-    beta = alpha if beta is None else beta
-    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
-        raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
+    return _beta_value(alpha, _concentrations(alpha, beta), generator)
+
+
+def _beta_value(alpha: float, beta: float, generator) -> float:
+    """``beta_value`` with the concentrations checked already."""
     conc = _beta_constants(float(alpha), float(beta), 1, "cpu")[0]
     (g_b, g_a), = torch._standard_gamma(conc, generator=generator).tolist()
     (u_b, u_a), = torch.rand(1, 2, generator=generator, dtype=torch.float64).tolist()
@@ -261,6 +261,14 @@ def batch_value(value: float, batch: int, device) -> Tensor:
     if torch.device(device).type == "cpu":  # (called in eager mode only: see host_draw)
         return torch.full((1,), value, dtype=torch.float32).expand(batch)
     return torch.full((batch,), value, dtype=torch.float32, device=device)
+
+
+def _concentrations(alpha: float, beta: float | None) -> float:
+    """``beta`` (``alpha`` when None), after checking both are finite and > 0."""
+    beta = alpha if beta is None else beta
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"Beta concentrations: expected finite values > 0, got ({alpha}, {beta})")
+    return beta
 
 
 def _log(v: float) -> float:
