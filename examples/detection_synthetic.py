@@ -11,16 +11,26 @@ methods). MixUp's per-object ``"weights"`` weight the objects' heat-map and box 
 Every model is scored on one fixed held-out test set by COCO-style mAP@[.5:.95] (101-point
 interpolated precision, averaged over the IoU thresholds .50:.05:.95 and the classes present; up
 to 100 detections per image and class), computed by ``coco_map`` below (the tests check it against
-pycocotools). Writes ``results.csv`` (``method, seed, map, map50, seconds``) and ``results.md``
-(means, standard deviations and paired 95 % t intervals of each method's difference to ERM).
+pycocotools). Writes ``results.csv`` (``method, seed, map, map50, seconds, train_loss,
+loss_change``: the last epoch's mean training loss and its relative change over the last 10 % of
+the epochs), ``results.md`` (means, standard deviations and paired 95 % t intervals of each
+method's difference to ERM) and ``settings.json`` (the arguments the results depend on).
+``--jobs N`` trains N runs at a time in separate processes (the same results as one at a time);
+rerunning into the same ``--out`` skips the runs already there and refuses a folder made with
+other settings. Every file is written whole (a temporary file, then a rename).
 
-Run: ``python examples/detection_synthetic.py --seeds 3 --epochs 12 --train-size 2000 --out
-runs/detection``.
+Run: ``python examples/detection_synthetic.py --seeds 5 --epochs 20 --train-size 2000 --jobs 2
+--out runs/detection``.
 """
 
 import argparse
+import concurrent.futures
 import csv
+import functools
+import io
+import json
 import math
+import multiprocessing
 import os
 import time
 
@@ -301,9 +311,10 @@ def _mix(mixer, x, t, coins, generator):
     return x, t
 
 
-def train(method: str, images, targets, seed: int, args) -> nn.Module:
+def train(method: str, images, targets, seed: int, args) -> tuple[nn.Module, list[float]]:
     """The detector trained with ``method`` on the seed's batches (the same initialisation, batch
-    order and coin flips for every method; only the mixer's own draws differ)."""
+    order and coin flips for every method; only the mixer's own draws differ), and the mean
+    training loss of each epoch."""
     torch.manual_seed(seed)
     model = TinyCenterNet()
     per_epoch = len(images) // args.batch_size
@@ -317,10 +328,12 @@ def train(method: str, images, targets, seed: int, args) -> nn.Module:
     mix_gen = torch.Generator().manual_seed(10_000 + seed)
     coin_gen = torch.Generator().manual_seed(20_000 + seed)
     model.train()
+    epoch_losses = []
     for step in range(steps):
         epoch, k = divmod(step, per_epoch)
         if k == 0:
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1000 * seed + epoch))
+            epoch_losses.append([])
         idx = order[k * args.batch_size:(k + 1) * args.batch_size]
         coins = torch.rand(len(idx), generator=coin_gen) < args.p
         x, t = _mix(mixer, images[idx], [targets[int(i)] for i in idx], coins, mix_gen)
@@ -329,7 +342,18 @@ def train(method: str, images, targets, seed: int, args) -> nn.Module:
         loss.backward()
         opt.step()
         sched.step()
-    return model
+        epoch_losses[-1].append(loss.detach().item())
+    return model, [sum(v) / len(v) for v in epoch_losses]
+
+
+def loss_change(epoch_means: list[float]) -> float:
+    """The relative change of the epoch-mean training loss over the last 10 % of the epochs (at
+    least the last two): ``|L[-1] - L[-1 - k]| / L[-1]`` with ``k = max(1, round(0.1 E))``; nan
+    with fewer than two epochs. Small means the training loss has levelled off."""
+    if len(epoch_means) < 2:
+        return float("nan")
+    k = min(len(epoch_means) - 1, max(1, round(0.1 * len(epoch_means))))
+    return abs(epoch_means[-1] - epoch_means[-1 - k]) / epoch_means[-1]
 
 
 @torch.no_grad()
@@ -394,6 +418,78 @@ def summarise(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------ runs
+
+FIELDS = ["method", "seed", "map", "map50", "seconds", "train_loss", "loss_change"]
+# The arguments a result depends on: a results folder holds runs made with one setting of them.
+SETTINGS = ("epochs", "train_size", "test_size", "batch_size", "lr", "p", "max_steps")
+
+
+@functools.lru_cache(maxsize=2)
+def _train_scenes(seed: int, n: int):
+    return scenes(n, torch.Generator().manual_seed(seed))
+
+
+@functools.lru_cache(maxsize=1)
+def _test_scenes(n: int):
+    return scenes(n, torch.Generator().manual_seed(123_456))        # fixed for all seeds
+
+
+def run_one(method: str, seed: int, args) -> dict:
+    """Train and score one (method, seed): a row of results.csv. The same in the main process and
+    in a worker (each uses ``args.threads`` torch threads), so ``--jobs`` does not change it."""
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    train_x, train_t = _train_scenes(seed, args.train_size)
+    model, losses = train(method, train_x, train_t, seed, args)
+    ap, ap50 = evaluate(model, *_test_scenes(args.test_size))
+    return {"method": method, "seed": seed, "map": ap, "map50": ap50,
+            "seconds": time.perf_counter() - start, "train_loss": losses[-1],
+            "loss_change": loss_change(losses)}
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "map": f"{r['map']:.5f}", "map50": f"{r['map50']:.5f}",
+                         "seconds": f"{r['seconds']:.1f}", "train_loss": f"{r['train_loss']:.5f}",
+                         "loss_change": f"{r['loss_change']:.4f}"})
+    return buf.getvalue()
+
+
+def _load_done(out: str, settings: dict) -> list[dict]:
+    """The rows already in ``out`` when it was made with the same settings (the runs to skip);
+    none for a new folder; an error for a folder made with other settings."""
+    path = os.path.join(out, "settings.json")
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(out, "results.csv")):
+            raise SystemExit(f"detection_synthetic.py: error: {out} holds results.csv but no settings.json "
+                             "(made by an older version?); choose another --out")
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    if old != settings:
+        diff = ", ".join(f"{k} {old.get(k)!r} there, {settings[k]!r} now"
+                         for k in settings if old.get(k) != settings[k])
+        raise SystemExit(f"detection_synthetic.py: error: {out} holds runs made with other settings "
+                         f"({diff}); choose another --out")
+    csv_path = os.path.join(out, "results.csv")
+    if not os.path.exists(csv_path):
+        return []
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{**r, "seed": int(r["seed"]), **{k: float(r[k]) for k in FIELDS[2:]}} for r in rows]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
@@ -408,34 +504,45 @@ def main(argv=None) -> int:
                         help="comma-separated, from " + ", ".join(METHODS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest for this tiny model on shared cores)")
-    parser.add_argument("--out", default="runs/detection")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    parser.add_argument("--out", default="runs/detection",
+                        help="results folder; rerunning into it skips the runs already there")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {unknown}")
-    torch.set_num_threads(args.threads)
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected a whole number >= 1, got {args.jobs}")
     os.makedirs(args.out, exist_ok=True)
-    test_x, test_t = scenes(args.test_size, torch.Generator().manual_seed(123_456))   # fixed for all seeds
-    rows = []
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["method", "seed", "map", "map50", "seconds"])
-        writer.writeheader()
-        for seed in range(args.seeds):
-            train_x, train_t = scenes(args.train_size, torch.Generator().manual_seed(seed))
-            for m in methods:
-                start = time.perf_counter()
-                model = train(m, train_x, train_t, seed, args)
-                ap, ap50 = evaluate(model, test_x, test_t)
-                secs = time.perf_counter() - start
-                rows.append({"method": m, "seed": seed, "map": ap, "map50": ap50, "seconds": secs})
-                writer.writerow({"method": m, "seed": seed, "map": f"{ap:.5f}", "map50": f"{ap50:.5f}",
-                                 "seconds": f"{secs:.1f}"})
-                f.flush()
-                print(f"seed {seed} {m}: mAP {ap:.4f}, mAP50 {ap50:.4f}, {secs:.0f} s", flush=True)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(summarise(rows, args))
-    print(open(os.path.join(args.out, "results.md")).read())
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    rows = _load_done(args.out, settings)
+    _atomic_write(os.path.join(args.out, "settings.json"), json.dumps(settings, indent=1) + "\n")
+    done = {(r["method"], r["seed"]) for r in rows}
+    todo = [(m, s) for s in range(args.seeds) for m in methods if (m, s) not in done]
+    if done:
+        print(f"{len(done)} run(s) already in {args.out}, {len(todo)} to go", flush=True)
+    order = {(m, s): (s, methods.index(m) if m in methods else len(methods)) for m, s in done | set(todo)}
+
+    def record(row):
+        rows.append(row)
+        rows.sort(key=lambda r: order[r["method"], r["seed"]])
+        _atomic_write(os.path.join(args.out, "results.csv"), _csv_text(rows))
+        print(f"seed {row['seed']} {row['method']}: mAP {row['map']:.4f}, mAP50 {row['map50']:.4f}, "
+              f"{row['seconds']:.0f} s", flush=True)
+
+    if args.jobs == 1:
+        for m, s in todo:
+            record(run_one(m, s, args))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(run_one, m, s, args) for m, s in todo]
+            for fut in concurrent.futures.as_completed(futures):
+                record(fut.result())
+    wanted = [r for r in rows if r["seed"] < args.seeds and r["method"] in methods]
+    _atomic_write(os.path.join(args.out, "results.md"), summarise(wanted, args))
+    print(summarise(wanted, args))
     return 0
 
 

@@ -122,20 +122,64 @@ def test_report_calls_an_interval_containing_zero_not_shown(ex):
     assert ex.t_quantile(2) == pytest.approx(4.303)
 
 
-@pytest.mark.slow
-def test_example_writes_its_results(tmp_path):
+def test_loss_change_is_the_relative_change_over_the_last_tenth(ex):
+    assert math.isnan(ex.loss_change([1.0]))
+    assert ex.loss_change([2.0, 1.0]) == pytest.approx(1.0)           # at least the last two epochs
+    losses = [3.0] * 15 + [1.1, 1.0, 1.0, 1.0, 1.0]                   # 20 epochs: k = 2
+    assert ex.loss_change(losses) == pytest.approx(0.0)
+    assert ex.loss_change(losses[:-1] + [0.8]) == pytest.approx(0.25)
+
+
+TINY = ["--epochs", "1", "--train-size", "64", "--test-size", "24", "--batch-size", "16", "--max-steps", "3"]
+
+
+def test_a_results_folder_made_with_other_settings_is_refused(ex, tmp_path, capsys):
+    out = tmp_path / "det"
+    assert ex.main([*TINY, "--seeds", "1", "--methods", "erm", "--out", str(out)]) == 0
+    before = (out / "results.csv").read_text()
+    with pytest.raises(SystemExit) as err:
+        ex.main([*TINY[:-1], "4", "--seeds", "1", "--methods", "erm", "--out", str(out)])
+    assert "other settings (max_steps 3 there, 4 now)" in str(err.value)
+    assert (out / "results.csv").read_text() == before                    # nothing overwritten
+    with pytest.raises(SystemExit):
+        ex.main([*TINY, "--jobs", "0", "--out", str(tmp_path / "other")])
+    assert "--jobs: expected a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def _run(args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
-    out = tmp_path / "det"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--seeds", "1", "--epochs", "1", "--train-size", "64",
-                           "--test-size", "24", "--batch-size", "16", "--max-steps", "3", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(SCRIPT), *TINY, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _rows(out):
     with open(out / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["method", "seed", "map", "map50", "seconds"]
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_example_writes_its_results_resumes_and_gives_the_same_runs_with_jobs(tmp_path):
+    out = tmp_path / "det"
+    _run(["--seeds", "1", "--out", str(out)])
+    rows = _rows(out)
+    assert list(rows[0]) == ["method", "seed", "map", "map50", "seconds", "train_loss", "loss_change"]
     assert [r["method"] for r in rows] == ["erm", "mosaic", "mixup", "cutmix", "copypaste"]
     assert all(math.isfinite(float(r["map"])) and 0 <= float(r["map"]) <= float(r["map50"]) <= 1 for r in rows)
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
     md = (out / "results.md").read_text()
     assert all(f"| {m} |" in md for m in ("erm", "mosaic", "mixup", "cutmix", "copypaste"))
     assert "not shown" in md
+    # A second seed in two worker processes: the first seed's runs are kept, not retrained.
+    log = _run(["--seeds", "2", "--jobs", "2", "--out", str(out)])
+    assert "5 run(s) already in" in log and "5 to go" in log
+    both = _rows(out)
+    assert both[:5] == rows
+    assert [(r["seed"], r["method"]) for r in both[5:]] == [("1", m) for m in ("erm", "mosaic", "mixup", "cutmix", "copypaste")]
+    # The same runs one at a time in one process: the same models (the times differ).
+    serial = tmp_path / "serial"
+    _run(["--seeds", "2", "--methods", "erm,mixup,mosaic", "--out", str(serial)])
+    key = lambda r: (r["method"], r["seed"], r["map"], r["map50"], r["train_loss"])  # noqa: E731
+    assert sorted(map(key, _rows(serial))) == sorted(key(r) for r in both if r["method"] in ("erm", "mixup", "mosaic"))
