@@ -11,6 +11,7 @@ object visible above the threshold is left without a box), with the same masks a
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors as tv
 
 from mixkit.detection import CopyPaste, CutMix, MixUp, Mosaic
@@ -22,6 +23,7 @@ MIXERS = {
     "mixup": lambda: MixUp(alpha=1.0),
     "cutmix": lambda: CutMix(alpha=1.0, min_visible=0.3),
     "copypaste": lambda: CopyPaste(p_object=0.7, min_visible=0.5),
+    "copypaste-jitter": lambda: CopyPaste(p_object=0.7, scale=(0.3, 2.0), min_visible=0.5),
 }
 
 
@@ -208,21 +210,44 @@ def _ref_cutmix(mixer, images, targets, params):
 
 
 def _ref_copypaste(mixer, images, targets, params):
+    """Per pixel: output pixel (y, x) takes the partner's pixel (resized by ``sizes[i]`` and moved
+    by ``offsets[i]`` under scale jitter) where a pasted mask is set. A jittered mask pixel is the
+    source pixel ``(y * H_j // h_s, x * W_j // w_s)`` (nearest, in exact integer arithmetic); the
+    resized partner image is ``F.interpolate``'s bilinear one."""
     h, w = images.shape[-2:]
     outs, objs = [], []
-    for i, (j, chosen) in enumerate(zip(params.index, params.chosen, strict=True)):
-        pasted = torch.zeros(h, w, dtype=torch.bool)
+    sizes = params.sizes or [tuple(images.shape[-2:])] * len(params.index)
+    offsets = params.offsets or [(0, 0)] * len(params.index)
+    for i, (j, chosen, (sh, sw), (dy, dx)) in enumerate(zip(params.index, params.chosen, sizes, offsets,
+                                                             strict=True)):
+        hj, wj = images[j].shape[-2:]
+        partner = F.interpolate(images[j][None].double(), size=(sh, sw), mode="bilinear", align_corners=False)[0]
+        if images.dtype == torch.uint8:
+            partner = partner.round().clamp(0, 255)
+        moved = {}
         for k in chosen:
-            pasted |= targets[j]["masks"][k]
+            m = torch.zeros(h, w, dtype=torch.bool)
+            for y in range(max(dy, 0), min(dy + sh, h)):
+                for x in range(max(dx, 0), min(dx + sw, w)):
+                    m[y, x] = targets[j]["masks"][k][(y - dy) * hj // sh, (x - dx) * wj // sw]
+            moved[k] = m
+        pasted = torch.zeros(h, w, dtype=torch.bool)
+        for m in moved.values():
+            pasted |= m
 
-        def pick(y, x, i=i, j=j, pasted=pasted):
-            return images[j if pasted[y, x] else i][:, y, x].double()
+        def pick(y, x, i=i, pasted=pasted, partner=partner, dy=dy, dx=dx):
+            return partner[:, y - dy, x - dx] if pasted[y, x] else images[i][:, y, x].double()
 
         outs.append(_ref_image(h, w, pick, images.shape[1], 0, images.dtype))
         own = _ref_objects(targets, [(i, 0, 0, lambda y, x, p=pasted: not p[y, x])], h, w, mixer.min_area,
                            mixer.min_visible)
-        others = [(int(targets[j]["ids"][k]), targets[j]["masks"][k], _tight(targets[j]["masks"][k]))
-                  for k in chosen]
+        others = []
+        for k in chosen:
+            m = moved[k]
+            if m.any():
+                box = _tight(m)
+                if (box[2] - box[0]) * (box[3] - box[1]) >= mixer.min_area:
+                    others.append((int(targets[j]["ids"][k]), m, box))
         objs.append(own + others)
     return outs, objs
 
@@ -236,7 +261,8 @@ def _ref_mixup(mixer, images, targets, params):
     return outs, objs
 
 
-REFERENCES = {"mosaic": _ref_mosaic, "mixup": _ref_mixup, "cutmix": _ref_cutmix, "copypaste": _ref_copypaste}
+REFERENCES = {"mosaic": _ref_mosaic, "mixup": _ref_mixup, "cutmix": _ref_cutmix, "copypaste": _ref_copypaste,
+              "copypaste-jitter": _ref_copypaste}
 
 
 @pytest.mark.parametrize("name", list(MIXERS))
@@ -247,13 +273,25 @@ def test_fast_equals_the_slow_reference(name):
         params = mixer.sample(images, targets, generator=_gen(seed))
         out, res = mixer.apply(images, targets, params)
         ref_images, ref_objs = REFERENCES[name](mixer, images, targets, params)
-        for o, r, t, objs in zip(out, ref_images, res, ref_objs, strict=True):
+        for i, (o, r, t, objs) in enumerate(zip(out, ref_images, res, ref_objs, strict=True)):
             assert torch.allclose(o.double(), r, atol=1e-5)
             assert t["ids"].tolist() == [oid for oid, _, _ in objs]
             xyxy = to_xyxy(t["boxes"].as_subclass(torch.Tensor), "XYWH")
             for k, (_, m, box) in enumerate(objs):
                 assert torch.equal(t["masks"][k], m)
                 assert xyxy[k].tolist() == pytest.approx(box)
+                oid = t["ids"][k].item()
+                if getattr(params, "sizes", None) is not None and oid // 100 == params.index[i]:
+                    # a pasted, resized object's key points move with it, visible iff on the image
+                    (sh, sw), (dy, dx) = params.sizes[i], params.offsets[i]
+                    src_t = targets[oid // 100]
+                    src = src_t["keypoints"][list(src_t["ids"]).index(oid)].as_subclass(torch.Tensor)
+                    hj, wj = images.shape[-2:]
+                    want = src * torch.tensor([sw / wj, sh / hj]) + torch.tensor([dx, dy])
+                    assert torch.allclose(t["keypoints"][k].as_subclass(torch.Tensor), want, atol=1e-5)
+                    on = [(0 <= x < m.shape[1] and 0 <= y < m.shape[0]) for x, y in want.tolist()]
+                    assert t["keypoints_visible"][k].tolist() == on
+                    continue
                 # a key point (on a pixel of its mask at the input) is visible iff that pixel still is
                 for (x, y), seen in zip(t["keypoints"][k].tolist(), t["keypoints_visible"][k].tolist(), strict=True):
                     on = 0 <= x < m.shape[1] and 0 <= y < m.shape[0] and bool(m[int(y), int(x)])
@@ -389,10 +427,64 @@ def test_bad_input_is_refused_naming_the_argument():
     (lambda: CutMix(min_visible=2.0), r"^min_visible: expected"),
     (lambda: CutMix(occluded="drop"), r"^occluded: expected"),
     (lambda: CopyPaste(p_object=1.5), r"^p_object: expected"),
+    (lambda: CopyPaste(scale=(0.0, 1.0)), r"^scale: expected None or \(low, high\) with 0 < low <= high, got \(0.0, 1.0\)"),
+    (lambda: CopyPaste(scale=(2.0, 1.0)), r"^scale: expected None or \(low, high\)"),
+    (lambda: CopyPaste(scale=(float("nan"), 1.0)), r"^scale: expected None or \(low, high\)"),
+    (lambda: CopyPaste(scale=1.5), r"^scale: expected None or \(low, high\).*got 1.5"),
+    (lambda: CopyPaste(scale="ab"), r"^scale: expected None or \(low, high\)"),
 ])
 def test_bad_hyperparameters_are_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_copypaste_scale_jitter_draws_after_the_other_draws_and_covers_its_offsets():
+    images, targets = _batch(b=6, h=16, w=20, seed=1, counts=[2, 3, 1, 2, 3, 1])
+    plain, jitter = CopyPaste(p_object=0.6), CopyPaste(p_object=0.6, scale=(0.5, 1.5))
+    for seed in range(3):
+        a, b = plain.sample(images, targets, generator=_gen(seed)), jitter.sample(images, targets, generator=_gen(seed))
+        assert a.sizes is None and a.offsets is None
+        assert (a.index, a.chosen) == (b.index, b.chosen)     # the jitter's draws come last
+    # the offsets: uniform over the placements that keep the smaller of the two inside the larger
+    seen = {}
+    for seed in range(300):
+        p = jitter.sample(images, targets, generator=_gen(seed))
+        for (sh, sw), (dy, dx) in zip(p.sizes, p.offsets, strict=True):
+            assert 8 <= sh <= 24 and 10 <= sw <= 30
+            for d, size, scaled in ((dy, 16, sh), (dx, 20, sw)):
+                assert min(0, size - scaled) <= d <= max(0, size - scaled)
+            seen.setdefault((sh, sw), set()).add((dy, dx))
+    assert max(len(v) for v in seen.values()) > 1
+    # each placement equally likely: u on a fine grid of [0, 1) lands on every offset equally often
+    from mixkit.detection.copypaste import _offset
+
+    for size, scaled in ((16, 9), (16, 23), (16, 16)):
+        d = size - scaled
+        counts = torch.bincount(torch.tensor([_offset(k / 840, size, scaled) - min(0, d) for k in range(840)]))
+        assert len(counts) == abs(d) + 1 and counts.min() == counts.max()
+
+
+def test_copypaste_scale_one_is_no_jitter():
+    images, targets = _batch(b=4, h=16, w=20, seed=3)
+    params = CopyPaste(p_object=0.8, scale=(1.0, 1.0)).sample(images, targets, generator=_gen(2))
+    assert set(params.sizes) == {(16, 20)} and set(params.offsets) == {(0, 0)}
+    plain = CopyPaste(p_object=0.8)
+    _same(CopyPaste(p_object=0.8, scale=(1.0, 1.0)).apply(images, targets, params),
+          plain.apply(images, targets, type(params)(params.index, params.chosen)))
+
+
+def test_copypaste_jitter_params_are_checked():
+    images, targets = _batch(b=4, h=16, w=20, seed=3)
+    mixer = CopyPaste(scale=(0.5, 1.5))
+    p = mixer.sample(images, targets, generator=_gen(0))
+    with pytest.raises(ValueError, match=r"^params: expected both sizes and offsets"):
+        mixer.apply(images, targets, type(p)(p.index, p.chosen, p.sizes, None))
+    with pytest.raises(ValueError, match=r"^params: expected sizes and offsets for 4 images, got 3 and 4"):
+        mixer.apply(images, targets, type(p)(p.index, p.chosen, p.sizes[:3], p.offsets))
+    with pytest.raises(ValueError, match=r"^params: expected sizes \(h, w\) of positive ints"):
+        mixer.apply(images, targets, type(p)(p.index, p.chosen, ((0, 5),) + p.sizes[1:], p.offsets))
+    with pytest.raises(ValueError, match=r"^params: expected sizes \(h, w\) of positive ints"):
+        mixer.apply(images, targets, type(p)(p.index, p.chosen, p.sizes, ((0.5, 1),) + p.offsets[1:]))
 
 
 def test_cutmix_keep_leaves_partly_covered_base_boxes_as_they_were():

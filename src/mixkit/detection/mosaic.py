@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import targets as T
@@ -44,20 +43,6 @@ class MosaicParams:
     @property
     def size(self) -> int:
         return len(self.tiles)
-
-
-def _resize(x: Tensor, h: int, w: int, nearest: bool) -> Tensor:
-    if tuple(x.shape[-2:]) == (h, w):
-        return x
-    if x.shape[0] == 0:
-        return x.new_zeros((0, h, w))
-    if nearest:
-        return F.interpolate(x[None].float(), size=(h, w), mode="nearest")[0].to(x.dtype)
-    y = F.interpolate(x[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
-    if x.is_floating_point():
-        return y.to(x.dtype)
-    info = torch.iinfo(x.dtype)
-    return y.round().clamp(info.min, info.max).to(x.dtype)
 
 
 def tile_origins(centre: tuple, sizes: list) -> list:
@@ -209,7 +194,7 @@ def _crop_resized(x: Tensor, th: int, tw: int, src: tuple, nearest: bool = False
     resized when no resize is needed."""
     if tuple(x.shape[-2:]) == (th, tw):
         return x[..., src[0], src[1]]
-    return _resize(x, th, tw, nearest=nearest)[..., src[0], src[1]]
+    return T.resize(x, th, tw, nearest=nearest)[..., src[0], src[1]]
 
 
 def _piece_boxes(piece: Tensor, src: tuple, tight: Tensor) -> Tensor:

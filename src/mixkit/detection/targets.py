@@ -29,6 +29,7 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["Batch", "read", "write", "select", "concat", "place", "fit", "count", "mask_boxes", "shift",
@@ -242,6 +243,23 @@ def place(src: Tensor, h: int, w: int, dy: int, dx: int, fill=0) -> Tensor:
     if y1 > y0 and x1 > x0:
         out[..., y0:y1, x0:x1].copy_(src[..., y0 - dy:y1 - dy, x0 - dx:x1 - dx])
     return out
+
+
+def resize(x: Tensor, h: int, w: int, nearest: bool) -> Tensor:
+    """``x`` (``(C, H, W)`` image or ``(n, H, W)`` masks) resized to ``(h, w)``: bilinear
+    (``align_corners=False``, no antialiasing; integer images rounded and clamped to their range)
+    or nearest (masks). ``x`` itself when it has that size already."""
+    if tuple(x.shape[-2:]) == (h, w):
+        return x
+    if x.shape[0] == 0:
+        return x.new_zeros((0, h, w))
+    if nearest:
+        return F.interpolate(x[None].float(), size=(h, w), mode="nearest")[0].to(x.dtype)
+    y = F.interpolate(x[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+    if x.is_floating_point():
+        return y.to(x.dtype)
+    info = torch.iinfo(x.dtype)
+    return y.round().clamp(info.min, info.max).to(x.dtype)
 
 
 def fit(src: Tensor, h: int, w: int, fill=0) -> Tensor:
