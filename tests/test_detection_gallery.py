@@ -28,5 +28,5 @@ def test_plot_detection_writes_a_png_of_the_expected_size(tmp_path):
 
     assert main(["--out", str(tmp_path), "--seed", "3"]) == 0
     with Image.open(tmp_path / "detection.png") as im:
-        assert im.size == (1950, 1800)   # 13 x 12 inches at 150 dpi
+        assert im.size == (1950, 2040)   # 13 x 13.6 inches at 150 dpi
         assert round(im.info["dpi"][0]) >= 150

@@ -123,7 +123,8 @@ def _rows() -> list[tuple[str, object]]:
     return [("Mosaic(scale=(0.6, 1.0), fill=114,\noutput_size=2*size)", Mosaic(scale=(0.6, 1.0))),
             ("MixUp(alpha=32.0)", MixUp(alpha=32.0)),
             ("CutMix(alpha=1.0, min_visible=0.2)", CutMix(alpha=1.0, min_visible=0.2)),
-            ("CopyPaste(p_object=0.7,\nmin_visible=0.0)", CopyPaste(p_object=0.7))]
+            ("CopyPaste(p_object=0.7,\nmin_visible=0.0)", CopyPaste(p_object=0.7)),
+            ("CopyPaste(p_object=0.7,\nscale=(0.5, 1.5))", CopyPaste(p_object=0.7, scale=(0.5, 1.5)))]
 
 
 def _inputs(params, before: dict, after: dict) -> tuple[list[int], str]:
@@ -138,7 +139,11 @@ def _inputs(params, before: dict, after: dict) -> tuple[list[int], str]:
     kept = f"{int((after['ids'] // 10 == 0).sum())} of {int(before['ids'].numel())} base objects kept"
     if hasattr(params, "boxes"):
         return [0, j], kept + "\npasted box x {0}..{2}, y {1}..{3}".format(*params.boxes[0])
-    return [0, j], kept + f"\npartner's objects {list(params.chosen[0])} pasted"
+    note = kept + f"\npartner's objects {list(params.chosen[0])} pasted"
+    if getattr(params, "sizes", None) is not None:
+        (sh, sw), (dy, dx) = params.sizes[0], params.offsets[0]
+        note += f",\nresized to {sh}x{sw}, top-left at ({dx}, {dy})"
+    return [0, j], note
 
 
 def plot_detection(path, *, generator: torch.Generator, size: int = 64, batch: int = 6) -> str:
@@ -149,7 +154,7 @@ def plot_detection(path, *, generator: torch.Generator, size: int = 64, batch: i
     plt = _plt()
     images, targets = detection_scenes(batch, size, generator=generator)
     rows = _rows()
-    fig, axes = plt.subplots(len(rows), 5, figsize=(13.0, 12.0), squeeze=False,
+    fig, axes = plt.subplots(len(rows), 5, figsize=(13.0, 13.6), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 1, 1, 2],
                                           "height_ratios": [2.1] + [1.25] * (len(rows) - 1)})
     for r, (title, mixer) in enumerate(rows):
