@@ -217,37 +217,49 @@ def grid_keep_masks(lam: Tensor, spatial: tuple[int, ...], *, holes: Tensor, hol
     An element is pasted when it lies in the crop and in a hole on every axis (a product of
     per-axis tests, batched on ``lam``'s device).
     """
+    # Every axis at once: the per-axis values are (B, d) columns and the per-axis tests run on a
+    # (B, d, max S) grid of positions (those past an axis' own S_k unused), each element through
+    # the same float64 operations as a loop over the axes would take (x * 1 and x / 1 are exact).
     b, d = lam.shape[0], len(spatial)
-    dev = lam.device
     f64 = torch.float64
+    sizes, ones, first, final, pos = host_cached(_grid_constants, tuple(spatial), str(lam.device))
     base = area.to(f64).pow(1.0 / d)
-    stretch = aspect.to(f64).sqrt()
     ratio = (1.0 - lam.to(f64)).clamp(0.0, 1.0).pow(1.0 / d)
-    sides, cells = [], []
-    for k, n in enumerate(spatial):
-        side = base * n
-        if d > 1 and k == 0:
-            side = side * stretch
-        if d > 1 and k == d - 1:
-            side = side / stretch
-        sides.append(side.floor().clamp(1.0, float(n)))
-    width = sides[-1]
+    side = base[:, None] * sizes                                   # (B, d)
+    if d > 1:   # the first axis stretched and the last shrunk by sqrt(aspect)
+        stretch = aspect.to(f64).sqrt()[:, None]
+        side = side * torch.where(first, stretch, ones) / torch.where(final, stretch, ones)
+    side = side.floor().clamp(ones, sizes)
+    width = side[:, -1]
     count = holes.to(f64).clamp_max((width / 2).floor()).clamp_min(1.0)
     last = (width / count).ceil()
-    for k in range(d):
-        cells.append(last if k == d - 1 else (last * hole_aspect.to(f64)).floor().clamp_min(1.0))
+    if d > 1:
+        other = (last * hole_aspect.to(f64)).floor().clamp_min(1.0)
+        cell = torch.where(final, last[:, None], other[:, None])
+    else:
+        cell = last[:, None]
+    hole = torch.minimum((cell * ratio[:, None]).floor().clamp_min(1.0), cell - 1.0)
+    lo = ((sizes - side) * place.to(f64)).floor()
+    offset = pos - lo[:, :, None]                                  # (B, d, max S)
+    in_hole = torch.remainder(offset, cell[:, :, None]) < hole[:, :, None]
+    hit = (offset >= 0) & (offset < side[:, :, None]) & in_hole
     pasted = None
     for k, n in enumerate(spatial):
-        side, cell = sides[k], cells[k]
-        hole = torch.minimum((cell * ratio).floor().clamp_min(1.0), cell - 1.0)
-        lo = ((n - side) * place[:, k].to(f64)).floor()
-        pos = torch.arange(n, device=dev, dtype=f64)
-        offset = pos - lo[:, None]  # (B, S_k)
-        in_hole = torch.remainder(offset, cell[:, None]) < hole[:, None]
-        hit = (offset >= 0) & (offset < side[:, None]) & in_hole
-        hit = hit.view(_axis_shape(b, d, k, n))
-        pasted = hit if pasted is None else pasted & hit
+        axis = hit[:, k, :n].view(_axis_shape(b, d, k, n))
+        pasted = axis if pasted is None else pasted & axis
     return ~pasted
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_constants(spatial: tuple[int, ...], device: str) -> tuple[Tensor, ...]:
+    """``grid_keep_masks``' constants on ``device``: the sizes ``S_k`` and ones (float64
+    ``(d,)``), which axis is the first and which the last (bool ``(d,)``), and the positions
+    ``0 .. max S - 1`` (float64 ``(d, max S)``, the same row per axis)."""
+    d = len(spatial)
+    sizes = torch.tensor(spatial, dtype=torch.float64, device=device)
+    axes = torch.arange(d, device=device)
+    pos = torch.arange(max(spatial), dtype=torch.float64, device=device).expand(d, -1)
+    return sizes, torch.ones_like(sizes), axes == 0, axes == d - 1, pos
 
 
 # ---------------------------------------------------------------------------------------------
