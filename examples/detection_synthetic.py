@@ -14,7 +14,8 @@ to 100 detections per image and class), computed by ``coco_map`` below (the test
 pycocotools). Writes ``results.csv`` (``method, seed, map, map50, seconds, train_loss,
 loss_change``: the last epoch's mean training loss and its relative change over the last 10 % of
 the epochs), ``results.md`` (means, standard deviations and paired 95 % t intervals of each
-method's difference to ERM) and ``settings.json`` (the arguments the results depend on).
+method's difference to ERM), ``map.png`` (the same, drawn) and ``settings.json`` (the arguments
+the results depend on).
 ``--jobs N`` trains N runs at a time in separate processes (the same results as one at a time);
 rerunning into the same ``--out`` skips the runs already there and refuses a folder made with
 other settings. Every file is written whole (a temporary file, then a rename).
@@ -418,6 +419,46 @@ def summarise(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict], args, path: str) -> str:
+    """``map.png``: each method's mAP per seed (dots) and mean, and its paired difference to ERM
+    with the 95 % t interval (the table of results.md, drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["method"], r["seed"]): r["map"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    for k, m in enumerate(methods):
+        maps = [by[m, s] for s in seeds if (m, s) in by]
+        left.scatter([k] * len(maps), maps, s=14, color="0.5", zorder=2)
+        left.hlines(sum(maps) / len(maps), k - 0.3, k + 0.3, color="C0", lw=2, zorder=3)
+    left.set_xticks(range(len(methods)), methods)
+    left.set_ylabel("mAP@[.5:.95] (test)")
+    left.set_title(f"per seed (dots) and mean (line), {len(seeds)} seeds", fontsize=10)
+    others = [m for m in methods if m != "erm"]
+    for k, m in enumerate(others):
+        paired = [by[m, s] - by["erm", s] for s in seeds if (m, s) in by and ("erm", s) in by]
+        if len(paired) < 2:
+            continue
+        d, sd = _mean_std(paired)
+        half = t_quantile(len(paired) - 1) * sd / math.sqrt(len(paired))
+        right.errorbar([d], [k], xerr=[[half], [half]], fmt="o", color="C1", capsize=4)
+    right.axvline(0.0, color="0.3", lw=1, ls="--")
+    right.set_yticks(range(len(others)), others)
+    right.invert_yaxis()
+    right.set_xlabel("mAP - ERM's mAP, same seed")
+    right.set_title("paired difference to ERM, 95 % t interval", fontsize=10)
+    fig.suptitle(f"Tiny CenterNet on synthetic 64x64 scenes: {args.epochs} epochs, {args.train_size} "
+                 f"training scenes, mixing probability {args.p}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
 # ------------------------------------------------------------------------------------------ runs
 
 FIELDS = ["method", "seed", "map", "map50", "seconds", "train_loss", "loss_change"]
@@ -504,6 +545,8 @@ def main(argv=None) -> int:
                         help="comma-separated, from " + ", ".join(METHODS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest for this tiny model on shared cores)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite results.md and map.png from the runs in --out")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--out", default="runs/detection",
                         help="results folder; rerunning into it skips the runs already there")
@@ -520,6 +563,7 @@ def main(argv=None) -> int:
     _atomic_write(os.path.join(args.out, "settings.json"), json.dumps(settings, indent=1) + "\n")
     done = {(r["method"], r["seed"]) for r in rows}
     todo = [(m, s) for s in range(args.seeds) for m in methods if (m, s) not in done]
+    todo = [] if args.report_only else todo
     if done:
         print(f"{len(done)} run(s) already in {args.out}, {len(todo)} to go", flush=True)
     order = {(m, s): (s, methods.index(m) if m in methods else len(methods)) for m, s in done | set(todo)}
@@ -542,6 +586,9 @@ def main(argv=None) -> int:
                 record(fut.result())
     wanted = [r for r in rows if r["seed"] < args.seeds and r["method"] in methods]
     _atomic_write(os.path.join(args.out, "results.md"), summarise(wanted, args))
+    if "erm" in methods:
+        tmp = os.path.join(args.out, f"map.tmp{os.getpid()}.png")
+        os.replace(plot(wanted, args, tmp), os.path.join(args.out, "map.png"))
     print(summarise(wanted, args))
     return 0
 

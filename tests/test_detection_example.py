@@ -172,6 +172,11 @@ def test_example_writes_its_results_resumes_and_gives_the_same_runs_with_jobs(tm
     md = (out / "results.md").read_text()
     assert all(f"| {m} |" in md for m in ("erm", "mosaic", "mixup", "cutmix", "copypaste"))
     assert "not shown" in md
+    assert (out / "map.png").stat().st_size > 0
+    # --report-only trains nothing and rewrites the report from the runs on disk
+    (out / "map.png").unlink()
+    assert "5 run(s) already in" in _run(["--seeds", "1", "--report-only", "--out", str(out)])
+    assert _rows(out) == rows and (out / "map.png").stat().st_size > 0
     # A second seed in two worker processes: the first seed's runs are kept, not retrained.
     log = _run(["--seeds", "2", "--jobs", "2", "--out", str(out)])
     assert "5 run(s) already in" in log and "5 to go" in log
