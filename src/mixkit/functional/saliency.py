@@ -72,6 +72,17 @@ def _filter_axes(x: Tensor, taps: Tensor) -> Tensor:
     return x
 
 
+@functools.lru_cache(maxsize=64)
+def _saliency_constants(d: int, device: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The map's constants on ``device``: the BGR-to-grey weights ``(1, 3, 1, ...)`` (float32),
+    the 3-tap mean and the normalised 5-tap Gaussian (sigma 8) of the smoothing (float64)."""
+    gray = torch.tensor(_BGR_TO_GRAY, device=device).view(1, 3, *(1,) * d)
+    mean3 = torch.full((3,), 1.0 / 3.0, dtype=torch.float64, device=device)
+    taps = torch.tensor([math.exp(-(i * i) / (2 * 8.0 ** 2)) for i in range(-2, 3)],
+                        dtype=torch.float64, device=device)
+    return gray, mean3, taps / taps.sum()
+
+
 def spectral_residual_saliency(x: Tensor, size: int = 64) -> Tensor:
     """Saliency maps ``(B, *spatial)`` in [0, 1] (float32) of images ``(B, C, *spatial)``, with 1
     to 3 spatial axes; computed without autograd (the map only places a box)."""
@@ -80,10 +91,10 @@ def spectral_residual_saliency(x: Tensor, size: int = 64) -> Tensor:
         raise ValueError(f"x: expected (B, C, *spatial) with 1 to 3 spatial dims, got shape {tuple(x.shape)}")
     spatial = tuple(x.shape[2:])
     dims = tuple(range(2, 2 + d))
+    weights, mean3, smooth = host_cached(_saliency_constants, d, str(x.device))
     with torch.no_grad():
         image = x.detach().float()
         if image.shape[1] == 3:
-            weights = torch.tensor(_BGR_TO_GRAY, device=x.device).view(1, 3, *(1,) * d)
             gray = (image * weights).sum(dim=1, keepdim=True)
         else:
             gray = image.mean(dim=1, keepdim=True)
@@ -92,13 +103,10 @@ def spectral_residual_saliency(x: Tensor, size: int = 64) -> Tensor:
         spectrum = torch.fft.fftn(work.double(), dim=dims)
         amplitude = spectrum.abs().clamp_min(1e-30)
         log_amp = amplitude.log()
-        mean3 = torch.full((3,), 1.0 / 3.0, dtype=log_amp.dtype, device=x.device)
         residual = log_amp - _filter_axes(log_amp, mean3)
         # exp(R + iP) = exp(R) * spectrum / |spectrum|
         back = torch.fft.ifftn(spectrum * (residual.exp() / amplitude), dim=dims)
-        taps = torch.tensor([math.exp(-(i * i) / (2 * 8.0 ** 2)) for i in range(-2, 3)],
-                            dtype=torch.float64, device=x.device)
-        saliency = _filter_axes(back.abs(), taps / taps.sum()).square()
+        saliency = _filter_axes(back.abs(), smooth).square()
         peak = saliency.flatten(1).amax(dim=1).clamp_min(1e-300)
         saliency = saliency / peak.view((-1,) + (1,) * (d + 1))
         out = F.interpolate(saliency.float(), size=spatial, mode=_LINEAR[d], align_corners=False)
