@@ -41,6 +41,7 @@ from torch import nn
 from torchvision import tv_tensors
 
 from mixkit.detection import CopyPaste, CutMix, MixUp, Mosaic
+from mixkit.harness.files import atomic_write_text
 
 SIZE = 64
 STRIDE = 4
@@ -489,13 +490,6 @@ def run_one(method: str, seed: int, args) -> dict:
             "loss_change": loss_change(losses)}
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
@@ -560,7 +554,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     settings = {k: getattr(args, k) for k in SETTINGS}
     rows = _load_done(args.out, settings)
-    _atomic_write(os.path.join(args.out, "settings.json"), json.dumps(settings, indent=1) + "\n")
+    atomic_write_text(os.path.join(args.out, "settings.json"), json.dumps(settings, indent=1) + "\n")
     done = {(r["method"], r["seed"]) for r in rows}
     todo = [(m, s) for s in range(args.seeds) for m in methods if (m, s) not in done]
     todo = [] if args.report_only else todo
@@ -571,7 +565,7 @@ def main(argv=None) -> int:
     def record(row):
         rows.append(row)
         rows.sort(key=lambda r: order[r["method"], r["seed"]])
-        _atomic_write(os.path.join(args.out, "results.csv"), _csv_text(rows))
+        atomic_write_text(os.path.join(args.out, "results.csv"), _csv_text(rows))
         print(f"seed {row['seed']} {row['method']}: mAP {row['map']:.4f}, mAP50 {row['map50']:.4f}, "
               f"{row['seconds']:.0f} s", flush=True)
 
@@ -585,7 +579,7 @@ def main(argv=None) -> int:
             for fut in concurrent.futures.as_completed(futures):
                 record(fut.result())
     wanted = [r for r in rows if r["seed"] < args.seeds and r["method"] in methods]
-    _atomic_write(os.path.join(args.out, "results.md"), summarise(wanted, args))
+    atomic_write_text(os.path.join(args.out, "results.md"), summarise(wanted, args))
     if "erm" in methods:
         tmp = os.path.join(args.out, f"map.tmp{os.getpid()}.png")
         os.replace(plot(wanted, args, tmp), os.path.join(args.out, "map.png"))
