@@ -81,8 +81,21 @@ def test_convergence_rule(rm):
     assert not moved["ok"] and "test error moved 0.50 pp" in moved["why"]
     falling = [{"epoch": e, "train_loss": 1.0 / e} for e in range(1, 11)]
     falling[4]["test_error"], falling[9]["test_error"] = 0.15, 0.15
-    assert "training loss changed" in rm.convergence(falling)["why"]
+    assert "mean training loss of the last 2 epochs" in rm.convergence(falling)["why"]
     assert not rm.convergence([])["ok"]
+    assert not rm.convergence(_history(epochs=3))["ok"]          # too short for two windows
+
+
+def test_convergence_compares_window_means_so_epoch_noise_does_not_decide(rm):
+    # 80 epochs whose loss alternates +-6 % around a flat 0.1: the last epoch (80, 0.094) is 11 %
+    # off epoch 73 (0.106), which the first rule compared, but the windows' means are equal.
+    flat = [{"epoch": e, "train_loss": 0.1 * (1.06 if e % 2 else 0.94)} for e in range(1, 81)]
+    flat[69]["test_error"], flat[79]["test_error"] = 0.150, 0.149
+    assert rm.convergence(flat)["ok"]
+    # the same noise on a loss still falling by 1 % an epoch is not converged
+    falling = [dict(r, train_loss=r["train_loss"] * 0.99 ** r["epoch"]) for r in flat]
+    c = rm.convergence(falling)
+    assert not c["ok"] and c["loss_change"] == pytest.approx(1 - 0.99 ** 8, rel=0.05)
 
 
 def test_verdicts(rm):
