@@ -8,6 +8,8 @@ On a machine with an NVIDIA GPU (after ``pip install -e .[harness,peers,test]``)
    hidden-layer methods under ``torch.cuda.set_sync_debug_mode("error")``, read from the same
    run's JUnit XML, must all have run and passed (none skipped);
 3. ``mixkit bench --device cuda`` (``--quick``: the shape tables only),
+4. the kernels inductor generates for a compiled whole call (no generator) of each mixer whose
+   eager device path is over issue 24's op bounds (``devicepath.compiled_calls``),
 
 and writes ``cuda.md`` (UTC date, GPU, torch and CUDA versions, the pytest summary line, the
 sync-debug result, the bench tables), ``cuda.json`` (the bench's JSON) and ``cuda_check.log``
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bandwidth-gbs", type=float, default=None,
                    help="bench: bandwidth for the HBM floor (default: 4800 on an H200, else measured)")
     p.add_argument("--device", default="cuda", help="the CUDA device (default: cuda)")
+    p.add_argument("--compile-budget-s", type=float, default=180.0,
+                   help="compiled calls: stop starting new compiles after this many seconds (default: 180)")
     return p
 
 
@@ -169,6 +173,19 @@ def main(argv=None) -> int:
             if (bench_dir / "zeta_scaling.png").exists():
                 shutil.copyfile(bench_dir / "zeta_scaling.png", out / "cuda_zeta_scaling.png")
 
+    # 4. Compiled whole calls on the device: inductor's launches for the entries over the eager
+    # op bounds (mixkit.harness.bench.devicepath.compiled_calls), within a compile-time budget.
+    from mixkit.harness.bench import devicepath
+
+    try:
+        compiled_text, left = devicepath.compiled_calls(args.device, budget_s=args.compile_budget_s)
+    except Exception as exc:  # reported as a failure below, with its type and message
+        failures.append(f"compiled calls: {type(exc).__name__}: {exc}")
+        compiled_text, left = f"The compiled calls failed: {type(exc).__name__}: {exc}\n", []
+    if left:
+        compiled_text += (f"\nNot compiled (past the {args.compile_budget_s:.0f} s budget): "
+                          f"{', '.join(left)}.\n")
+
     command = " ".join(["python benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)])
     verdict = "all passed" if not failures else "**FAILED**: " + "; ".join(failures)
     report = "\n".join([
@@ -193,6 +210,9 @@ def main(argv=None) -> int:
         "",
         bench_text,
         "",
+        "## Compiled whole calls (inductor, no generator, batch 32×3×32×32 on the device)",
+        "",
+        compiled_text,
     ])
     (out / "cuda.md").write_text(report, encoding="utf-8")
     (out / "cuda_check.log").write_text("\n".join(log), encoding="utf-8")

@@ -8,6 +8,7 @@ import grid
 import pytest
 import torch
 
+import mixkit
 from mixkit.functional import execution, labels, mixing, sampling
 from mixkit.harness import bench
 from mixkit.harness.bench import devicepath as dp
@@ -141,6 +142,50 @@ def test_the_kernel_count_of_compiled_apply():
     assert isinstance(n, int) and n > 0
 
 
+_WRAPPER = """
+def call(self, args):
+    arg0_1, arg1_1 = args
+    buf0 = empty_strided_cpu((1, 2), (2, 1), torch.float64)
+    cpp_fused_fill_0(buf0)
+    buf1 = torch.ops.aten._standard_gamma.default(buf0)
+    aten.randint.low_out(-9223372036854775808, 9223372036854775807, [1], out=buf2)
+    buf3 = torch.ops.aten.randperm.generator(32, generator=None, device=device(type='cpu'))
+    buf4 = reinterpret_tensor(buf3, (4, 8), (8, 1), 0)  # alias
+    torch.ops.aten._assert_async.msg(buf5, 'class ids')
+    triton_poi_fused_mul_1.run(buf4, buf6, 32, stream=stream0)
+    buf7 = extern_kernels.convolution(buf6, buf1, stride=(1, 1))
+    buf8.copy_(buf7, False)
+    assert_tensor_metadata(buf7, (1, 1), (1, 1), torch.float64, 'torch.ops.aten.convolution.default')
+    return (buf8, )
+def get_args():
+    buf9 = torch.ops.aten.randperm.generator(4)
+"""
+
+
+def test_the_wrapper_code_launches_are_read_from_call_only():
+    calls, other = dp.wrapper_launches(_WRAPPER)
+    assert calls == 2  # cpp_fused_fill_0, triton_poi_fused_mul_1
+    assert dict(other) == {"aten._standard_gamma": 1, "aten.randint": 1, "aten.randperm": 1,
+                           "extern_kernels.convolution": 1, "copy_": 1}  # not the assert, views, get_args
+
+
+@pytest.mark.slow
+def test_a_compiled_whole_call_is_counted_and_mixes_validly():
+    # inductor draws with its own random kernels, so values differ from eager: check what must
+    # hold for any draw (soft rows are distributions made of the batch's classes, each mixed pixel
+    # lies between the batch's extremes there) and that the pairing's randperm is an ATen launch
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    for mixer in (MixUp(num_classes=10, mode="elem"), mixkit.CutMix(num_classes=10, mode="elem"),
+                  mixkit.FMix(num_classes=10)):
+        kernels, other = dp.compiled_call_launches(copy.deepcopy(mixer), x, y)
+        assert kernels > 0 and other["aten.randperm"] == 1, (type(mixer).__name__, kernels, other)
+        mixed, soft = torch.compile(lambda a, b, m=mixer: m(a, b), fullgraph=True)(x, y)
+        assert mixed.shape == x.shape and soft.shape == (8, 10)
+        torch.testing.assert_close(soft.sum(1), torch.ones(8))
+        assert (soft >= 0).all() and (soft[:, torch.bincount(y, minlength=10) == 0] == 0).all()
+        assert (mixed >= x.amin(0) - 1e-6).all() and (mixed <= x.amax(0) + 1e-6).all()
+
+
 _MODES = grid.modes(10)
 
 
@@ -198,3 +243,11 @@ def test_the_host_draws_of_one_value_equal_the_tensor_draws_they_stand_for():
                 ref = fourier.fourier_masks(torch.tensor([value]), spatial, generator=dev)
             assert torch.equal(mask, ref) and int(ref.sum()) == k, seed
             assert torch.equal(host.get_state(), dev.get_state()), seed
+
+
+@pytest.mark.slow
+def test_compiled_calls_stop_starting_compiles_past_their_budget():
+    md, left = dp.compiled_calls("cpu", dp.OVER_EAGER_BOUNDS[:3], budget_s=0.0, num_classes=10)
+    rows = [line for line in md.splitlines() if line.startswith("| mixup | elem |")]
+    assert len(rows) == 1 and int(rows[0].split("|")[3]) > 0 and "`aten.randperm` 1" in rows[0]
+    assert left == ["cutmix elem", "fmix elem"]

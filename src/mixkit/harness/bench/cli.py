@@ -48,7 +48,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                     "device path forced on small CPU tensors, mixkit beside torchvision and kornia")
     dp.add_argument("--calls", type=int, default=200, help="--device-path: timed calls per entry (median)")
     dp.add_argument("--no-compile", action="store_true",
-                    help="--device-path: skip the inductor kernel counts of torch.compile(mixer.apply)")
+                    help="--device-path: skip the inductor kernel counts (compiled apply and whole call)")
     return p
 
 

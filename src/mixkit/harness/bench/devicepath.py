@@ -24,7 +24,10 @@ operations. Two measurements stand in for a GPU here:
 
 With ``compile``, the kernels inductor generates for ``torch.compile(mixer.apply)`` on the small
 CPU batch (``torch._inductor.metrics.generated_kernel_count``, reset before each; under
-torch.compile mixkit takes the device path anyway). The callers table names, per entry, the
+torch.compile mixkit takes the device path anyway), and for a whole call ``mixer(x, y)`` without a
+generator compiled with ``fullgraph=True`` (``compiled_call_launches``: its draws are traced
+too) the generated kernels and the other launches of inductor's wrapper code (ATen fallbacks
+such as ``randperm`` or an FFT, extern kernels such as a convolution). The callers table names, per entry, the
 mixkit functions that dispatch the most ops (innermost mixkit frame of each op).
 """
 
@@ -35,6 +38,7 @@ import contextlib
 import copy
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -174,6 +178,80 @@ def kernel_count(mixer, x, y, generator) -> int:
     return metrics.generated_kernel_count
 
 
+# A launch in inductor's wrapper code: a generated kernel, or a call it leaves to ATen (a
+# fallback such as randperm or an FFT, an extern kernel such as a convolution, a copy).
+_GENERATED = re.compile(r"^\s*(?:\w+\s*=\s*)?(cpp_fused_\w+|triton_\w+)[.(]")
+_OTHER = re.compile(r"^\s*(?:\w+\s*=\s*)?(extern_kernels\.\w+|torch\.ops\.\w+\.\w+|aten\.\w+"
+                    r"|\w+\.copy_)[.(]")
+_NOT_LAUNCHES = ("_assert_async", "_assert_scalar", "empty_strided", "reinterpret_tensor")
+
+
+def wrapper_launches(code: str) -> tuple[int, collections.Counter]:
+    """Calls of generated functions and the other launches (``Counter`` by callee) in the ``call`` function of
+    inductor's wrapper ``code``."""
+    body = code[code.index("def call("):].splitlines()[1:]
+    generated, other = 0, collections.Counter()
+    for line in body:
+        if line and not line.startswith((" ", "\t")):
+            break  # the end of call()
+        if _GENERATED.match(line):
+            generated += 1
+        elif (m := _OTHER.match(line)) and not any(n in m.group(1) for n in _NOT_LAUNCHES):
+            name = m.group(1)
+            other["copy_" if name.endswith(".copy_") else name.removeprefix("torch.ops.")] += 1
+    return generated, other
+
+
+def compiled_call_launches(mixer, x, y) -> tuple[int, collections.Counter]:
+    """Inductor's launches for one whole call ``mixer(x, y)`` without a generator (its draws traced
+    with the rest): ``(generated kernels, other launches by callee)``. The kernels are
+    ``torch._inductor.metrics.generated_kernel_count`` (on the CPU one C++ function of the
+    wrapper may hold several of them; on a GPU each is a launch); the other launches are read from
+    the wrapper code."""
+    from torch._inductor import metrics
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    metrics.reset()
+    _, codes = run_and_get_code(torch.compile(lambda a, b: mixer(a, b), fullgraph=True), x, y)
+    calls, other = 0, collections.Counter()
+    for code in codes:
+        g, o = wrapper_launches(code)
+        calls += g
+        other += o
+    if not codes or calls > metrics.generated_kernel_count:
+        raise RuntimeError(f"compiled call of {type(mixer).__name__}: {len(codes)} wrapper modules calling "
+                           f"{calls} generated functions, {metrics.generated_kernel_count} kernels generated")
+    return metrics.generated_kernel_count, other
+
+
+# The entries whose eager device path is over issue 24's op bounds, for ``compiled_calls`` on a GPU.
+OVER_EAGER_BOUNDS = (("mixup", "elem"), ("cutmix", "elem"), ("fmix", "elem"), ("zeta", "N=4"),
+                     ("resizemix", "batch"), ("saliencymix", "batch"), ("gridmix", "batch"))
+
+
+def compiled_calls(device, which=OVER_EAGER_BOUNDS, budget_s: float = 180.0,
+                   num_classes: int = CLASSES) -> tuple[str, list[str]]:
+    """``compiled_call_launches`` for the entries ``which`` on a small batch on ``device``, as a
+    markdown table, and the entries left out because compiling had run past ``budget_s`` seconds
+    when their turn came."""
+    _, (x, y) = _batches(num_classes)
+    x, y = x.to(device), y.to(device)
+    found = {(m, mode): mixer for m, _, mode, mixer in entries.mixkit_entries(4, num_classes)}
+    lines = ["| mixer | mode | kernels | other launches | compile s |", "|---|---|---:|---|---:|"]
+    left, start = [], time.perf_counter()
+    for i, key in enumerate(which):
+        if i and time.perf_counter() - start > budget_s:  # the first is always compiled
+            left.append(" ".join(key))
+            continue
+        t0 = time.perf_counter()
+        kernels, other = compiled_call_launches(copy.deepcopy(found[key]), x, y)
+        named = ", ".join(f"`{k}` {n}" for k, n in other.most_common())
+        lines.append(f"| {key[0]} | {key[1]} | {kernels} | {sum(other.values())}: {named} "
+                     f"| {time.perf_counter() - t0:.1f} |")
+    return "\n".join(lines) + "\n", left
+
+
 @dataclass
 class DeviceRow:
     method: str
@@ -186,6 +264,8 @@ class DeviceRow:
     us_device_path: float | None = None
     us_host_path: float | None = None
     kernels: int | None = None
+    call_kernels: int | None = None
+    call_other: dict | None = None
     callers: dict = field(default_factory=dict)
     by_op: dict = field(default_factory=dict)
 
@@ -244,12 +324,15 @@ def measure_mixkit(method, mode, mixer, meta, small, compile_kernels: bool) -> D
     params = []
     sample = count_ops(lambda: params.append(twin.sample(x, generator=g)))
     apply = count_ops(lambda: _apply_as_called(twin, x, y, params[0]))
-    kernels = None
+    kernels = call_kernels = call_other = None
     if compile_kernels:
         with forced_device_path():
             kernels = kernel_count(copy.deepcopy(mixer), *small, g)
+        call_kernels, other = compiled_call_launches(copy.deepcopy(mixer), *small)
+        call_other = dict(other.most_common())
     return DeviceRow(method, mode, whole.total, sample.total, apply.total, whole.on_device, whole.launches,
-                     kernels=kernels, callers=dict(whole.by_caller.most_common()),
+                     kernels=kernels, call_kernels=call_kernels, call_other=call_other,
+                     callers=dict(whole.by_caller.most_common()),
                      by_op=dict(whole.by_op.most_common()))
 
 
@@ -329,6 +412,12 @@ def _us_cell(v: float | None) -> str:
     return "–" if v is None else f"{v:.0f}"
 
 
+def _compiled_cell(r: DeviceRow) -> str:
+    if r.call_kernels is None:
+        return "–"
+    return f"{r.call_kernels} + {sum(r.call_other.values())}"
+
+
 def to_markdown(rep: DevicePathReport, top: int = 4) -> str:
     """The op counts and host times, one row per mixkit entry, the peers beside the rows of the
     same method and kind of lam; then the mixkit functions that dispatch the most ops."""
@@ -341,8 +430,9 @@ def to_markdown(rep: DevicePathReport, top: int = 4) -> str:
         "",
         "| mixer | mode | ops mixkit | sample + apply | on meta | ≈ launches "
         "| ops / ≈ launches torchvision v2 | ops / ≈ launches kornia | µs mixkit device path (forced) "
-        "| µs mixkit host path | µs torchvision v2 | µs kornia | inductor kernels (apply) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| µs mixkit host path | µs torchvision v2 | µs kornia | inductor kernels (apply) "
+        "| inductor, whole call: kernels + other launches |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rep.rows:
         tv, ko = _peer_for(rep, r, PEERS[0]), _peer_for(rep, r, PEERS[1])
@@ -351,7 +441,12 @@ def to_markdown(rep: DevicePathReport, top: int = 4) -> str:
             f"| {r.launches} | {_ops_cell(tv)} | {_ops_cell(ko)} "
             f"| {_us_cell(r.us_device_path)} | {_us_cell(r.us_host_path)} "
             f"| {_us_cell(tv and tv.us)} | {_us_cell(ko and ko.us)} "
-            f"| {'–' if r.kernels is None else r.kernels} |")
+            f"| {'–' if r.kernels is None else r.kernels} | {_compiled_cell(r)} |")
+    if any(r.call_other for r in rep.rows):
+        lines += ["", "The other launches of a compiled whole call (ATen fallbacks, extern kernels, copies):",
+                  "", "| mixer | mode | launches |", "|---|---|---|"]
+        lines += [f"| {r.method} | {r.mode} | " + ", ".join(f"`{k}` {n}" for k, n in r.call_other.items())
+                  + " |" for r in rep.rows if r.call_other]
     notes = [f"{p.impl} {p.method}: {p.note}" for p in rep.peers if p.note]
     if notes:
         lines += ["", "Peers: " + "; ".join(notes) + "."]
