@@ -381,3 +381,18 @@ def test_config_refuses_an_unknown_optimizer_and_transmix_without_a_vit():
         TrainConfig(optimizer="adam").validate()
     with pytest.raises(ValueError, match="model: expected small-vit for method transmix.*got 'small-cnn'"):
         TrainConfig(method="transmix", model="small-cnn").validate()
+
+
+def test_a_worker_runs_log_lines_name_its_label_not_only_its_method(tmp_path, monkeypatch, capsys):
+    # two variants of one method (zeta at two gammas) run side by side: their lines must differ
+    from mixkit.harness.train import compare as cmp
+
+    def fake_train(cfg, run_dir, resume, progress, log):
+        log("epoch 1/1")
+        return {}
+
+    monkeypatch.setattr(cmp, "train", fake_train)
+    cfg = TrainConfig(method="zeta", seed=3)
+    cmp._train_job(cfg, str(tmp_path / "zeta-g5" / "seed3"))
+    cmp._train_job(cfg, str(tmp_path / "zeta" / "seed3"))
+    assert capsys.readouterr().err.splitlines() == ["[zeta-g5/seed3] epoch 1/1", "[zeta/seed3] epoch 1/1"]

@@ -304,9 +304,12 @@ def _test_error_curve(out: str, method: str, seed: int) -> list[tuple[int, float
 
 def _train_job(cfg: TrainConfig, run_dir: str, progress: bool = False, log=None) -> dict:
     """One run, resuming an interrupted one in ``run_dir``. Without a log or progress bars (a
-    worker process) its log lines carry the method and seed, since several runs share stderr."""
+    worker process) its log lines carry the run's label and seed (its folder and the one above:
+    ``zeta-g5/seed0``, where the method alone would not tell two variants apart), since several
+    runs share stderr."""
     if log is None and not progress:
-        prefix = f"{cfg.method}/seed{cfg.seed}"
+        prefix = os.path.join(os.path.basename(os.path.dirname(os.path.abspath(run_dir))),
+                              os.path.basename(os.path.abspath(run_dir)))
 
         def log(msg):
             print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
