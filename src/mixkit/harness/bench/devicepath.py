@@ -226,8 +226,7 @@ def compiled_call_launches(mixer, x, y) -> tuple[int, collections.Counter]:
 
 
 # The entries whose eager device path is over issue 24's op bounds, for ``compiled_calls`` on a GPU.
-OVER_EAGER_BOUNDS = (("mixup", "elem"), ("cutmix", "elem"), ("fmix", "elem"), ("zeta", "N=4"),
-                     ("resizemix", "batch"), ("saliencymix", "batch"), ("gridmix", "batch"))
+OVER_EAGER_BOUNDS = tuple(tuple(e) for e in entries.BENCH["compiled_on_device"])
 
 
 def compiled_calls(device, which=OVER_EAGER_BOUNDS, budget_s: float = 180.0,
