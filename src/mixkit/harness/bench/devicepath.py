@@ -202,6 +202,11 @@ def wrapper_launches(code: str) -> tuple[int, collections.Counter]:
     return generated, other
 
 
+def launch_names(counts) -> str:
+    """``Counter``/dict of launches by callee as ```name` n, ...``, most first."""
+    return ", ".join(f"`{k}` {n}" for k, n in collections.Counter(counts).most_common())
+
+
 def compiled_call_launches(mixer, x, y) -> tuple[int, collections.Counter]:
     """Inductor's launches for one whole call ``mixer(x, y)`` without a generator (its draws traced
     with the rest): ``(generated kernels, other launches by callee)``. The kernels are
@@ -245,8 +250,7 @@ def compiled_calls(device, which=OVER_EAGER_BOUNDS, budget_s: float = 180.0,
             continue
         t0 = time.perf_counter()
         kernels, other = compiled_call_launches(copy.deepcopy(found[key]), x, y)
-        named = ", ".join(f"`{k}` {n}" for k, n in other.most_common())
-        lines.append(f"| {key[0]} | {key[1]} | {kernels} | {sum(other.values())}: {named} "
+        lines.append(f"| {key[0]} | {key[1]} | {kernels} | {sum(other.values())}: {launch_names(other)} "
                      f"| {time.perf_counter() - t0:.1f} |")
     return "\n".join(lines) + "\n", left
 
@@ -444,8 +448,8 @@ def to_markdown(rep: DevicePathReport, top: int = 4) -> str:
     if any(r.call_other for r in rep.rows):
         lines += ["", "The other launches of a compiled whole call (ATen fallbacks, extern kernels, copies):",
                   "", "| mixer | mode | launches |", "|---|---|---|"]
-        lines += [f"| {r.method} | {r.mode} | " + ", ".join(f"`{k}` {n}" for k, n in r.call_other.items())
-                  + " |" for r in rep.rows if r.call_other]
+        lines += [f"| {r.method} | {r.mode} | {launch_names(r.call_other)} |"
+                  for r in rep.rows if r.call_other]
     notes = [f"{p.impl} {p.method}: {p.note}" for p in rep.peers if p.note]
     if notes:
         lines += ["", "Peers: " + "; ".join(notes) + "."]
