@@ -258,6 +258,41 @@ def test_make_loader_yields_the_batches_in_order_with_their_labels():
         assert torch.equal(aug, x[idx]) and torch.equal(orig, x[idx])
 
 
+def _other_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+
+
+class _FailsAt(TensorSource):
+    def read(self, i):
+        if i == 5:
+            raise RuntimeError("sample 5 is unreadable")
+        return super().read(i)
+
+
+def test_an_iteration_ends_with_no_thread_of_its_loader_alive():
+    """The next loader forks its workers from a process in which no thread of the last one is still
+    ending (on CPython < 3.12 such a fork could hang the worker for ever: CPython gh-112275). torch
+    leaves its queues' feeder threads to end on their own; make_loader waits for them: after a full
+    iteration, after one left early and after one a worker's error ended."""
+    x, y, ds = _tensor_set(n=12, augment="none")
+    keys = [[(i, 0)] for i in range(12)]
+    before = _other_threads()
+    for _ in range(3):                                    # run to the end, several loaders in a row
+        assert len(list(make_loader(ds, keys, workers=2, pin_memory=False))) == 12
+        assert _other_threads() == before
+    it = iter(make_loader(ds, keys, workers=2, pin_memory=False))
+    next(it)
+    assert [t.name for t in _other_threads() if t not in before] == ["QueueFeederThread"] * 2
+    it.close()                                            # left early (a break, a stop on a nan loss)
+    assert _other_threads() == before
+    bad = StreamSet(_FailsAt(x, y), augment="none")
+    with pytest.raises(RuntimeError, match="sample 5 is unreadable"):
+        list(make_loader(bad, keys, workers=2, pin_memory=False))
+    assert _other_threads() == before
+
+
 class _ThreadProbe(TensorSource):
     def read(self, i):
         return self.x[i].clone(), torch.get_num_threads()

@@ -74,6 +74,45 @@ def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+# How long to wait for one queue's feeder thread to end once its queue is closed. A feeder only
+# outlives this while blocked writing into a pipe no worker reads any more, which holds no lock
+# a later fork could inherit.
+_FEEDER_JOIN_S = 10.0
+
+
+def _end_iterator(it) -> None:
+    """Shut a DataLoader iterator's workers down and wait until the feeder threads of its queues have
+    ended.
+
+    torch closes those queues without joining their threads, so a thread may still be ending when
+    the next loader forks its workers; on CPython before 3.12 a fork at that moment can hand the
+    worker a locked interpreter mutex, and the worker then hangs in ``os.fork`` for ever (CPython
+    gh-112275; seen here as a rank of a ``torchrun`` job waiting on its test loader's worker while
+    the other rank waited in a collective)."""
+    if not hasattr(it, "_index_queues"):                 # no workers: nothing was forked
+        return
+    it._shutdown_workers()
+    queues = [*it._index_queues]
+    if hasattr(it, "_pin_memory_thread"):                # its shutdown put into the result queue
+        queues.append(it._worker_result_queue)
+    for q in queues:
+        thread = q._thread
+        if thread is not None:
+            thread.join(_FEEDER_JOIN_S)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose every iteration, run to its end or left early, ends its workers and their
+    queues' feeder threads before it returns (``_end_iterator``)."""
+
+    def __iter__(self):
+        it = super().__iter__()
+        try:
+            yield from it
+        finally:
+            _end_iterator(it)
+
+
 def make_loader(dataset: StreamSet, batches: Sequence[Sequence[tuple[int, int]]], *, workers: int,
                 pin_memory: bool, prefetch_factor: int = 2, mp_context=None) -> DataLoader:
     """A ``DataLoader`` over ``dataset`` yielding exactly ``batches`` (lists of ``(index, seed)`` keys), in
@@ -82,10 +121,12 @@ def make_loader(dataset: StreamSet, batches: Sequence[Sequence[tuple[int, int]]]
     ``workers`` worker processes (0: load in this process), each limited to one torch thread; workers are
     not persistent (build one loader per epoch).  ``prefetch_factor`` applies only with workers.
     ``mp_context`` (a multiprocessing context or its name, e.g. ``"spawn"``) defaults to torch's default.
+    An iteration ends with every worker and helper thread it started ended (see ``_end_iterator``), so
+    the next loader's workers are forked from a quiet process.
     """
     workers = check_size("workers", workers, 0)
     prefetch_factor = check_size("prefetch_factor", prefetch_factor, 1)
-    return DataLoader(
+    return _Loader(
         dataset,
         batch_sampler=FixedBatches(batches),
         num_workers=workers,
