@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import proctree
 import pytest
 import torch
 
@@ -76,7 +77,7 @@ def _torchrun(*args):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={port}", "-m", "mixkit", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    return proctree.run(cmd, env=ENV, timeout=600)
 
 
 def _final(run_dir) -> dict:

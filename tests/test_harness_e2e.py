@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import proctree
 import pytest
 import torch
 
@@ -243,7 +244,7 @@ def test_two_process_gloo(tmp_path, method):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "mixkit", "train", *TINY, "--method", method,
            "--epochs", "2", "--device", "cpu", "--out", out]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    p = proctree.run(cmd, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     final = _final(out)
     assert final["world_size"] == 2 and final["n_test"] == 120       # metrics over both shards
@@ -297,7 +298,7 @@ def test_two_process_resume_after_kill_of_the_launcher_is_exact(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     args = ["train", *TINY, "--method", "mixup+fmix", "--epochs", "3", "--seed", "3", "--device", "cpu"]
     whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
-    p = subprocess.run(_torchrun([*args, "--out", whole]), env=env, capture_output=True, text=True, timeout=300)
+    p = proctree.run(_torchrun([*args, "--out", whole]), env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     marker, script = str(tmp_path / "epoch1"), str(tmp_path / "pause.py")
     with open(script, "w") as f:
@@ -313,8 +314,8 @@ def test_two_process_resume_after_kill_of_the_launcher_is_exact(tmp_path):
         launcher.send_signal(signal.SIGKILL)
         launcher.wait()
     assert not os.path.exists(os.path.join(cut, "final.json"))
-    p = subprocess.run(_torchrun(["train", "--out", cut, "--resume", "--device", "cpu", "--threads", "1"]),
-                       env=env, capture_output=True, text=True, timeout=300)
+    p = proctree.run(_torchrun(["train", "--out", cut, "--resume", "--device", "cpu", "--threads", "1"]),
+                     env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resuming after epoch 1/3" in p.stderr
     a, b = _final(whole), _final(cut)

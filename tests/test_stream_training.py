@@ -4,9 +4,9 @@ file by file with RandomResizedCrop, Cutout, and two processes."""
 
 import json
 import os
-import subprocess
 
 import numpy as np
+import proctree
 import pytest
 from test_harness_e2e import TINY, _final, _run, _run_killed_after_epoch, _torchrun
 
@@ -104,9 +104,8 @@ def test_rrc_flip_needs_stream_and_imagefolder(capsys):
 def test_two_processes_stream(tmp_path):
     out = str(tmp_path / "ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(_torchrun(["train", *TINY, "--method", "manifold", "--epochs", "1", "--device", "cpu",
-                                  "--loader", "stream", "--workers", "1", "--out", out]),
-                       env=env, capture_output=True, text=True, timeout=300)
+    p = proctree.run(_torchrun(["train", *TINY, "--method", "manifold", "--epochs", "1", "--device", "cpu",
+                                "--loader", "stream", "--workers", "1", "--out", out]), env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     final = _final(out)
     assert final["world_size"] == 2 and final["n_test"] == 120
@@ -116,8 +115,8 @@ def test_two_processes_stream(tmp_path):
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
     out = str(tmp_path / "ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(_torchrun(["train", *TINY, "--epochs", "1", "--device", "cpu", "--sync-bn",
-                                  "--out", out]), env=env, capture_output=True, text=True, timeout=300)
+    p = proctree.run(_torchrun(["train", *TINY, "--epochs", "1", "--device", "cpu", "--sync-bn",
+                                "--out", out]), env=env, timeout=300)
     assert p.returncode != 0
     assert "mixkit train: error: sync_bn: expected a CUDA device" in p.stderr
     # torchrun itself reports the failed workers with its own traceback; none comes from mixkit

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import os
 import shlex
+import signal
 import sys
 import types
 import typing
@@ -252,7 +254,17 @@ def _describe(e: BaseException, command: str = "train") -> str:
     return str(e)
 
 
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` makes the process print every thread's Python stack to its stderr, and go on:
+    where a run that seems hung waits (a rank in a collective, a DataLoader worker, which inherits the
+    handler). Installed only when ``main`` runs as the command, not when called from Python."""
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        _stacks_on_sigusr1()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in ("show", "bench") else None
     if command is None:
