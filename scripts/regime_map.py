@@ -278,6 +278,8 @@ def _ci(d: dict) -> str:
 
 def cell_markdown(cell: str, info: dict) -> str:
     """One cell's section of results.md."""
+    if not info["rows"]:
+        return f"## {cell}\n\nNot run yet: no finished runs of this cell on disk.\n"
     size = "/".join(f"{n:,}" for n in info["train_size"])
     epochs = "/".join(str(e) for e in info["epochs"])
     check = ("passed: every run converged" if info["passed"] else
@@ -302,7 +304,8 @@ def cell_markdown(cell: str, info: dict) -> str:
 
 
 def results_markdown(summary: dict, records: list[dict], command: str, smoke: bool = False) -> str:
-    flagged = [c for c, info in summary.items() if not info["passed"]]
+    flagged = [c for c, info in summary.items() if info["failed"]]
+    unrun = [c for c, info in summary.items() if not info["rows"]]
     head = ["# Regime map: Fashion-MNIST" + (" (smoke run: tiny sizes, not results)" if smoke else ""), "",
             f"Base config: the {PRESET} preset; every method on the same class-balanced batches. Mean "
             "± std over seeds; Δ is the paired difference over common seeds with a 95 % t interval "
@@ -312,7 +315,8 @@ def results_markdown(summary: dict, records: list[dict], command: str, smoke: bo
             f"within {100 * LOSS_TOL:.0f} % of the mean of the 10 % before, and its test error at the "
             f"last two evaluations differs by less than {100 * ERROR_TOL:.1f} pp. "
             + (f"**Cells that did not pass: {', '.join(flagged)}.**" if flagged else
-               "Every cell passed."), "", "![regime map](regime_map.png)", "", ""]
+               "Every cell run passed." if unrun else "Every cell passed.")
+            + (f" Not run yet: {', '.join(unrun)}." if unrun else ""), "", "![regime map](regime_map.png)", "", ""]
     body = "\n".join(cell_markdown(c, info) for c, info in summary.items())
     runs = [{"final": r["final"]} for r in records]
     return "\n".join(head) + body + "\n" + provenance_lines(runs, command)
@@ -425,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     records = collect(args.out, cells, methods, seeds, configs)
     summary = write_outputs(args.out, records, cells, methods, seeds, command, args.smoke)
     for c, info in summary.items():
-        print(f"regime_map: {c}: convergence check {'passed' if info['passed'] else 'NOT passed'}",
-              file=sys.stderr)
+        state = "not run yet" if not info["rows"] else \
+            f"convergence check {'passed' if info['passed'] else 'NOT passed'}"
+        print(f"regime_map: {c}: {state}", file=sys.stderr)
     print(f"regime_map: {os.path.join(args.out, 'results.md')}, results.csv, regime_map.png")
     return 0
 

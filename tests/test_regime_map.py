@@ -121,6 +121,15 @@ def test_summary_on_fabricated_records(rm):
     assert not summary["aug-2000"]["passed"] and len(summary["aug-2000"]["failed"]) == 2
 
 
+def test_a_cell_without_runs_is_not_run_not_failed(rm):
+    summary = rm.summarise(_records(), ["noaug-2000", "aug-10000"], list(ERRORS))
+    assert not summary["aug-10000"]["rows"] and not summary["aug-10000"]["failed"]
+    md = rm.results_markdown(summary, _records(), "python scripts/regime_map.py")
+    assert "Every cell run passed. Not run yet: aug-10000." in md
+    assert "## aug-10000\n\nNot run yet: no finished runs of this cell on disk." in md
+    assert "Augmentation ," not in md                        # no section of blanks
+
+
 def test_outputs_csv_report_and_png(rm, tmp_path):
     records = _records() + _records("aug-2000")
     cells = ["noaug-2000", "aug-2000"]
