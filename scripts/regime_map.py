@@ -316,7 +316,8 @@ def results_markdown(summary: dict, records: list[dict], command: str, smoke: bo
             f"last two evaluations differs by less than {100 * ERROR_TOL:.1f} pp. "
             + (f"**Cells that did not pass: {', '.join(flagged)}.**" if flagged else
                "Every cell run passed." if unrun else "Every cell passed.")
-            + (f" Not run yet: {', '.join(unrun)}." if unrun else ""), "", "![regime map](regime_map.png)", "", ""]
+            + (f" Not run yet: {', '.join(unrun)}." if unrun else ""),
+            "", "![regime map](regime_map.png)", "", ""]
     body = "\n".join(cell_markdown(c, info) for c, info in summary.items())
     runs = [{"final": r["final"]} for r in records]
     return "\n".join(head) + body + "\n" + provenance_lines(runs, command)
