@@ -18,10 +18,14 @@ interrupted ones resumed). Every method of every cell draws the same class-balan
 (``balanced`` is set for all, as compare does when SynerMix is among the methods, so that a
 subset of the methods run first trains the same runs as the full map).
 
-Then it writes into ``OUT/``: ``results.csv`` (one row per run), ``results.md`` (per cell the
-table of means ± std and the paired 95 % t intervals of the papers' comparisons, each "holds",
-"fails" or "not shown"; the convergence check; provenance) and ``regime_map.png`` (methods x
-cells, colour = Δ test error vs ERM in pp, the interval written in each cell).
+Then it writes into ``OUT/``, over every cell with runs in ``OUT`` (training one cell keeps the
+others in the map; ``--report-only --cells`` reports just those), each cell read with the epochs
+its runs trained (from their ``config.yaml``; a cell whose runs differ in epochs, or differ from
+an ``--epochs-for``, is an error, not a mixed row): ``results.csv`` (one row per run),
+``results.md`` (per cell the table of means ± std and the paired 95 % t intervals of the papers'
+comparisons, each "holds", "fails" or "not shown"; the convergence check; provenance) and
+``regime_map.png`` (methods x cells, colour = Δ test error vs ERM in pp, the interval written in
+each cell).
 
 Convergence rule (checked, per run, from its ``metrics.jsonl``; revised 2026-12-02, before any
 cell but noaug-2000 ran, and applied to every cell): a run has converged when the mean training
@@ -75,9 +79,9 @@ from dataclasses import replace
 
 from mixkit.harness.train.checkpoint import atomic_write_text
 from mixkit.harness.train.compare import compare, mean_std, paired_difference, provenance_lines
-from mixkit.harness.train.config import TrainConfig, resolve_config
+from mixkit.harness.train.config import TrainConfig, read_yaml, resolve_config
 from mixkit.harness.train.loop import FINAL, METRICS
-from mixkit.harness.train.saved import read_final
+from mixkit.harness.train.saved import CONFIG, read_final
 
 # The seed methods of the map (ζ-mixup twice: the paper's γ 2.8 and the sweep's best, γ 5).
 METHODS = ["erm", "mixup", "zeta", "zeta-g5", "cutmix", "fmix", "synermix"]
@@ -157,20 +161,50 @@ def read_history(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def collect(out: str, cells: list[str], methods: list[str], seeds: list[int], configs: dict) -> list[dict]:
-    """One record per finished run: cell, method, seed, augment, train_size, epochs, final, history."""
+def collect(out: str, cells: list[str], methods: list[str], seeds: list[int], configs: dict,
+            pinned: set[str] | frozenset = frozenset()) -> list[dict]:
+    """One record per finished run: cell, method, seed, augment, train_size, epochs, final, history.
+
+    A record carries what its run trained (its ``config.yaml``, else its ``final.json``), not what
+    this command would train, so a report rebuilt without ``--epochs-for`` still names each cell's
+    real epochs. ValueError when a run's augmentation or size is not its cell's, when the runs of
+    a cell differ in epochs (they cannot be compared), or when a cell in ``pinned`` (its epochs
+    given on the command line, or trained by this command) holds runs of other epochs.
+    """
     records = []
     for cell in cells:
         cfg = configs[cell]
+        mine = []
         for m in methods:
             for s in seeds:
                 run_dir = os.path.join(out, cell, m, f"seed{s}")
                 if not os.path.exists(os.path.join(run_dir, FINAL)):
                     continue
-                records.append({"cell": cell, "method": m, "seed": s, "augment": cfg.augment,
-                                "train_size": cfg.train_size, "epochs": cfg.epochs,
-                                "final": read_final(os.path.join(run_dir, FINAL)),
-                                "history": read_history(os.path.join(run_dir, METRICS))})
+                final = read_final(os.path.join(run_dir, FINAL))
+                saved = read_yaml(os.path.join(run_dir, CONFIG)) if os.path.exists(
+                    os.path.join(run_dir, CONFIG)) else {}
+                trained = {k: saved.get(k, final.get(k, getattr(cfg, k)))
+                           for k in ("augment", "train_size", "epochs")}
+                for k in ("augment", "train_size"):
+                    if trained[k] != getattr(cfg, k):
+                        raise ValueError(f"{run_dir}: expected a run of cell {cell} "
+                                         f"({k} {getattr(cfg, k)!r}), got one with {k} {trained[k]!r}")
+                mine.append({"cell": cell, "method": m, "seed": s, **trained, "final": final,
+                             "history": read_history(os.path.join(run_dir, METRICS))})
+        lengths = sorted({r["epochs"] for r in mine})
+        if len(lengths) > 1:
+            groups = []
+            for n in lengths:
+                names = [f"{r['method']}/seed{r['seed']}" for r in mine if r["epochs"] == n]
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                groups.append(f"{len(names)} run(s) of {n} epochs ({shown})")
+            runs = " and ".join(groups)
+            raise ValueError(f"{os.path.join(out, cell)}: expected the runs of one cell to share their "
+                             f"epochs, got {runs}; move the older runs aside")
+        if lengths and cell in pinned and lengths[0] != cfg.epochs:
+            raise ValueError(f"{os.path.join(out, cell)}: expected runs of {cfg.epochs} epochs (as asked), "
+                             f"got runs of {lengths[0]}")
+        records += mine
     return records
 
 
@@ -389,8 +423,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/regimes", help="output folder (default runs/regimes)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once (default 2)")
-    p.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated cells (default all: "
-                   f"{','.join(CELLS)})")
+    p.add_argument("--cells", default=None, help=f"comma-separated cells to train (default all: "
+                   f"{','.join(CELLS)}); the report covers these and every other cell already in --out, "
+                   "or with --report-only just these")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default the "
                    "seed methods)")
     p.add_argument("--epochs-for", action="append", default=[], metavar="CELL=N",
@@ -405,11 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+        cells = [c.strip() for c in (args.cells or ",".join(CELLS)).split(",") if c.strip()]
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for c in cells:
             parse_cell(c)
-        epochs = {c: EPOCHS.get(c, 80) for c in cells} | parse_epochs_for(args.epochs_for)
+        asked = parse_epochs_for(args.epochs_for)
+        epochs = {c: EPOCHS.get(c, 80) for c in [*CELLS, *cells]} | asked
     except ValueError as e:
         print(f"regime_map: {e}", file=sys.stderr)
         return 2
@@ -419,7 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.estimate:
         print(estimate(cells, epochs, len(methods), len(seeds), args.jobs), end="")
         return 0
-    configs = {c: cell_config(c, epochs[c], args.smoke) for c in cells}
+    # The report is the whole map in --out: training one cell must not drop the others from it.
+    report_cells = cells if args.report_only and args.cells is not None else \
+        [c for c in dict.fromkeys([*CELLS, *cells]) if c in cells or os.path.isdir(os.path.join(args.out, c))]
+    configs = {c: cell_config(c, epochs[c], args.smoke) for c in report_cells}
+    pinned = set(asked) | (set() if args.report_only else set(cells))
     command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv])
     if not args.report_only:
         pairs = [p for p in CLAIMS if p[0] in methods and p[1] in methods]
@@ -427,8 +467,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"regime_map: cell {c} ({configs[c].epochs} epochs)", file=sys.stderr, flush=True)
             compare(configs[c], methods, seeds, os.path.join(args.out, c), pairs=pairs, jobs=args.jobs,
                     progress=False, command=command)
-    records = collect(args.out, cells, methods, seeds, configs)
-    summary = write_outputs(args.out, records, cells, methods, seeds, command, args.smoke)
+    try:
+        records = collect(args.out, report_cells, methods, seeds, configs, pinned)
+    except ValueError as e:
+        print(f"regime_map: {e}", file=sys.stderr)
+        return 2
+    summary = write_outputs(args.out, records, report_cells, methods, seeds, command, args.smoke)
     for c, info in summary.items():
         state = "not run yet" if not info["rows"] else \
             f"convergence check {'passed' if info['passed'] else 'NOT passed'}"

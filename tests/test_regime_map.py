@@ -160,6 +160,67 @@ def test_collect_reads_finished_runs_from_disk(rm, tmp_path):
     assert rm.convergence(found[0]["history"])["ok"]
 
 
+def _write_run(root, cell, method, seed, epochs, train_size=2000, augment="none", error=0.15, config=True):
+    """A finished run as mixkit train leaves it: final.json, metrics.jsonl and (optionally) config.yaml."""
+    run = root / cell / method / f"seed{seed}"
+    run.mkdir(parents=True)
+    final = {"test_error": error, "nll": 0.5, "ece": 0.05, "train_loss": 0.1, "macro_f1": 0.8, "epochs": epochs}
+    (run / "final.json").write_text(json.dumps(final))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _history(epochs)))
+    if config:
+        (run / "config.yaml").write_text(f"augment: {augment}\ntrain_size: {train_size}\nepochs: {epochs}\n")
+
+
+def test_collect_names_the_epochs_the_runs_trained_not_the_default(rm, tmp_path):
+    # aug-2000's default is 150 epochs; runs of 300 read back as 300, from config.yaml or final.json
+    _write_run(tmp_path, "aug-2000", "erm", 0, 300, augment="crop-flip")
+    _write_run(tmp_path, "aug-2000", "erm", 1, 300, augment="crop-flip", config=False)
+    configs = {"aug-2000": rm.cell_config("aug-2000", 150)}
+    found = rm.collect(str(tmp_path), ["aug-2000"], ["erm"], [0, 1], configs)
+    assert [r["epochs"] for r in found] == [300, 300]
+    with pytest.raises(ValueError, match="expected runs of 150 epochs .as asked., got runs of 300"):
+        rm.collect(str(tmp_path), ["aug-2000"], ["erm"], [0, 1], configs, pinned={"aug-2000"})
+
+
+def test_collect_refuses_a_cell_of_mixed_lengths_or_another_cells_run(rm, tmp_path):
+    _write_run(tmp_path, "noaug-10000", "erm", 0, 40, train_size=10000)
+    _write_run(tmp_path, "noaug-10000", "erm", 1, 80, train_size=10000)
+    configs = {"noaug-10000": rm.cell_config("noaug-10000", 40)}
+    with pytest.raises(ValueError, match=r"share their epochs, got 1 run\(s\) of 40 epochs \(erm/seed0\) and 1 run\(s\) of 80 epochs \(erm/seed1\)"):
+        rm.collect(str(tmp_path), ["noaug-10000"], ["erm"], [0, 1], configs)
+    _write_run(tmp_path, "noaug-2000", "erm", 0, 80, train_size=10000)
+    with pytest.raises(ValueError, match="cell noaug-2000 .train_size 2000., got one with train_size 10000"):
+        rm.collect(str(tmp_path), ["noaug-2000"], ["erm"], [0], {"noaug-2000": rm.cell_config("noaug-2000", 80)})
+
+
+def _fabricated_map(root, cells=("noaug-2000", "aug-2000"), epochs=(80, 300)):
+    for cell, n in zip(cells, epochs, strict=True):
+        augment, size = ("crop-flip" if cell.startswith("aug") else "none"), int(cell.split("-")[1])
+        for m, errs in (("erm", ERRORS["erm"]), ("mixup", ERRORS["zeta"])):
+            for s, e in enumerate(errs):
+                _write_run(root, cell, m, s, n, train_size=size, augment=augment, error=e)
+
+
+def test_report_only_covers_every_cell_on_disk_with_its_own_epochs(rm, tmp_path, capsys):
+    _fabricated_map(tmp_path)
+    assert rm.main(["--out", str(tmp_path), "--methods", "erm,mixup", "--report-only"]) == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert {(r["cell"], r["epochs"]) for r in rows} == {("noaug-2000", "80"), ("aug-2000", "300")}
+    report = (tmp_path / "results.md").read_text()
+    assert "crop-flip, 2,000 training images, 300 epochs" in report
+    assert "## noaug-10000\n\nNot run yet" in report           # the map names the cells not run
+    # --cells with --report-only: just those
+    assert rm.main(["--out", str(tmp_path), "--methods", "erm,mixup", "--report-only", "--cells", "aug-2000"]) == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert {r["cell"] for r in rows} == {"aug-2000"}
+    # epochs asked for that the runs do not have: an error in one line, no report written over
+    before = (tmp_path / "results.md").read_text()
+    assert rm.main(["--out", str(tmp_path), "--methods", "erm,mixup", "--report-only",
+                    "--epochs-for", "aug-2000=150"]) == 2
+    assert "expected runs of 150 epochs (as asked), got runs of 300" in capsys.readouterr().err
+    assert (tmp_path / "results.md").read_text() == before
+
+
 def test_estimate_matches_the_docstring(rm):
     table = rm.estimate(rm.CELLS, rm.EPOCHS, len(rm.METHODS), 5, 2)
     assert "| noaug-2000 | 80 | 35 | 0.7 h |" in table
@@ -181,3 +242,9 @@ def test_smoke_end_to_end(tmp_path):
     assert (out / "regime_map.png").stat().st_size > 0
     assert "smoke run" in (out / "results.md").read_text()
     assert (out / "aug-2000" / "mixup" / "seed0" / "final.json").exists()    # one compare per cell
+    # training one cell again (its runs are finished, so nothing trains) keeps the other in the map
+    done = subprocess.run(cmd[:-4] + ["--cells", "aug-2000", "--jobs", "1"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    assert {r["cell"] for r in rows} == {"noaug-2000", "aug-2000"}
