@@ -40,27 +40,33 @@ unfinished schedule.) Every cell is evaluated every 5 epochs (``eval_every`` doe
 what a run trains), so the last two evaluations are 5 epochs apart; noaug-2000 ran at the
 preset's 10.
 
-Suggested epochs per cell (untested suggestions, not measurements; ``--epochs-for`` overrides):
+Epochs per cell (the defaults; ``--epochs-for`` overrides): what each cell's runs in
+docs/results/regimes/ trained (aug-10000's 120-epoch rerun began 2026-12-04; until its records
+land there, the docs hold its 60-epoch runs), beside the first guesses, made before any cell
+ran, and what moved them:
 
-| cell        | epochs | reasoning                                                               |
-|-------------|--------|-------------------------------------------------------------------------|
-| noaug-2000  | 80     | the fmnist-cpu suite: ERM memorises by 40, mixing needed 80 to pay off  |
-| aug-2000    | 150    | with crop + flip ERM's training loss was still 0.25 after 60 epochs     |
-| noaug-10000 | 40     | 5x the steps per epoch: 40 epochs are 2.5x the steps of noaug-2000      |
-| aug-10000   | 60     | augmentation slows fitting; 60 epochs are 1.5x the steps of noaug-10000 |
+| cell        | epochs | first guess | why                                                          |
+|-------------|--------|-------------|--------------------------------------------------------------|
+| noaug-2000  | 80     | 80          | the fmnist-cpu suite: ERM memorises by 40, mixing needs 80   |
+| aug-2000    | 300    | 150         | at 150 ERM's loss still fell and MixUp, CutMix, FMix vs ERM  |
+|             |        |             | were not shown; at 300 they hold                             |
+| noaug-10000 | 80     | 40          | at 40, 11 of 35 runs failed the convergence check (3 at 80)  |
+| aug-10000   | 120    | 60          | at 60, 8 of 35 runs failed it, ERM's loss still falling      |
 
-Cost (an estimate, not run yet): docs/results.md's fmnist-cpu suite took 2 h of wall clock for
-100 runs (80 epochs x 2,000 images) at ``--jobs 2``, part of it sharing the 2 cores: 144 s of one
-core per run, 0.9 ms per training image-epoch (test evaluations included). Taking the cost
-proportional to epochs x training images, 7 methods x 5 seeds at 2 jobs:
+Cost, scaled from the cells as run (2026-12-03, 2 jobs on the 2 cores of an AMD EPYC):
+aug-2000 at 300 epochs took 93 min alone on the cores, noaug-10000 at 80 epochs 127 min (short
+test runs shared the cores briefly): 0.53 and 0.54 ms of one core per training image-epoch,
+test evaluations included (the 2,000-image cells at 80 and 150 epochs took 0.62-0.63 ms, their
+test evaluations weighing more against fewer training images). Taking the cost as 0.55 ms x
+epochs x training images, 7 methods x 5 seeds at 2 jobs:
 
 | cell        | epochs | runs | wall time |
 |-------------|--------|------|-----------|
-| noaug-2000  | 80     | 35   | 0.7 h     |
-| aug-2000    | 150    | 35   | 1.3 h     |
-| noaug-10000 | 40     | 35   | 1.8 h     |
-| aug-10000   | 60     | 35   | 2.6 h     |
-| total       |        | 140  | 6.4 h     |
+| noaug-2000  | 80     | 35   | 0.4 h     |
+| noaug-10000 | 80     | 35   | 2.1 h     |
+| aug-2000    | 300    | 35   | 1.6 h     |
+| aug-10000   | 120    | 35   | 3.2 h     |
+| total       |        | 140  | 7.4 h     |
 
 (``--estimate`` prints this table for the cells, epochs, seeds and jobs given.)
 """
@@ -92,12 +98,12 @@ CLAIMS = [("zeta", "erm"), ("zeta", "mixup"), ("zeta-g5", "erm"), ("zeta-g5", "m
 AUGMENTS = {"noaug": "none", "aug": "crop-flip"}
 SIZES = (2000, 10000)
 CELLS = [f"{a}-{n}" for a in AUGMENTS for n in SIZES]
-EPOCHS = {"noaug-2000": 80, "aug-2000": 150, "noaug-10000": 40, "aug-10000": 60}
+EPOCHS = {"noaug-2000": 80, "aug-2000": 300, "noaug-10000": 80, "aug-10000": 120}
 PRESET = "fmnist-cpu"
 LOSS_TOL = 0.05          # relative change of the mean training loss: last 10 % of epochs vs the 10 % before
 ERROR_TOL = 0.003        # test error at the last two evaluations: 0.3 pp
 EVAL_EVERY = 5           # evaluations 5 epochs apart (result-free: the runs train the same)
-SECONDS_PER_IMAGE_EPOCH = 2 * 3600 * 2 / (100 * 80 * 2000)   # one core, from the fmnist-cpu suite
+SECONDS_PER_IMAGE_EPOCH = 0.55e-3   # one core, measured on the cells as run (see the docstring)
 SMOKE = {"train_scale": 50, "test_size": 100, "epochs": 2, "eval_every": 1, "batch_size": 32}
 
 

@@ -223,9 +223,13 @@ def test_report_only_covers_every_cell_on_disk_with_its_own_epochs(rm, tmp_path,
 
 def test_estimate_matches_the_docstring(rm):
     table = rm.estimate(rm.CELLS, rm.EPOCHS, len(rm.METHODS), 5, 2)
-    assert "| noaug-2000 | 80 | 35 | 0.7 h |" in table
-    assert "| total | | 140 | 6.4 h |" in table
-    assert "| total       |        | 140  | 6.4 h     |" in rm.__doc__
+    assert "| noaug-2000 | 80 | 35 | 0.4 h |" in table
+    assert "| aug-10000 | 120 | 35 | 3.2 h |" in table
+    assert "| total | | 140 | 7.4 h |" in table
+    for row in table.splitlines()[2:]:     # every row of the printed table is in the docstring's
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        padded = [f"{c:<{w}}" for c, w in zip(cells, (11, 6, 4, 9), strict=True)]
+        assert "| " + " | ".join(padded) + " |" in rm.__doc__, row
 
 
 @pytest.mark.slow
