@@ -4,6 +4,7 @@
     python scripts/regime_map.py --out runs/regimes --cells noaug-2000,aug-2000
     python scripts/regime_map.py --out runs/regimes --epochs-for aug-2000=200
     python scripts/regime_map.py --out runs/regimes --report-only     # rebuild the report from disk
+    python scripts/regime_map.py --out runs/regimes --cells aug-10000 --export-records KEEP   # see below
     python scripts/regime_map.py --out /tmp/smoke --smoke --seeds 0 --methods erm,mixup
 
 A cell is an input augmentation (``noaug``: ``augment none``; ``aug``: ``augment crop-flip``,
@@ -41,9 +42,9 @@ what a run trains), so the last two evaluations are 5 epochs apart; noaug-2000 r
 preset's 10.
 
 Epochs per cell (the defaults; ``--epochs-for`` overrides): what each cell's runs in
-docs/results/regimes/ trained (aug-10000's 120-epoch rerun began 2026-12-04; until its records
-land there, the docs hold its 60-epoch runs), beside the first guesses, made before any cell
-ran, and what moved them:
+docs/results/regimes/ trained (aug-10000's 120-epoch rerun is in progress, its finished runs kept
+in docs/results/regimes/runs/in-progress/; until all 35 are in, the report holds its 60-epoch
+runs), beside the first guesses, made before any cell ran, and what moved them:
 
 | cell        | epochs | first guess | why                                                          |
 |-------------|--------|-------------|--------------------------------------------------------------|
@@ -69,6 +70,12 @@ epochs x training images, 7 methods x 5 seeds at 2 jobs:
 | total       |        | 140  | 7.4 h     |
 
 (``--estimate`` prints this table for the cells, epochs, seeds and jobs given.)
+
+A cell longer than a session: ``runs/`` is not kept from one session's checkout to the next, so
+before a session stops, stop the command and ``--export-records KEEP`` (a folder in git): it
+copies the record files of the finished runs (no checkpoints) and leaves the unfinished ones out.
+The next session copies KEEP's cell folder into ``--out`` and runs the same command: the finished
+runs are skipped, the unfinished ones train from the start.
 """
 
 from __future__ import annotations
@@ -83,7 +90,7 @@ import shlex
 import sys
 from dataclasses import replace
 
-from mixkit.harness.train.checkpoint import atomic_write_text
+from mixkit.harness.train.checkpoint import atomic_write_bytes, atomic_write_text
 from mixkit.harness.train.compare import compare, mean_std, paired_difference, provenance_lines
 from mixkit.harness.train.config import TrainConfig, read_yaml, resolve_config
 from mixkit.harness.train.loop import FINAL, METRICS
@@ -212,6 +219,60 @@ def collect(out: str, cells: list[str], methods: list[str], seeds: list[int], co
                              f"got runs of {lengths[0]}")
         records += mine
     return records
+
+
+RECORD_FILES = (CONFIG, FINAL, METRICS)     # what a finished run is kept as (no checkpoint)
+
+
+def export_records(out: str, dest: str, cells: list[str], methods: list[str], seeds: list[int]) -> dict:
+    """Copy the record files (``RECORD_FILES``) of every finished run of ``cells`` in ``out`` into
+    ``dest/<cell>/<method>/seed<s>/``; returns ``{"copied", "present", "unfinished"}`` (run names).
+
+    A run is finished when its ``final.json`` exists; an unfinished run is left out, since its
+    ``config.yaml`` without a checkpoint would make the same command train it again from epoch 0
+    under a name that looks resumed. Copied back into an ``--out``, the records make the command
+    skip those runs (compare reads a finished run's settings from its ``config.yaml`` when there
+    is no checkpoint). A file already in ``dest`` with other content is a ValueError naming it,
+    raised before anything is copied; identical files are left as they are.
+    """
+    plan, present, unfinished, clashes = [], [], [], []
+    for cell in cells:
+        for m in methods:
+            for s in seeds:
+                name = f"{cell}/{m}/seed{s}"
+                src_dir = os.path.join(out, cell, m, f"seed{s}")
+                dst_dir = os.path.join(dest, cell, m, f"seed{s}")
+                if not os.path.exists(os.path.join(src_dir, FINAL)):
+                    if os.path.isdir(src_dir):
+                        unfinished.append(name)
+                    continue
+                todo = []
+                for f in RECORD_FILES:
+                    src = os.path.join(src_dir, f)
+                    if not os.path.exists(src):
+                        continue
+                    with open(src, "rb") as fh:
+                        data = fh.read()
+                    dst = os.path.join(dst_dir, f)
+                    if os.path.exists(dst):
+                        with open(dst, "rb") as fh:
+                            if fh.read() != data:
+                                clashes.append(dst)
+                        continue
+                    todo.append((dst, data))
+                if todo:
+                    plan.append((name, todo))
+                else:
+                    present.append(name)
+    if clashes:
+        shown = ", ".join(clashes[:3]) + (f" and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise ValueError(f"--export-records: {shown} already in {dest} with other content; expected "
+                         "none or the same records (move them aside, or export into another folder)")
+    for _, todo in plan:
+        for dst, data in todo:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            atomic_write_bytes(dst, data)
+    return {"copied": [n for n, _ in plan], "present": present, "unfinished": unfinished}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +500,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="a seconds-long run: tiny sizes, 2 epochs")
     p.add_argument("--estimate", action="store_true", help="print the expected wall time and stop")
     p.add_argument("--report-only", action="store_true", help="no training: the report of what is on disk")
+    p.add_argument("--export-records", metavar="DIR", default=None,
+                   help="no training, no report: copy the config.yaml, final.json and metrics.jsonl of "
+                   "every finished run of --cells (default: every cell in --out) into "
+                   "DIR/<cell>/<method>/seed<s>/, to keep them in git across sessions (copied back into "
+                   "--out, those runs are skipped)")
     return p.parse_args(argv)
 
 
@@ -460,6 +526,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.estimate:
         print(estimate(cells, epochs, len(methods), len(seeds), args.jobs), end="")
+        return 0
+    if args.export_records is not None:
+        chosen = cells if args.cells is not None else \
+            [c for c in CELLS if os.path.isdir(os.path.join(args.out, c))]
+        try:
+            got = export_records(args.out, args.export_records, chosen, methods, seeds)
+        except (ValueError, OSError) as e:
+            print(f"regime_map: {e}", file=sys.stderr)
+            return 2
+        print(f"regime_map: {len(got['copied'])} finished run(s) of {', '.join(chosen) or 'no cell'} copied "
+              f"to {args.export_records}, {len(got['present'])} already there; "
+              f"{len(got['unfinished'])} unfinished left out"
+              + (f" ({', '.join(got['unfinished'])})" if got["unfinished"] else ""))
         return 0
     # The report is the whole map in --out: training one cell must not drop the others from it.
     report_cells = cells if args.report_only and args.cells is not None else \

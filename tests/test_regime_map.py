@@ -7,6 +7,8 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +234,42 @@ def test_estimate_matches_the_docstring(rm):
         assert "| " + " | ".join(padded) + " |" in rm.__doc__, row
 
 
+def test_export_records_copies_finished_runs_only_and_never_overwrites(rm, tmp_path, capsys):
+    out, keep = tmp_path / "out", tmp_path / "keep"
+    for s in (0, 1):
+        _write_run(out, "aug-10000", "erm", s, 120, train_size=10000, augment="crop-flip")
+    (out / "aug-10000" / "erm" / "seed0" / "checkpoint.pt").write_bytes(b"not a record")
+    unfinished = out / "aug-10000" / "mixup" / "seed0"       # interrupted: config and metrics, no final.json
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.yaml").write_text("epochs: 120\n")
+    (unfinished / "metrics.jsonl").write_text("")
+    args = ["--out", str(out), "--methods", "erm,mixup", "--seeds", "0,1", "--export-records", str(keep)]
+    assert rm.main(args) == 0
+    said = capsys.readouterr().out
+    assert "2 finished run(s) of aug-10000 copied" in said and "1 unfinished left out (aug-10000/mixup/seed0)" in said
+    for s in (0, 1):
+        run = out / "aug-10000" / "erm" / f"seed{s}"
+        assert sorted(f.name for f in (keep / "aug-10000" / "erm" / f"seed{s}").iterdir()) == \
+            ["config.yaml", "final.json", "metrics.jsonl"]
+        for f in ("config.yaml", "final.json", "metrics.jsonl"):
+            assert (keep / "aug-10000" / "erm" / f"seed{s}" / f).read_bytes() == (run / f).read_bytes()
+    assert not (keep / "aug-10000" / "mixup").exists()
+    # again: nothing to copy; then a record that differs is refused, naming it, and nothing is written
+    assert rm.main(args) == 0
+    assert "0 finished run(s) of aug-10000 copied to" in capsys.readouterr().out
+    clash = keep / "aug-10000" / "erm" / "seed1" / "final.json"
+    clash.write_text('{"test_error": 0.5}')
+    _write_run(out, "aug-10000", "erm", 2, 120, train_size=10000, augment="crop-flip")
+    assert rm.main(args[:-3] + ["0,1,2", "--export-records", str(keep)]) == 2
+    err = capsys.readouterr().err
+    assert str(clash) in err and "with other content" in err
+    assert clash.read_text() == '{"test_error": 0.5}' and not (keep / "aug-10000" / "erm" / "seed2").exists()
+    # the records read back as the report reads them
+    configs = {"aug-10000": rm.cell_config("aug-10000", 120)}
+    found = rm.collect(str(keep), ["aug-10000"], ["erm"], [0], configs)
+    assert [(r["method"], r["seed"], r["epochs"]) for r in found] == [("erm", 0, 120)]
+
+
 @pytest.mark.slow
 def test_smoke_end_to_end(tmp_path):
     out = tmp_path / "regimes"
@@ -240,6 +278,7 @@ def test_smoke_end_to_end(tmp_path):
            "erm,mixup", "--cells", "noaug-2000,aug-2000", "--jobs", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"epoch +\d+/", done.stderr)           # training logs its epochs (checked below)
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert {(r["cell"], r["method"]) for r in rows} == {(c, m) for c in ("noaug-2000", "aug-2000")
                                                         for m in ("erm", "mixup")}
@@ -252,3 +291,19 @@ def test_smoke_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert {r["cell"] for r in rows} == {"noaug-2000", "aug-2000"}
+    # across sessions: export the finished runs, lose --out, copy them back: nothing trains again
+    keep = tmp_path / "keep"
+    done = subprocess.run(cmd[:-4] + ["--export-records", str(keep)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "4 finished run(s) of noaug-2000, aug-2000 copied" in done.stdout
+    fresh = tmp_path / "fresh"
+    shutil.copytree(keep, fresh)
+    again = [fresh if a == str(out) else a for a in cmd]
+    done = subprocess.run([str(a) for a in again], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("finished earlier, skipped") == 4
+    assert not re.search(r"epoch +\d+/", done.stderr), done.stderr[-2000:]      # no epoch trained
+    fresh_rows = list(csv.DictReader(io.StringIO((fresh / "results.csv").read_text())))
+    assert sorted((r["cell"], r["method"], r["test_error"]) for r in fresh_rows) == \
+        sorted((r["cell"], r["method"], r["test_error"]) for r in rows)
