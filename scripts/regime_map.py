@@ -528,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
         print(estimate(cells, epochs, len(methods), len(seeds), args.jobs), end="")
         return 0
     if args.export_records is not None:
+        if not os.path.isdir(args.out):
+            print(f"regime_map: --export-records: expected --out to be a folder of runs, got {args.out!r}, "
+                  "no such folder", file=sys.stderr)
+            return 2
         chosen = cells if args.cells is not None else \
             [c for c in CELLS if os.path.isdir(os.path.join(args.out, c))]
         try:

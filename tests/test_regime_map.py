@@ -264,6 +264,9 @@ def test_export_records_copies_finished_runs_only_and_never_overwrites(rm, tmp_p
     err = capsys.readouterr().err
     assert str(clash) in err and "with other content" in err
     assert clash.read_text() == '{"test_error": 0.5}' and not (keep / "aug-10000" / "erm" / "seed2").exists()
+    # a wrong --out is an error, not "0 copied"
+    assert rm.main(["--out", str(tmp_path / "nowhere"), "--export-records", str(keep)]) == 2
+    assert "expected --out to be a folder of runs" in capsys.readouterr().err
     # the records read back as the report reads them
     configs = {"aug-10000": rm.cell_config("aug-10000", 120)}
     found = rm.collect(str(keep), ["aug-10000"], ["erm"], [0], configs)
