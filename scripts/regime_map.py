@@ -42,9 +42,8 @@ what a run trains), so the last two evaluations are 5 epochs apart; noaug-2000 r
 preset's 10.
 
 Epochs per cell (the defaults; ``--epochs-for`` overrides): what each cell's runs in
-docs/results/regimes/ trained (aug-10000's 120-epoch rerun is in progress, its finished runs kept
-in docs/results/regimes/runs/in-progress/; until all 35 are in, the report holds its 60-epoch
-runs), beside the first guesses, made before any cell ran, and what moved them:
+docs/results/regimes/ trained, beside the first guesses, made before any cell ran, and what
+moved them:
 
 | cell        | epochs | first guess | why                                                          |
 |-------------|--------|-------------|--------------------------------------------------------------|
@@ -53,6 +52,7 @@ runs), beside the first guesses, made before any cell ran, and what moved them:
 |             |        |             | were not shown; at 300 they hold                             |
 | noaug-10000 | 80     | 40          | at 40, 11 of 35 runs failed the convergence check (3 at 80)  |
 | aug-10000   | 120    | 60          | at 60, 8 of 35 runs failed it, ERM's loss still falling      |
+|             |        |             | (at 120, 6: ERM's loss part; the verdicts equal those at 60) |
 
 Cost, scaled from the cells as run (2026-12-03, 2 jobs on the 2 cores of an AMD EPYC):
 aug-2000 at 300 epochs took 93 min alone on the cores, noaug-10000 at 80 epochs 127 min (short
